@@ -1,0 +1,35 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "ssm-scope",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "ssm-scope", targets: ["ssm-scope"]),
+        .library(name: "ScopeModels", targets: ["ScopeModels"]),
+        .library(name: "ScopeCost", targets: ["ScopeCost"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // Small shared utilities: JSON values, number formatting, size parsing, name suggestions.
+        .target(name: "ScopeSupport"),
+        // ModelSpec, Hugging Face config import, the built-in catalog.
+        .target(name: "ScopeModels", dependencies: ["ScopeSupport"], exclude: ["Catalog"]),
+        // Per-operator cost model, memory footprint, device catalog, roofline predictions.
+        .target(name: "ScopeCost", dependencies: ["ScopeModels", "ScopeSupport"], exclude: ["Catalog"]),
+        // Tables and (later) HTML reports.
+        .target(name: "ScopeReport", dependencies: ["ScopeCost", "ScopeModels", "ScopeSupport"]),
+        // The command line: parsing and printing only.
+        .executableTarget(
+            name: "ssm-scope",
+            dependencies: [
+                "ScopeModels", "ScopeCost", "ScopeReport", "ScopeSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .testTarget(name: "ScopeModelsTests", dependencies: ["ScopeModels", "ScopeSupport"]),
+        .testTarget(name: "ScopeCostTests", dependencies: ["ScopeCost", "ScopeModels"]),
+        .testTarget(name: "ScopeCLITests", dependencies: ["ssm-scope", "ScopeReport"]),
+    ]
+)
