@@ -1,6 +1,12 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
+#if arch(x86_64)
+let cpuKernelSettings: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"]), .swiftLanguageMode(.v5)]
+#else
+let cpuKernelSettings: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+#endif
+
 let package = Package(
     name: "ssm-scope",
     platforms: [.macOS(.v15)],
@@ -19,6 +25,13 @@ let package = Package(
         .target(name: "ScopeModels", dependencies: ["ScopeSupport"], exclude: ["Catalog"]),
         // Per-operator cost model, memory footprint, device catalog, roofline predictions.
         .target(name: "ScopeCost", dependencies: ["ScopeModels", "ScopeSupport"], exclude: ["Catalog"]),
+        // The Backend protocol, tensors, model executor, weights (random or safetensors) and caches.
+        .target(name: "ScopeEngine", dependencies: ["ScopeModels", "ScopeCost", "ScopeSupport"]),
+        // CPU backend: SIMD, multithreaded Swift kernels; the correctness reference. Built for AVX2+FMA (Haswell or
+        // newer x86-64), without which Swift's SIMD fused multiply-adds become library calls.
+        .target(
+            name: "ScopeCPU", dependencies: ["ScopeEngine", "ScopeModels"],
+            swiftSettings: cpuKernelSettings),
         // Tables and (later) HTML reports.
         .target(name: "ScopeReport", dependencies: ["ScopeCost", "ScopeModels", "ScopeSupport"]),
         // The command line: parsing and printing only.
@@ -31,5 +44,9 @@ let package = Package(
         .testTarget(name: "ScopeModelsTests", dependencies: ["ScopeModels", "ScopeSupport"]),
         .testTarget(name: "ScopeCostTests", dependencies: ["ScopeCost", "ScopeModels"]),
         .testTarget(name: "ScopeCLITests", dependencies: ["ssm-scope", "ScopeReport"]),
+        .testTarget(name: "ScopeCPUTests", dependencies: ["ScopeCPU", "ScopeEngine", "ScopeModels"],
+                    swiftSettings: cpuKernelSettings),
+        .testTarget(name: "ScopeEngineTests", dependencies: ["ScopeEngine", "ScopeCPU", "ScopeModels", "ScopeCost"],
+                    resources: [.copy("Fixtures")]),
     ]
 )
