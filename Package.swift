@@ -32,6 +32,8 @@ let package = Package(
         .target(
             name: "ScopeCPU", dependencies: ["ScopeEngine", "ScopeModels"],
             swiftSettings: cpuKernelSettings),
+        // The measurement protocol, sweeps and max-context search over any backend.
+        .target(name: "ScopeBench", dependencies: ["ScopeEngine", "ScopeModels", "ScopeCost", "ScopeSupport"]),
         // Tables and (later) HTML reports.
         .target(name: "ScopeReport", dependencies: ["ScopeCost", "ScopeModels", "ScopeSupport"]),
         // The command line: parsing and printing only.

@@ -330,12 +330,12 @@ struct OperatorBuilder {
         let c = Double(channels), k = Double(kernel), t = tokens
         let weights = c * (k + 1) * precision.otherWeightBytes
         if isDecode {
-            let state = Double(batch) * c * k * cache
+            let state = Double(batch) * c * (k - 1) * cache
             add(prefix + ".conv", .convStep, flops: t * c * (2 * k + 5), read: weights + t * c * act + state,
                 written: t * c * act + state)
         } else {
             add(prefix + ".conv", .conv1d, flops: t * c * (2 * k + 5), read: weights + t * c * act,
-                written: t * c * act + Double(batch) * c * k * cache)
+                written: t * c * act + Double(batch) * c * (k - 1) * cache)
         }
     }
 

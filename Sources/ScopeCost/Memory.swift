@@ -46,12 +46,12 @@ public struct MemoryModel: Sendable {
         }
     }
 
-    /// Conv state (the last `convKernel` inputs of each channel) of every SSM mixer.
+    /// Conv state (the last `convKernel - 1` inputs of each channel) of every SSM mixer.
     public func convStateBytes(batch: Int = 1) -> Double {
         ssmMixers.reduce(0) { sum, mixer in
             switch mixer {
-            case .one(let m): sum + Double(batch * m.innerSize * m.convKernel) * precision.cache.bytes
-            case .two(let m): sum + Double(batch * m.convChannels * m.convKernel) * precision.cache.bytes
+            case .one(let m): sum + Double(batch * m.innerSize * (m.convKernel - 1)) * precision.cache.bytes
+            case .two(let m): sum + Double(batch * m.convChannels * (m.convKernel - 1)) * precision.cache.bytes
             }
         }
     }

@@ -167,7 +167,8 @@ public enum HFConfigImporter {
                                dtRank: try dtRank(c, "time_step_rank", hidden: hidden),
                                convBias: try c.bool("use_conv_bias", default: true),
                                projBias: try c.bool("use_bias", default: false),
-                               bcdtNorm: type == "falcon_mamba", norm: norm)
+                               bcdtNorm: type == "falcon_mamba",
+                               bcdtEpsilon: try c.double("mixer_rms_eps", default: 1e-6), norm: norm)
         return ModelSpec(name: name, modelType: type, vocabSize: try c.int("vocab_size"), hiddenSize: hidden,
                          layers: Array(repeating: Layer([.mamba1(mixer)]), count: layerCount), norm: norm,
                          tiedEmbeddings: try c.bool("tie_word_embeddings", default: true))
@@ -180,7 +181,8 @@ public enum HFConfigImporter {
         let mixer = try mamba2Mixer(c, hidden: hidden, inner: inner, headsKey: "num_heads", headDimKey: "head_dim",
                                     groupsKey: "n_groups", stateKey: "state_size", convKey: "conv_kernel",
                                     chunkKey: "chunk_size", convBiasKey: "use_conv_bias", projBiasKey: "use_bias",
-                                    gatedNorm: try c.bool("rms_norm", default: true), norm: norm)
+                                    gatedNorm: try c.bool("rms_norm", default: true), groupedNorm: true,
+                                    timeStep: try timeStepLimit(c), norm: norm)
         return ModelSpec(name: name, modelType: "mamba2", vocabSize: try c.int("vocab_size"), hiddenSize: hidden,
                          layers: Array(repeating: Layer([.mamba2(mixer)]), count: try c.int("num_hidden_layers")),
                          norm: norm, tiedEmbeddings: try c.bool("tie_word_embeddings", default: true))
@@ -190,6 +192,8 @@ public enum HFConfigImporter {
     private static func mamba2Mixer(_ c: ConfigReader, hidden: Int, inner: Int, headsKey: String, headDimKey: String,
                                     groupsKey: String, stateKey: String, convKey: String, chunkKey: String,
                                     convBiasKey: String, projBiasKey: String, gatedNorm: Bool, groupedNorm: Bool = false,
+                                    normBeforeGate: Bool = false, gatedNormEpsilon: Double? = nil,
+                                    timeStep: (min: Double, max: Double) = (0, .infinity),
                                     norm: NormSpec) throws -> Mamba2Spec {
         let headDim: Int
         let heads: Int
@@ -215,7 +219,9 @@ public enum HFConfigImporter {
                           chunkSize: try c.int(chunkKey, default: 256),
                           convBias: try c.bool(convBiasKey, default: true),
                           projBias: try c.bool(projBiasKey, default: false), gatedNorm: gatedNorm,
-                          normGroups: groupedNorm ? groups : 1, norm: norm)
+                          normGroups: groupedNorm ? groups : 1, normBeforeGate: normBeforeGate,
+                          gatedNormEpsilon: gatedNormEpsilon, timeStepMin: timeStep.min, timeStepMax: timeStep.max,
+                          norm: norm)
     }
 
     // MARK: Hybrids
@@ -229,7 +235,8 @@ public enum HFConfigImporter {
                                     headDimKey: "mamba_headdim", groupsKey: "mamba_ngroups",
                                     stateKey: "mamba_d_state", convKey: "mamba_d_conv", chunkKey: "chunk_size",
                                     convBiasKey: "use_conv_bias", projBiasKey: "add_bias_linear", gatedNorm: true,
-                                    groupedNorm: true, norm: norm)
+                                    groupedNorm: true, gatedNormEpsilon: 1e-5,
+                                    timeStep: (try c.double("time_step_min", default: 0.001), .infinity), norm: norm)
         let types: [String]
         if let listed = try c.stringList("layers_block_type") {
             types = listed
@@ -247,11 +254,12 @@ public enum HFConfigImporter {
             throw c.invalid("num_attention_heads", "must divide 2 x hidden_size (\(attentionWidth))")
         }
         let headDim = attentionWidth / heads
-        let rope = try c.bool("use_mem_rope", default: false)
-            ? RopeSpec(theta: try c.double("rope_theta", default: 10_000), rotaryDim: headDim) : nil
+        let rope = try c.bool("use_mem_rope", default: false) ? try ropeSpec(c, headDim: headDim) : nil
+        // Zamba2 scales scores by (head_dim / 2)^-0.5.
         let attention = AttentionSpec(inputSize: attentionWidth, heads: heads,
                                       kvHeads: try c.int("num_key_value_heads", default: heads), headDim: headDim,
-                                      outputSize: hidden, rope: rope, norm: norm)
+                                      outputSize: hidden, rope: rope, scale: 1 / (Double(headDim) / 2).squareRoot(),
+                                      norm: norm)
         let mlp = MLPSpec(inputSize: hidden, intermediateSize: try c.int("intermediate_size", default: 4 * hidden),
                           activation: try activation(c, "hidden_act", default: "gelu"),
                           bias: try c.bool("add_bias_linear", default: false), norm: norm)
@@ -262,7 +270,7 @@ public enum HFConfigImporter {
         var hybridSeen = 0
         let layers = try types.map { kind -> Layer in
             switch kind {
-            case "mamba": return Layer([.mamba2(mixer)])
+            case "mamba", "linear_attention": return Layer([.mamba2(mixer)])
             case "hybrid":
                 defer { hybridSeen += 1 }
                 let use = SharedInvocation(blockIndex: hybridSeen % memBlocks, attentionAdapterRank: attentionRank,
@@ -291,7 +299,9 @@ public enum HFConfigImporter {
                                     headDimKey: "mamba_d_head", groupsKey: "mamba_n_groups",
                                     stateKey: "mamba_d_state", convKey: "mamba_d_conv", chunkKey: "mamba_chunk_size",
                                     convBiasKey: "mamba_conv_bias", projBiasKey: "mamba_proj_bias",
-                                    gatedNorm: try c.bool("mamba_rms_norm", default: false), norm: norm)
+                                    gatedNorm: try c.bool("mamba_rms_norm", default: false), groupedNorm: true,
+                                    normBeforeGate: try c.bool("mamba_norm_before_gate", default: true),
+                                    timeStep: try timeStepLimit(c), norm: norm)
         let bias = try c.bool("attention_bias", default: false)
         let attention = AttentionSpec(inputSize: hidden, heads: heads, kvHeads: kvHeads, headDim: headDim,
                                       outputSize: hidden, qkvBias: bias, outputBias: bias,
@@ -300,10 +310,17 @@ public enum HFConfigImporter {
                           activation: try activation(c, "hidden_act", default: "silu"),
                           bias: try c.bool("mlp_bias", default: false), norm: norm)
         let layer = Layer([.parallel(ParallelSpec(attention: attention, mamba: mixer, norm: norm)), .mlp(mlp)])
+        let multipliers = MuPMultipliers(
+            embedding: try c.double("embedding_multiplier", default: 1), lmHead: try c.double("lm_head_multiplier", default: 1),
+            attentionIn: try c.double("attention_in_multiplier", default: 1),
+            attentionOut: try c.double("attention_out_multiplier", default: 1),
+            key: try c.double("key_multiplier", default: 1), ssmIn: try c.double("ssm_in_multiplier", default: 1),
+            ssmOut: try c.double("ssm_out_multiplier", default: 1),
+            ssm: try numberList(c, "ssm_multipliers", count: 5), mlp: try numberList(c, "mlp_multipliers", count: 2))
         return ModelSpec(name: name, modelType: "falcon_h1", vocabSize: try c.int("vocab_size"), hiddenSize: hidden,
                          layers: Array(repeating: layer, count: try c.int("num_hidden_layers")), norm: norm,
                          tiedEmbeddings: try c.bool("tie_word_embeddings", default: false),
-                         maxTrainedContext: try c.optionalInt("max_position_embeddings"))
+                         maxTrainedContext: try c.optionalInt("max_position_embeddings"), multipliers: multipliers)
     }
 
     private static func jamba(_ c: ConfigReader, name: String) throws -> ModelSpec {
@@ -322,7 +339,7 @@ public enum HFConfigImporter {
                                dtRank: try dtRank(c, "mamba_dt_rank", hidden: hidden),
                                convBias: try c.bool("mamba_conv_bias", default: true),
                                projBias: try c.bool("mamba_proj_bias", default: false), bcdtNormWeights: true,
-                               norm: norm)
+                               bcdtEpsilon: norm.epsilon, norm: norm)
         let mlp = MLPSpec(inputSize: hidden, intermediateSize: try c.int("intermediate_size"),
                           activation: try activation(c, "hidden_act", default: "silu"), norm: norm)
         let experts = try c.int("num_experts", default: 1)
@@ -354,7 +371,7 @@ public enum HFConfigImporter {
                                     headsKey: "mamba_n_heads", headDimKey: "mamba_d_head", groupsKey: "mamba_n_groups",
                                     stateKey: "mamba_d_state", convKey: "mamba_d_conv", chunkKey: "mamba_chunk_size",
                                     convBiasKey: "mamba_conv_bias", projBiasKey: "mamba_proj_bias", gatedNorm: true,
-                                    norm: norm)
+                                    groupedNorm: true, timeStep: try timeStepLimit(c), norm: norm)
         let attention = AttentionSpec(inputSize: hidden, heads: heads, kvHeads: kvHeads, headDim: headDim,
                                       outputSize: hidden, rope: try ropeSpec(c, headDim: headDim), norm: norm)
         let mlp = MLPSpec(inputSize: hidden, intermediateSize: try c.int("intermediate_size"),
@@ -384,14 +401,25 @@ public enum HFConfigImporter {
         let mixer = try mamba2Mixer(c, hidden: hidden, inner: mambaHeads * mambaHeadDim, headsKey: "mamba_num_heads",
                                     headDimKey: "mamba_head_dim", groupsKey: "n_groups", stateKey: "ssm_state_size",
                                     convKey: "conv_kernel", chunkKey: "chunk_size", convBiasKey: "use_conv_bias",
-                                    projBiasKey: "use_bias", gatedNorm: true, groupedNorm: true, norm: norm)
+                                    projBiasKey: "use_bias", gatedNorm: true, groupedNorm: true,
+                                    timeStep: (try c.double("time_step_min", default: 0.001), .infinity), norm: norm)
         let bias = try c.bool("attention_bias", default: false)
         let attention = AttentionSpec(inputSize: hidden, heads: heads, kvHeads: kvHeads, headDim: headDim,
                                       outputSize: hidden, qkvBias: bias, outputBias: bias, rope: nil, norm: norm)
         let mlp = MLPSpec(inputSize: hidden, intermediateSize: try c.int("intermediate_size"),
                           activation: try activation(c, "mlp_hidden_act", default: "relu2"), gated: false,
                           bias: try c.bool("mlp_bias", default: false), norm: norm)
-        let pattern = try c.string("hybrid_override_pattern", default: "")
+        var pattern = try c.string("hybrid_override_pattern", default: "")
+        if pattern.isEmpty, let types = try c.stringList("layers_block_type") {
+            pattern = String(try types.map { kind -> Character in
+                switch kind {
+                case "mamba", "linear_attention": return "M"
+                case "attention", "full_attention": return "*"
+                case "mlp": return "-"
+                default: throw c.invalid("layers_block_type", "has block type '\(kind)', which ssm-scope does not support")
+                }
+            })
+        }
         guard pattern.count == layerCount else {
             throw c.invalid("hybrid_override_pattern", "has \(pattern.count) characters but num_hidden_layers is "
                 + "\(layerCount)")
@@ -411,6 +439,32 @@ public enum HFConfigImporter {
     }
 
     // MARK: Shared field readers
+
+    /// `time_step_limit`: [min, max], where max may be written {"__float__": "Infinity"}; default (0, inf).
+    private static func timeStepLimit(_ c: ConfigReader) throws -> (min: Double, max: Double) {
+        guard c.has("time_step_limit") else { return (0, .infinity) }
+        guard let items = c.object["time_step_limit"]?.arrayValue, items.count == 2 else {
+            throw c.invalid("time_step_limit", "must be a list [min, max]")
+        }
+        let bounds = try items.map { item -> Double in
+            if let d = item.doubleValue { return d }
+            if let text = item["__float__"]?.stringValue, let d = Double(text) { return d }
+            throw c.invalid("time_step_limit", "must hold numbers")
+        }
+        return (bounds[0], bounds[1])
+    }
+
+    /// A list of `count` numbers (all 1 when absent).
+    private static func numberList(_ c: ConfigReader, _ key: String, count: Int) throws -> [Double] {
+        guard c.has(key) else { return Array(repeating: 1, count: count) }
+        guard let items = c.object[key]?.arrayValue, items.count == count else {
+            throw c.invalid(key, "must be a list of \(count) numbers")
+        }
+        return try items.map { item in
+            guard let d = item.doubleValue else { throw c.invalid(key, "must hold numbers") }
+            return d
+        }
+    }
 
     /// `time_step_rank`-style field: a number, or "auto" meaning ceil(hidden / 16).
     private static func dtRank(_ c: ConfigReader, _ key: String, hidden: Int) throws -> Int {

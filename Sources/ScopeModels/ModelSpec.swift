@@ -18,10 +18,12 @@ public struct ModelSpec: Sendable, Hashable, Codable {
     public var tiedEmbeddings: Bool
     /// Longest context the model was trained for (`max_position_embeddings`), when the config states one.
     public var maxTrainedContext: Int?
+    /// Falcon-H1's muP multipliers (they change values, not costs); nil for every other family.
+    public var multipliers: MuPMultipliers?
 
     public init(name: String, modelType: String, vocabSize: Int, hiddenSize: Int, layers: [Layer],
                 sharedBlocks: [SharedTransformerBlock] = [], norm: NormSpec, tiedEmbeddings: Bool,
-                maxTrainedContext: Int? = nil) {
+                maxTrainedContext: Int? = nil, multipliers: MuPMultipliers? = nil) {
         self.name = name
         self.modelType = modelType
         self.vocabSize = vocabSize
@@ -31,6 +33,35 @@ public struct ModelSpec: Sendable, Hashable, Codable {
         self.norm = norm
         self.tiedEmbeddings = tiedEmbeddings
         self.maxTrainedContext = maxTrainedContext
+        self.multipliers = multipliers
+    }
+}
+
+/// Scalar multipliers of Falcon-H1 (maximal-update parametrisation), applied as Hugging Face does.
+public struct MuPMultipliers: Sendable, Hashable, Codable {
+    public var embedding: Double
+    public var lmHead: Double
+    public var attentionIn: Double
+    public var attentionOut: Double
+    public var key: Double
+    public var ssmIn: Double
+    public var ssmOut: Double
+    /// Multipliers of the in_proj segments [z, x, B, C, dt].
+    public var ssm: [Double]
+    /// Multipliers of [gate, down output].
+    public var mlp: [Double]
+
+    public init(embedding: Double, lmHead: Double, attentionIn: Double, attentionOut: Double, key: Double,
+                ssmIn: Double, ssmOut: Double, ssm: [Double], mlp: [Double]) {
+        self.embedding = embedding
+        self.lmHead = lmHead
+        self.attentionIn = attentionIn
+        self.attentionOut = attentionOut
+        self.key = key
+        self.ssmIn = ssmIn
+        self.ssmOut = ssmOut
+        self.ssm = ssm
+        self.mlp = mlp
     }
 }
 
@@ -119,11 +150,13 @@ public struct AttentionSpec: Sendable, Hashable, Codable {
     public var slidingWindow: Int?
     /// RMS norms with weights on each query and key head (Qwen3).
     public var qkNorm: Bool
+    /// Softmax scale of the scores; 1 / sqrt(headDim) unless a family says otherwise (Zamba2).
+    public var scale: Double
     public var norm: NormSpec
 
     public init(inputSize: Int, heads: Int, kvHeads: Int, headDim: Int, outputSize: Int, qkvBias: Bool = false,
                 outputBias: Bool = false, rope: RopeSpec?, slidingWindow: Int? = nil, qkNorm: Bool = false,
-                norm: NormSpec) {
+                scale: Double? = nil, norm: NormSpec) {
         self.inputSize = inputSize
         self.heads = heads
         self.kvHeads = kvHeads
@@ -134,6 +167,7 @@ public struct AttentionSpec: Sendable, Hashable, Codable {
         self.rope = rope
         self.slidingWindow = slidingWindow
         self.qkNorm = qkNorm
+        self.scale = scale ?? 1 / Double(headDim).squareRoot()
         self.norm = norm
     }
 
@@ -157,10 +191,13 @@ public struct Mamba1Spec: Sendable, Hashable, Codable {
     public var bcdtNorm: Bool
     /// RMS norms with weights on dt, B and C (Jamba).
     public var bcdtNormWeights: Bool
+    /// Epsilon of the dt/B/C norms.
+    public var bcdtEpsilon: Double
     public var norm: NormSpec
 
     public init(modelSize: Int, innerSize: Int, stateSize: Int, convKernel: Int, dtRank: Int, convBias: Bool,
-                projBias: Bool, bcdtNorm: Bool = false, bcdtNormWeights: Bool = false, norm: NormSpec) {
+                projBias: Bool, bcdtNorm: Bool = false, bcdtNormWeights: Bool = false, bcdtEpsilon: Double = 1e-6,
+                norm: NormSpec) {
         self.modelSize = modelSize
         self.innerSize = innerSize
         self.stateSize = stateSize
@@ -170,6 +207,7 @@ public struct Mamba1Spec: Sendable, Hashable, Codable {
         self.projBias = projBias
         self.bcdtNorm = bcdtNorm
         self.bcdtNormWeights = bcdtNormWeights
+        self.bcdtEpsilon = bcdtEpsilon
         self.norm = norm
     }
 }
@@ -191,11 +229,19 @@ public struct Mamba2Spec: Sendable, Hashable, Codable {
     public var gatedNorm: Bool
     /// Groups of the gated norm (normalisation over innerSize / normGroups features at a time).
     public var normGroups: Int
+    /// Whether the gated norm normalises before applying the SiLU gate (Falcon-H1 option) or after (default).
+    public var normBeforeGate: Bool
+    /// Epsilon of the gated norm.
+    public var gatedNormEpsilon: Double
+    /// Clamp of softplus(dt + dt_bias): [timeStepMin, timeStepMax].
+    public var timeStepMin: Double
+    public var timeStepMax: Double
     public var norm: NormSpec
 
     public init(modelSize: Int, innerSize: Int, heads: Int, headDim: Int, groups: Int, stateSize: Int,
                 convKernel: Int, chunkSize: Int, convBias: Bool, projBias: Bool, gatedNorm: Bool = true,
-                normGroups: Int = 1, norm: NormSpec) {
+                normGroups: Int = 1, normBeforeGate: Bool = false, gatedNormEpsilon: Double? = nil,
+                timeStepMin: Double = 0, timeStepMax: Double = .infinity, norm: NormSpec) {
         self.modelSize = modelSize
         self.innerSize = innerSize
         self.heads = heads
@@ -208,6 +254,10 @@ public struct Mamba2Spec: Sendable, Hashable, Codable {
         self.projBias = projBias
         self.gatedNorm = gatedNorm
         self.normGroups = normGroups
+        self.normBeforeGate = normBeforeGate
+        self.gatedNormEpsilon = gatedNormEpsilon ?? norm.epsilon
+        self.timeStepMin = timeStepMin
+        self.timeStepMax = timeStepMax
         self.norm = norm
     }
 

@@ -17,11 +17,11 @@ import ScopeModels
         #expect(m.convStateBytes() == 0 && m.ssmStateBytes() == 0)
     }
 
-    /// Mamba2-1.3B: 48 layers; conv state 4352 channels x 4 taps; SSM state 64 heads x 64 x 128; bf16.
+    /// Mamba2-1.3B: 48 layers; conv state 4352 channels x 3 earlier inputs (kernel 4); SSM state 64 heads x 64 x 128; bf16.
     @Test func mamba2StatesDoNotGrowWithContext() throws {
         let m = try memory("mamba2-1.3b")
         #expect(m.kvCacheBytes(context: 1_000_000) == 0)
-        #expect(m.convStateBytes() == 48 * 4352 * 4 * 2)
+        #expect(m.convStateBytes() == 48 * 4352 * 3 * 2)
         #expect(m.ssmStateBytes() == 48 * 64 * 64 * 128 * 2)
         #expect(m.decode(context: 1024).cache == m.decode(context: 1_048_576).cache)
     }

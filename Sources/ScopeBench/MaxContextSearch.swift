@@ -1,0 +1,86 @@
+import ScopeEngine
+import ScopeModels
+import ScopeSupport
+
+/// The longest context that fits, found by doubling and then bisecting to the token.
+public struct MaxContextResult: Sendable, Codable, Hashable {
+    public var model: String
+    public var backend: String
+    public var dtype: String
+    public var batch: Int
+    public var memoryLimitBytes: Int
+    /// Longest prompt whose prefill (and one decode step) fits; 0 when not even the weights fit.
+    public var tokens: Int
+    /// True when the search stopped at its upper limit without finding a context that fails.
+    public var reachedSearchLimit: Bool
+    /// Engine high-water mark at `tokens`.
+    public var peakBytesAtLimit: Int
+    /// "probe" (allocation schedule only) or "measured" (the model was run).
+    public var method: String
+    /// Each context tried and whether it fit, in order.
+    public var probes: [Probe]
+
+    public struct Probe: Sendable, Codable, Hashable {
+        public var tokens: Int
+        public var fits: Bool
+        public var peakBytes: Int
+    }
+}
+
+public enum ContextSearch {
+    /// The largest n in [1, limit] with `fits(n)`, for a monotone `fits`: doubling from `start`, then bisection.
+    /// Returns 0 when `fits(1)` is false.
+    public static func largest(start: Int = 1024, limit: Int, fits: (Int) throws -> Bool) rethrows
+        -> (tokens: Int, reachedLimit: Bool) {
+        var low = 0
+        var high = min(max(1, start), limit)
+        while try fits(high) {
+            low = high
+            if high == limit { return (limit, true) }
+            high = min(limit, high * 2)
+        }
+        if low == 0 {
+            // Even `start` failed: bisect below it.
+            high = min(max(1, start), limit)
+            guard try fits(1) else { return (0, false) }
+            low = 1
+        }
+        while high - low > 1 {
+            let mid = low + (high - low) / 2
+            if try fits(mid) { low = mid } else { high = mid }
+        }
+        return (low, false)
+    }
+
+    /// Searches the longest prefill of `spec` that fits under `memoryLimit` on `backend`: each probe builds the model
+    /// afresh, runs a prefill of n tokens and one decode step, and counts an out-of-memory as "does not fit".
+    public static func maxContext(spec: ModelSpec, batch: Int, type: ElementType, memoryLimit: Int,
+                                  limit: Int, method: String, backendName: String,
+                                  makeBackend: (Int) throws -> Backend, source: () -> WeightSource,
+                                  prefillChunk: Int?, progress: (MaxContextResult.Probe) -> Void) throws
+        -> MaxContextResult {
+        var probes: [MaxContextResult.Probe] = []
+        let (tokens, reached) = try largest(limit: limit) { n in
+            let backend = try makeBackend(memoryLimit)
+            var fits = true
+            do {
+                let weights = try ModelWeights(spec: spec, source: source(), type: type, backend: backend)
+                let executor = ModelExecutor(spec: spec, weights: weights, backend: backend)
+                let prompt = [Int32](repeating: 0, count: n)
+                let (_, cache) = try executor.prefill(Array(repeating: prompt, count: batch), capacity: n + 1,
+                                                      chunk: prefillChunk)
+                _ = try executor.step(Array(repeating: 0, count: batch), cache: cache)
+            } catch is OutOfMemory {
+                fits = false
+            }
+            let probe = MaxContextResult.Probe(tokens: n, fits: fits, peakBytes: backend.memory.peak)
+            probes.append(probe)
+            progress(probe)
+            return fits
+        }
+        let peak = probes.last { $0.tokens == tokens }?.peakBytes ?? 0
+        return MaxContextResult(model: spec.name, backend: backendName, dtype: type.rawValue, batch: batch,
+                                memoryLimitBytes: memoryLimit, tokens: tokens, reachedSearchLimit: reached,
+                                peakBytesAtLimit: peak, method: method, probes: probes)
+    }
+}

@@ -1,0 +1,141 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import ScopeCost
+import ScopeEngine
+import ScopeModels
+import ScopeSupport
+
+/// Measures points on an in-process backend (CPU, CUDA) following `ProtocolSettings`, keeping the last loaded model
+/// so that consecutive points of one model share its weights.
+public final class NativeRunner {
+    public let settings: ProtocolSettings
+    /// Makes a backend for a name and memory limit ("cpu", "cuda").
+    private let makeBackend: (String, Int?) throws -> Backend
+    private let memoryLimit: Int?
+    private var loaded: (key: String, executor: ModelExecutor)?
+
+    public init(settings: ProtocolSettings, memoryLimit: Int?, makeBackend: @escaping (String, Int?) throws -> Backend) {
+        self.settings = settings
+        self.memoryLimit = memoryLimit
+        self.makeBackend = makeBackend
+    }
+
+    /// Measures one point; an out-of-memory or engine error becomes a failed outcome, not a thrown error.
+    /// Errors that concern the request itself (unknown model, bad dtype) are thrown.
+    public func measure(_ point: PointConfig) throws -> PointOutcome {
+        let executor = try executorFor(point)
+        do {
+            return .measured(try run(point, executor))
+        } catch let error as OutOfMemory {
+            return .failed(point, reason: error.description, outOfMemory: true)
+        } catch {
+            return .failed(point, reason: "\(error)", outOfMemory: false)
+        }
+    }
+
+    private func executorFor(_ point: PointConfig) throws -> ModelExecutor {
+        let key = "\(point.model)|\(point.backend)|\(point.dtype)"
+        if let loaded, loaded.key == key { return loaded.executor }
+        loaded = nil  // free the previous model first
+        guard let type = ElementType(name: point.dtype) else {
+            throw ScopeError("dtype '\(point.dtype)' cannot run on the \(point.backend) engine; use fp32, bf16 or fp16")
+        }
+        let spec = try ModelCatalog.resolve(point.model)
+        let backend = try makeBackend(point.backend, memoryLimit)
+        let weights = try ModelWeights(spec: spec, source: RandomWeights(seed: settings.seed), type: type,
+                                       backend: backend)
+        let executor = ModelExecutor(spec: spec, weights: weights, backend: backend)
+        loaded = (key, executor)
+        return executor
+    }
+
+    private func run(_ point: PointConfig, _ executor: ModelExecutor) throws -> PointResult {
+        let backend = executor.backend
+        let spec = executor.spec
+        var rng = SplitMix64(seed: settings.seed &+ UInt64(point.context))
+        let prompts = (0..<point.batch).map { _ in
+            (0..<point.context).map { _ in Int32(rng.next() % UInt64(spec.vocabSize)) }
+        }
+        let steps = max(settings.decodeSteps, point.generate)
+        let capacity = point.context + steps
+        let weightBytes = backend.memory.inUse
+        ProcessMemory.resetPeak()
+
+        var ttft: [Double] = [], tpot: [Double] = [], endToEnd: [Double] = []
+        var cacheBytes = 0
+        backend.memory.resetPeak()
+        for repeatIndex in 0..<(settings.warmups + settings.repeats) {
+            var result: (logits: [[Float]], cache: InferenceCache)?
+            let prefillSeconds = try backend.timeRegion {
+                result = try executor.prefill(prompts, capacity: capacity, chunk: settings.prefillChunk)
+            }
+            guard var (logits, cache) = result else { continue }
+            cacheBytes = cache.byteCount
+            var stepSeconds: [Double] = []
+            for _ in 0..<steps {
+                let next = logits.map(Self.argmax)
+                stepSeconds.append(try backend.timeRegion { logits = try executor.step(next, cache: cache) })
+            }
+            guard repeatIndex >= settings.warmups else { continue }
+            ttft.append(prefillSeconds)
+            tpot += stepSeconds.prefix(settings.decodeSteps)
+            endToEnd.append(prefillSeconds + stepSeconds.prefix(point.generate).reduce(0, +))
+        }
+        let peak = backend.memory.peak
+
+        var prefillBreakdown: [String: Double] = [:], decodeBreakdown: [String: Double] = [:]
+        if settings.profile {
+            backend.startProfile()
+            var (logits, cache) = try executor.prefill(prompts, capacity: capacity, chunk: settings.prefillChunk)
+            for (kind, t) in try backend.finishProfile().seconds { prefillBreakdown[kind.rawValue] = t }
+            backend.startProfile()
+            for _ in 0..<settings.decodeSteps { logits = try executor.step(logits.map(Self.argmax), cache: cache) }
+            for (kind, t) in try backend.finishProfile().seconds {
+                decodeBreakdown[kind.rawValue] = t / Double(settings.decodeSteps)
+            }
+        }
+        let ttftStats = Statistics(ttft), tpotStats = Statistics(tpot)
+        return PointResult(
+            config: point, ttft: ttftStats, tpot: tpotStats, endToEnd: Statistics(endToEnd),
+            prefillTokensPerSecond: Double(point.batch * point.context) / ttftStats.median,
+            decodeTokensPerSecond: Double(point.batch) / tpotStats.median,
+            peakEngineBytes: peak, weightBytes: weightBytes, cacheBytes: cacheBytes,
+            peakProcessBytes: ProcessMemory.peakResidentBytes(), prefillBreakdown: prefillBreakdown,
+            decodeBreakdown: decodeBreakdown, energy: nil,
+            notes: settings.prefillChunk.map { "prefill chunked by \($0) tokens" } ?? "prefill in one pass")
+    }
+
+    static func argmax(_ values: [Float]) -> Int32 {
+        var best = 0
+        for i in values.indices where values[i] > values[best] { best = i }
+        return Int32(best)
+    }
+}
+
+/// The process's resident-memory high-water mark, from /proc (Linux).
+public enum ProcessMemory {
+    /// Peak resident set size in bytes (VmHWM), or 0 where /proc is not available.
+    public static func peakResidentBytes() -> Int {
+        guard let file = fopen("/proc/self/status", "r") else { return 0 }
+        defer { fclose(file) }
+        var line = [CChar](repeating: 0, count: 256)
+        while fgets(&line, Int32(line.count), file) != nil {
+            let text = String(cString: line)
+            if text.hasPrefix("VmHWM:") {
+                let digits = text.filter(\.isNumber)
+                return (Int(digits) ?? 0) * 1024
+            }
+        }
+        return 0
+    }
+
+    /// Resets the peak resident set size to the current one (Linux 4.0+; ignored elsewhere).
+    public static func resetPeak() {
+        guard let file = fopen("/proc/self/clear_refs", "w") else { return }
+        fputs("5", file)
+        fclose(file)
+    }
+}

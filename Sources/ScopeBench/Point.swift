@@ -1,0 +1,116 @@
+import ScopeCost
+import ScopeSupport
+
+/// One measurement to make: a model at a context length, batch size and generation length, on a backend with a
+/// weight type.
+public struct PointConfig: Sendable, Codable, Hashable {
+    public var model: String
+    /// Prompt tokens per sequence (the context the decode step runs against).
+    public var context: Int
+    public var batch: Int
+    /// Tokens generated for the end-to-end latency.
+    public var generate: Int
+    public var backend: String
+    public var dtype: String
+
+    public init(model: String, context: Int, batch: Int = 1, generate: Int = 16, backend: String = "cpu",
+                dtype: String = "fp32") {
+        self.model = model
+        self.context = context
+        self.batch = batch
+        self.generate = generate
+        self.backend = backend
+        self.dtype = dtype
+    }
+
+    /// A stable identity, used to skip points already stored when a sweep resumes.
+    public var key: String { "\(model)|\(context)|\(batch)|\(generate)|\(backend)|\(dtype)" }
+
+    /// A short label for progress lines.
+    public var label: String {
+        "\(model) L=\(Format.tokens(context)) B=\(batch) G=\(generate) \(backend)/\(dtype)"
+    }
+}
+
+/// How each point is measured (the contract of `DESIGN.md`).
+public struct ProtocolSettings: Sendable, Codable, Hashable {
+    /// Untimed passes first (kernel compilation, first-touch allocation).
+    public var warmups: Int
+    /// Timed repeats of prefill + decode.
+    public var repeats: Int
+    /// Decode steps per repeat whose times make TPOT (at least 16).
+    public var decodeSteps: Int
+    /// Whether to run the separate profiling pass for the operator breakdown.
+    public var profile: Bool
+    /// Prompt tokens per prefill pass; nil for one pass.
+    public var prefillChunk: Int?
+    /// Seed of random weights and prompt tokens.
+    public var seed: UInt64
+
+    public init(warmups: Int = 1, repeats: Int = 3, decodeSteps: Int = 16, profile: Bool = true,
+                prefillChunk: Int? = nil, seed: UInt64 = 0) {
+        self.warmups = warmups
+        self.repeats = repeats
+        self.decodeSteps = decodeSteps
+        self.profile = profile
+        self.prefillChunk = prefillChunk
+        self.seed = seed
+    }
+
+    /// Rejects settings that break the protocol, naming the flag.
+    public func validate() throws {
+        if warmups < 0 { throw ScopeError("--warmups must be 0 or more") }
+        if repeats < 1 { throw ScopeError("--repeats must be at least 1") }
+        if decodeSteps < 16 { throw ScopeError("--decode-steps must be at least 16 (TPOT is a median over >= 16 steps)") }
+        if let c = prefillChunk, c < 1 { throw ScopeError("--prefill-chunk must be positive") }
+    }
+}
+
+/// Energy drawn during timed regions (GPU backends with power sensors).
+public struct EnergyResult: Sendable, Codable, Hashable {
+    public var joulesPerPrefill: Double
+    public var joulesPerToken: Double
+    public var averageWatts: Double
+    public var peakWatts: Double
+}
+
+/// What one point measured.
+public struct PointResult: Sendable, Codable, Hashable {
+    public var config: PointConfig
+    /// Time to first token: one prefill of `context` tokens (per batch), seconds.
+    public var ttft: Statistics
+    /// Time per output token at `context`, seconds (all decode steps of all repeats).
+    public var tpot: Statistics
+    /// Prompt plus `generate` tokens, seconds.
+    public var endToEnd: Statistics
+    public var prefillTokensPerSecond: Double
+    public var decodeTokensPerSecond: Double
+    /// Engine high-water mark over prefill and decode (exact, from the backend's allocator).
+    public var peakEngineBytes: Int
+    public var weightBytes: Int
+    public var cacheBytes: Int
+    /// Process (CPU: peak resident set) or device view of peak memory.
+    public var peakProcessBytes: Int
+    /// Operator breakdown of one prefill, seconds by `OperatorKind` raw value (profiling pass).
+    public var prefillBreakdown: [String: Double]
+    /// Operator breakdown of one decode step, seconds by `OperatorKind` raw value (profiling pass, averaged).
+    public var decodeBreakdown: [String: Double]
+    public var energy: EnergyResult?
+    /// How the point ran (e.g. "prefill chunked by 2048 tokens").
+    public var notes: String
+
+    /// Breakdown summed by category.
+    public static func byCategory(_ breakdown: [String: Double]) -> [OpCategory: Double] {
+        var result: [OpCategory: Double] = [:]
+        for (kind, t) in breakdown {
+            if let k = OperatorKind(rawValue: kind) { result[k.category, default: 0] += t }
+        }
+        return result
+    }
+}
+
+/// The outcome of a point: measured, or failed with a reason that is stored like a result.
+public enum PointOutcome: Sendable {
+    case measured(PointResult)
+    case failed(PointConfig, reason: String, outOfMemory: Bool)
+}

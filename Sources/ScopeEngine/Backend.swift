@@ -1,0 +1,155 @@
+import ScopeCost
+import ScopeModels
+import ScopeSupport
+
+/// Raised when an allocation would exceed the memory limit: a result to record, not a crash.
+public struct OutOfMemory: Error, CustomStringConvertible, Sendable {
+    public let requested: Int
+    public let inUse: Int
+    public let limit: Int
+
+    public init(requested: Int, inUse: Int, limit: Int) {
+        self.requested = requested
+        self.inUse = inUse
+        self.limit = limit
+    }
+
+    public var description: String {
+        "out of memory: \(Format.bytes(Double(requested))) requested with \(Format.bytes(Double(inUse))) in use "
+            + "and a limit of \(Format.bytes(Double(limit)))"
+    }
+}
+
+/// Exact byte counts of a backend's live tensors.
+public final class MemoryTracker: @unchecked Sendable {
+    public private(set) var inUse = 0
+    public private(set) var peak = 0
+    /// Bytes the backend may hand out; nil for no limit beyond the device's.
+    public var limit: Int?
+
+    public init(limit: Int? = nil) { self.limit = limit }
+
+    /// Records an allocation, or throws `OutOfMemory` when it would pass the limit.
+    public func reserve(_ bytes: Int) throws {
+        if let limit, inUse + bytes > limit { throw OutOfMemory(requested: bytes, inUse: inUse, limit: limit) }
+        inUse += bytes
+        peak = max(peak, inUse)
+    }
+
+    public func release(_ bytes: Int) { inUse -= bytes }
+
+    /// Starts a new high-water mark from the bytes in use now.
+    public func resetPeak() { peak = inUse }
+}
+
+/// Time attributed to operator kinds during a profiled pass.
+public struct OperatorProfile: Sendable, Hashable {
+    public var seconds: [OperatorKind: Double] = [:]
+    public var calls: [OperatorKind: Int] = [:]
+
+    public init() {}
+
+    public mutating func add(_ kind: OperatorKind, seconds t: Double) {
+        seconds[kind, default: 0] += t
+        calls[kind, default: 0] += 1
+    }
+
+    public var total: Double { seconds.values.reduce(0, +) }
+
+    /// Seconds by category.
+    public var byCategory: [OpCategory: Double] {
+        var result: [OpCategory: Double] = [:]
+        for (kind, t) in seconds { result[kind.category, default: 0] += t }
+        return result
+    }
+}
+
+/// Where an executor's per-operator timing goes. A backend times with its own clock (host clock on CPU, events on
+/// GPU); `measure` runs `body` and attributes its time to `kind` while a profile is being recorded.
+public protocol OperatorTimer: AnyObject {
+    func measure<T>(_ kind: OperatorKind, _ body: () throws -> T) throws -> T
+    /// Starts recording a new profile (nil stops recording).
+    func startProfile()
+    /// Stops recording and returns what was recorded.
+    func finishProfile() throws -> OperatorProfile
+}
+
+/// The operations an inference engine needs. Every tensor argument belongs to this backend. Activations are
+/// fp32; weights may be fp32, bf16 or fp16; row width is a tensor's last dimension.
+public protocol Backend: AnyObject, OperatorTimer {
+    var name: String { get }
+    var memory: MemoryTracker { get }
+
+    /// A zero-filled tensor (throws `OutOfMemory` past the memory limit).
+    func makeTensor(_ shape: [Int], _ type: ElementType) throws -> Tensor
+    /// Copies fp32 values into a tensor, converting to its element type.
+    func upload(_ values: [Float], into tensor: Tensor) throws
+    /// Copies raw elements of `type` into a tensor of the same count, converting if the types differ.
+    func upload(raw: UnsafeRawBufferPointer, type: ElementType, into tensor: Tensor) throws
+    /// The tensor's values as fp32.
+    func download(_ tensor: Tensor) throws -> [Float]
+    /// Waits for queued work (no-op on CPU).
+    func synchronize() throws
+    /// Seconds `body` takes on this backend's clock, all of its queued work included (CPU: monotonic host clock;
+    /// GPU: events around the region).
+    func timeRegion(_ body: () throws -> Void) throws -> Double
+
+    /// out[r] = table[ids[r]].
+    func embedding(table: Tensor, ids: [Int32], out: Tensor) throws
+    /// out = x W[rows]^T (+ bias): `rows` selects a contiguous block of the weight's output rows (nil: all).
+    func linear(_ x: Tensor, weight: Tensor, rows: Range<Int>?, bias: Tensor?, out: Tensor) throws
+    /// RMSNorm over rows of width `x.columns` (weight nil: no scale).
+    func rmsNorm(_ x: Tensor, weight: Tensor?, eps: Float, out: Tensor) throws
+    /// Rotary embedding in place on [tokens, heads x headDim].
+    func rope(_ x: Tensor, heads: Int, headDim: Int, rotaryDim: Int, positions: [Int32], invFreq: [Float],
+              scale: Float) throws
+    /// Causal attention of new queries against the cache plus the new keys and values (see `Attention.causal`).
+    func attention(q: Tensor, kNew: Tensor, vNew: Tensor, cache: KVCacheLayer?, batch: Int, newTokens: Int,
+                   past: Int, heads: Int, kvHeads: Int, headDim: Int, window: Int?, scale: Float, out: Tensor) throws
+    /// Stores the new keys and values of positions past ..< past + newTokens in the ring-buffer cache.
+    func appendKV(kNew: Tensor, vNew: Tensor, cache: KVCacheLayer, batch: Int, newTokens: Int, past: Int) throws
+    func activation(_ kind: Activation, _ x: Tensor, out: Tensor) throws
+    /// out = act(gate) * up.
+    func gatedActivation(_ kind: Activation, gate: Tensor, up: Tensor, out: Tensor) throws
+    /// out = a + b (out may be a).
+    func add(_ a: Tensor, _ b: Tensor, out: Tensor) throws
+    /// out = x * factor (out may be x).
+    func scale(_ x: Tensor, by factor: Float, out: Tensor) throws
+    /// Copies column blocks of `source` into separate tensors.
+    func splitColumns(_ source: Tensor, _ ranges: [Range<Int>], into outputs: [Tensor]) throws
+    /// out = [a | b] along columns.
+    func concatColumns(_ a: Tensor, _ b: Tensor, out: Tensor) throws
+    /// out[i] = source[rows[i]].
+    func gatherRows(_ source: Tensor, rows: [Int], out: Tensor) throws
+    /// out[rows[i]] += weights[i] * source[i].
+    func scatterAddRows(_ source: Tensor, rows: [Int], weights: [Float], out: Tensor) throws
+    /// Causal depthwise conv with state [batch, kernel - 1, channels] (see `Conv1d.causal`).
+    func conv1d(_ x: Tensor, weight: Tensor, bias: Tensor?, state: Tensor, batch: Int, tokens: Int, silu: Bool,
+                out: Tensor) throws
+    /// Mamba-1 selective scan (see `SelectiveScan.scan`).
+    func selectiveScan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor?,
+                       state: Tensor, batch: Int, tokens: Int, out: Tensor) throws
+    /// Mamba-2 SSD (see `SSD.scan`).
+    func ssd(x: Tensor, dt: Tensor, dtBias: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, state: Tensor,
+             batch: Int, tokens: Int, heads: Int, headDim: Int, groups: Int, stateSize: Int, chunkSize: Int,
+             dtMin: Float, dtMax: Float, out: Tensor) throws
+    /// Gated RMSNorm of Mamba-2 mixers (see `GatedNorm.apply`).
+    func gatedRMSNorm(_ x: Tensor, gate: Tensor, weight: Tensor, groups: Int, eps: Float, normBeforeGate: Bool,
+                      out: Tensor) throws
+}
+
+/// One attention layer's ring-buffer KV cache: [batch, capacity, kvHeads x headDim] for keys and values.
+public final class KVCacheLayer {
+    public let keys: Tensor
+    public let values: Tensor
+    /// Positions the ring holds; position p lives in slot p % capacity.
+    public let capacity: Int
+
+    public init(keys: Tensor, values: Tensor, capacity: Int) {
+        self.keys = keys
+        self.values = values
+        self.capacity = capacity
+    }
+
+    public var byteCount: Int { keys.byteCount + values.byteCount }
+}

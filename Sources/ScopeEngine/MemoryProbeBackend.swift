@@ -1,0 +1,77 @@
+import ScopeCost
+import ScopeModels
+
+/// A backend that performs the executor's allocations without storing or computing anything: running a pass on
+/// it gives the exact memory high-water mark of that pass on a real backend with the same allocation schedule,
+/// in no time. Used to search the longest context that fits without running hours of arithmetic.
+public final class MemoryProbeBackend: Backend, TensorAllocator {
+    public let name: String
+    public let memory: MemoryTracker
+
+    /// `name` is the backend whose schedule this stands in for.
+    public init(standingInFor name: String, memoryLimit: Int?) {
+        self.name = name + "-probe"
+        memory = MemoryTracker(limit: memoryLimit)
+    }
+
+    public func makeTensor(_ shape: [Int], _ type: ElementType) throws -> Tensor {
+        let bytes = max(1, shape.reduce(1, *)) * type.byteSize
+        try memory.reserve(bytes)
+        return Tensor(shape: shape, type: type, address: 0, byteCount: bytes, allocator: self)
+    }
+
+    public func release(address: UInt, byteCount: Int) { memory.release(byteCount) }
+    public func upload(_ values: [Float], into tensor: Tensor) throws {}
+    public func upload(raw: UnsafeRawBufferPointer, type: ElementType, into tensor: Tensor) throws {}
+    /// Zeros: the probe computes nothing.
+    public func download(_ tensor: Tensor) throws -> [Float] { [Float](repeating: 0, count: tensor.count) }
+    public func synchronize() throws {}
+    public func timeRegion(_ body: () throws -> Void) throws -> Double {
+        try body()
+        return 0
+    }
+    public func measure<T>(_ kind: OperatorKind, _ body: () throws -> T) throws -> T { try body() }
+    public func startProfile() {}
+    public func finishProfile() throws -> OperatorProfile { OperatorProfile() }
+
+    public func embedding(table: Tensor, ids: [Int32], out: Tensor) throws {}
+    public func linear(_ x: Tensor, weight: Tensor, rows: Range<Int>?, bias: Tensor?, out: Tensor) throws {}
+    public func rmsNorm(_ x: Tensor, weight: Tensor?, eps: Float, out: Tensor) throws {}
+    public func rope(_ x: Tensor, heads: Int, headDim: Int, rotaryDim: Int, positions: [Int32], invFreq: [Float],
+                     scale: Float) throws {}
+    public func attention(q: Tensor, kNew: Tensor, vNew: Tensor, cache: KVCacheLayer?, batch: Int, newTokens: Int,
+                          past: Int, heads: Int, kvHeads: Int, headDim: Int, window: Int?, scale: Float,
+                          out: Tensor) throws {}
+    public func appendKV(kNew: Tensor, vNew: Tensor, cache: KVCacheLayer, batch: Int, newTokens: Int,
+                         past: Int) throws {}
+    public func activation(_ kind: Activation, _ x: Tensor, out: Tensor) throws {}
+    public func gatedActivation(_ kind: Activation, gate: Tensor, up: Tensor, out: Tensor) throws {}
+    public func add(_ a: Tensor, _ b: Tensor, out: Tensor) throws {}
+    public func scale(_ x: Tensor, by factor: Float, out: Tensor) throws {}
+    public func splitColumns(_ source: Tensor, _ ranges: [Range<Int>], into outputs: [Tensor]) throws {}
+    public func concatColumns(_ a: Tensor, _ b: Tensor, out: Tensor) throws {}
+    public func gatherRows(_ source: Tensor, rows: [Int], out: Tensor) throws {}
+    public func scatterAddRows(_ source: Tensor, rows: [Int], weights: [Float], out: Tensor) throws {}
+    public func conv1d(_ x: Tensor, weight: Tensor, bias: Tensor?, state: Tensor, batch: Int, tokens: Int,
+                       silu: Bool, out: Tensor) throws {}
+    public func selectiveScan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor?,
+                              state: Tensor, batch: Int, tokens: Int, out: Tensor) throws {}
+    public func ssd(x: Tensor, dt: Tensor, dtBias: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, state: Tensor,
+                    batch: Int, tokens: Int, heads: Int, headDim: Int, groups: Int, stateSize: Int, chunkSize: Int,
+                    dtMin: Float, dtMax: Float, out: Tensor) throws {}
+    public func gatedRMSNorm(_ x: Tensor, gate: Tensor, weight: Tensor, groups: Int, eps: Float, normBeforeGate: Bool,
+                             out: Tensor) throws {}
+}
+
+/// Parameters with the right shapes and no values, for `MemoryProbeBackend`.
+public final class ShapeOnlyWeights: WeightSource {
+    public init() {}
+    public func tensor(_ name: String, shape: [Int], role: WeightRole, type: ElementType, backend: Backend) throws
+        -> Tensor {
+        try backend.makeTensor(shape, type)
+    }
+    public func values(_ name: String, shape: [Int], role: WeightRole) throws -> [Float] {
+        [Float](repeating: 0, count: shape.reduce(1, *))
+    }
+    public func finish() throws {}
+}

@@ -1,0 +1,382 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import ScopeCost
+import ScopeModels
+import ScopeSupport
+
+/// Runs a `ModelSpec` on a backend: prefill, decode steps and greedy generation, with every operator timed
+/// through the backend's `OperatorTimer` under its `OperatorKind`.
+///
+/// Activations are fp32 and live only for the block that produces them, so the backend's memory high-water mark
+/// is weights + cache + the largest block's working set. Falcon-H1's muP multipliers are not applied (the spec
+/// does not carry them); everything else follows the Hugging Face implementations.
+public final class ModelExecutor {
+    public let spec: ModelSpec
+    public let weights: ModelWeights
+    public let backend: Backend
+    private var ropeTables: [RopeKey: (invFreq: [Float], scale: Float)] = [:]
+
+    public init(spec: ModelSpec, weights: ModelWeights, backend: Backend) {
+        self.spec = spec
+        self.weights = weights
+        self.backend = backend
+    }
+
+    /// A fresh cache for `batch` sequences of up to `capacity` tokens.
+    public func makeCache(batch: Int, capacity: Int) throws -> InferenceCache {
+        try InferenceCache.allocate(spec: spec, batch: batch, capacity: capacity, backend: backend)
+    }
+
+    /// Runs the prompts (one per sequence, all the same length) and returns the logits of each one's last token.
+    /// `capacity` is the longest context the returned cache will hold (default: the prompt length).
+    public func prefill(_ prompts: [[Int32]], capacity: Int? = nil, chunk: Int? = nil) throws
+        -> (logits: [[Float]], cache: InferenceCache) {
+        guard let length = prompts.first?.count, length > 0, prompts.allSatisfy({ $0.count == length }) else {
+            throw ScopeError("prefill needs one or more prompts of the same, non-zero length")
+        }
+        let cache = try makeCache(batch: prompts.count, capacity: max(capacity ?? length, length))
+        var logits: [[Float]] = []
+        let step = chunk ?? length
+        var start = 0
+        while start < length {
+            let end = min(length, start + step)
+            logits = try forward(prompts.map { Array($0[start..<end]) }, cache: cache)
+            start = end
+        }
+        return (logits, cache)
+    }
+
+    /// Feeds one token per sequence and returns the next logits.
+    public func step(_ tokens: [Int32], cache: InferenceCache) throws -> [[Float]] {
+        try forward(tokens.map { [$0] }, cache: cache)
+    }
+
+    /// Greedy decoding of `count` new tokens after `prompt`.
+    public func generate(prompt: [Int32], count: Int) throws -> [Int32] {
+        var (logits, cache) = try prefill([prompt], capacity: prompt.count + count)
+        var output: [Int32] = []
+        for i in 0..<count {
+            let next = Int32(logits[0].indices.max { logits[0][$0] < logits[0][$1] } ?? 0)
+            output.append(next)
+            if i + 1 < count { logits = try step([next], cache: cache) }
+        }
+        return output
+    }
+
+    // MARK: The forward pass
+
+    /// One pass over `tokens` (batch x newTokens) after the cache's tokens; returns last-token logits.
+    func forward(_ tokens: [[Int32]], cache: InferenceCache) throws -> [[Float]] {
+        let batch = tokens.count, newTokens = tokens[0].count, past = cache.length
+        guard batch == cache.batch else { throw ScopeError("the cache holds \(cache.batch) sequences, not \(batch)") }
+        let pass = Pass(batch: batch, newTokens: newTokens, past: past,
+                        positions: (0..<batch).flatMap { _ in (0..<newTokens).map { Int32(past + $0) } })
+        let x = try tensor([pass.rows, spec.hiddenSize])
+        try timed(.embedding) {
+            try backend.embedding(table: weights.embedding, ids: tokens.flatMap { $0 }, out: x)
+            if let m = spec.multipliers, m.embedding != 1 { try backend.scale(x, by: Float(m.embedding), out: x) }
+        }
+        // Zamba2's shared blocks read the original embeddings beside the hidden state.
+        var embeddings: Tensor?
+        if !spec.sharedBlocks.isEmpty {
+            let copy = try tensor(x.shape)
+            try timed(.concat) { try backend.add(x, copy, out: copy) }
+            embeddings = copy
+        }
+        for (index, layer) in spec.layers.enumerated() {
+            var sharedOutput: Tensor?
+            for (position, block) in layer.blocks.enumerated() {
+                let w = weights.layers[index][position], c = cache.blocks[index][position]
+                if case .sharedTransformer(let use) = block, case .shared(let sw) = w {
+                    sharedOutput = try shared(spec.sharedBlocks[use.blockIndex], weights.shared[use.blockIndex], sw,
+                                              x: x, embeddings: embeddings!, kv: c.kv!, pass: pass)
+                } else {
+                    try run(block, w, c, x: x, extraInput: sharedOutput, pass: pass)
+                    sharedOutput = nil
+                }
+            }
+        }
+        let last = try tensor([batch, spec.hiddenSize])
+        try timed(.residualAdd) {
+            try backend.gatherRows(x, rows: (0..<batch).map { $0 * newTokens + newTokens - 1 }, out: last)
+        }
+        try timed(.rmsNorm) {
+            try backend.rmsNorm(last, weight: weights.finalNorm, eps: Float(spec.norm.epsilon), out: last)
+        }
+        let logits = try tensor([batch, spec.vocabSize])
+        try timed(.lmHead) {
+            try backend.linear(last, weight: weights.lmHead ?? weights.embedding, rows: nil, bias: nil, out: logits)
+            if let m = spec.multipliers, m.lmHead != 1 { try backend.scale(logits, by: Float(m.lmHead), out: logits) }
+        }
+        cache.length += newTokens
+        let flat = try backend.download(logits)
+        return (0..<batch).map { Array(flat[($0 * spec.vocabSize)..<(($0 + 1) * spec.vocabSize)]) }
+    }
+
+    /// Shape of the current pass.
+    struct Pass {
+        let batch: Int
+        let newTokens: Int
+        let past: Int
+        /// Absolute position of every row (sequence-major).
+        let positions: [Int32]
+        var rows: Int { batch * newTokens }
+    }
+
+    /// Runs one pre-norm residual block on `x` in place. `extraInput` (Zamba2's shared-block output) is added to
+    /// the block's input before its norm, but not to the residual.
+    private func run(_ block: Block, _ w: BlockWeights, _ cache: BlockCache, x: Tensor, extraInput: Tensor?,
+                     pass: Pass) throws {
+        func normed(_ x: Tensor, _ weight: Tensor, _ norm: NormSpec) throws -> Tensor {
+            guard let extra = extraInput else { return try self.normed(x, weight, norm) }
+            let sum = try tensor(x.shape)
+            try timed(.residualAdd) { try backend.add(x, extra, out: sum) }
+            try timed(.rmsNorm) { try backend.rmsNorm(sum, weight: weight, eps: Float(norm.epsilon), out: sum) }
+            return sum
+        }
+        switch (block, w) {
+        case (.attention(let a), .attention(let norm, let aw)):
+            let n = try normed(x, norm, a.norm)
+            try residual(x, try attention(a, aw, n, cache.kv!, pass))
+        case (.mamba1(let m), .mamba1(let norm, let mw)):
+            let n = try normed(x, norm, m.norm)
+            try residual(x, try mamba1(m, mw, n, cache, pass))
+        case (.mamba2(let m), .mamba2(let norm, let mw)):
+            let n = try normed(x, norm, m.norm)
+            try residual(x, try mamba2(m, mw, n, cache, pass))
+        case (.mlp(let m), .mlp(let norm, let mw)):
+            let n = try normed(x, norm, m.norm)
+            try residual(x, try mlp(m, mw, n))
+        case (.moe(let m), .moe(let norm, let mw)):
+            let n = try normed(x, norm, m.expert.norm)
+            try residual(x, try moe(m, mw, n))
+        case (.parallel(let p), .parallel(let norm, let aw, let mw)):
+            let n = try normed(x, norm, p.norm)
+            let a = try attention(p.attention, aw, n, cache.kv!, pass)
+            let m = try mamba2(p.mamba, mw, n, cache, pass)
+            try timed(.residualAdd) { try backend.add(a, m, out: a) }
+            try residual(x, a)
+        default:
+            throw ScopeError("internal error: weights do not match block \(block.kindName)")
+        }
+    }
+
+    // MARK: Blocks
+
+    /// Zamba2's shared block: attention over norm(concat(x, embeddings)) with per-use LoRA adapters, then a
+    /// gated MLP, with no inner residual; returns the per-use linear map of the result.
+    private func shared(_ block: SharedTransformerBlock, _ w: SharedBlockWeights, _ use: SharedInvocationWeights,
+                        x: Tensor, embeddings: Tensor, kv: KVCacheLayer, pass: Pass) throws -> Tensor {
+        let joined = try tensor([pass.rows, block.attention.inputSize])
+        try timed(.concat) { try backend.concatColumns(x, embeddings, out: joined) }
+        try timed(.rmsNorm) {
+            try backend.rmsNorm(joined, weight: w.inputNorm, eps: Float(block.attention.norm.epsilon), out: joined)
+        }
+        let adapters = (q: use.qAdapter, k: use.kAdapter, v: use.vAdapter)
+        let attended = try attention(block.attention, w.attention, joined, kv, pass, adapters: adapters)
+        let n = try self.normed(attended, w.mlpNorm, block.mlp.norm)
+        let m = block.mlp
+        let gate = try project(n, w.mlp.gate!), up = try project(n, w.mlp.up)
+        if let adapter = use.mlpAdapter {
+            let low = try project(n, adapter.down)
+            let both = try tensor([pass.rows, 2 * m.intermediateSize])
+            try timed(.linear) { try backend.linear(low, weight: adapter.up.weight, rows: nil, bias: nil, out: both) }
+            let g = try tensor(gate.shape), u = try tensor(up.shape)
+            try timed(.concat) {
+                try backend.splitColumns(both, [0..<m.intermediateSize, m.intermediateSize..<(2 * m.intermediateSize)],
+                                         into: [g, u])
+            }
+            try timed(.residualAdd) {
+                try backend.add(gate, g, out: gate)
+                try backend.add(up, u, out: up)
+            }
+        }
+        try timed(.activation) { try backend.gatedActivation(m.activation, gate: gate, up: up, out: up) }
+        return try project(try project(up, w.mlp.down), use.output)
+    }
+
+    private func attention(_ a: AttentionSpec, _ w: AttentionWeights, _ n: Tensor, _ kv: KVCacheLayer,
+                           _ pass: Pass,
+                           adapters: (q: (down: Linear, up: Linear)?, k: (down: Linear, up: Linear)?,
+                                      v: (down: Linear, up: Linear)?) = (nil, nil, nil)) throws -> Tensor {
+        let q = try project(n, w.q, adapter: adapters.q), k = try project(n, w.k, adapter: adapters.k),
+            v = try project(n, w.v, adapter: adapters.v)
+        if let qNorm = w.qNorm, let kNorm = w.kNorm {
+            let eps = Float(a.norm.epsilon)
+            let qh = q.reshaped([pass.rows * a.heads, a.headDim]), kh = k.reshaped([pass.rows * a.kvHeads, a.headDim])
+            try timed(.rmsNorm) {
+                try backend.rmsNorm(qh, weight: qNorm, eps: eps, out: qh)
+                try backend.rmsNorm(kh, weight: kNorm, eps: eps, out: kh)
+            }
+        }
+        if let rope = a.rope {
+            let table = try ropeTable(rope, length: pass.past + pass.newTokens)
+            try timed(.rope) {
+                try backend.rope(q, heads: a.heads, headDim: a.headDim, rotaryDim: rope.rotaryDim,
+                                 positions: pass.positions, invFreq: table.invFreq, scale: table.scale)
+                try backend.rope(k, heads: a.kvHeads, headDim: a.headDim, rotaryDim: rope.rotaryDim,
+                                 positions: pass.positions, invFreq: table.invFreq, scale: table.scale)
+            }
+        }
+        let ringSuffices = a.slidingWindow.map { kv.capacity >= $0 } ?? false
+        if !ringSuffices, pass.past + pass.newTokens > kv.capacity {
+            throw ScopeError("the KV cache holds \(kv.capacity) tokens; this pass needs \(pass.past + pass.newTokens); "
+                + "create the cache with a larger capacity")
+        }
+        let out = try tensor([pass.rows, a.queryWidth])
+        try timed(pass.newTokens == 1 ? .attentionDecode : .attentionPrefill) {
+            try backend.attention(q: q, kNew: k, vNew: v, cache: pass.past > 0 ? kv : nil, batch: pass.batch,
+                                  newTokens: pass.newTokens, past: pass.past, heads: a.heads, kvHeads: a.kvHeads,
+                                  headDim: a.headDim, window: a.slidingWindow,
+                                  scale: Float(a.scale), out: out)
+            try backend.appendKV(kNew: k, vNew: v, cache: kv, batch: pass.batch, newTokens: pass.newTokens,
+                                 past: pass.past)
+        }
+        return try project(out, w.o)
+    }
+
+    private func mamba1(_ m: Mamba1Spec, _ w: Mamba1Weights, _ n: Tensor, _ cache: BlockCache, _ pass: Pass) throws
+        -> Tensor {
+        let xIn = try project(n, w.inX), z = try project(n, w.inZ)
+        let xc = try tensor([pass.rows, m.innerSize])
+        try timed(pass.newTokens == 1 ? .convStep : .conv1d) {
+            try backend.conv1d(xIn, weight: w.convWeight, bias: w.convBias, state: cache.conv!, batch: pass.batch,
+                               tokens: pass.newTokens, silu: true, out: xc)
+        }
+        let dt = try project(xc, w.xDt), b = try project(xc, w.xB), c = try project(xc, w.xC)
+        if m.bcdtNorm || m.bcdtNormWeights {
+            let eps = Float(m.bcdtEpsilon)
+            try timed(.rmsNorm) {
+                try backend.rmsNorm(dt, weight: w.dtNorm, eps: eps, out: dt)
+                try backend.rmsNorm(b, weight: w.bNorm, eps: eps, out: b)
+                try backend.rmsNorm(c, weight: w.cNorm, eps: eps, out: c)
+            }
+        }
+        let delta = try project(dt, w.dtProj)
+        let y = try tensor([pass.rows, m.innerSize])
+        try timed(pass.newTokens == 1 ? .selectiveStep : .selectiveScan) {
+            try backend.selectiveScan(u: xc, delta: delta, A: w.A, B: b, C: c, D: w.D, z: z, state: cache.ssm!,
+                                      batch: pass.batch, tokens: pass.newTokens, out: y)
+        }
+        return try project(y, w.out)
+    }
+
+    private func mamba2(_ m: Mamba2Spec, _ w: Mamba2Weights, _ n: Tensor, _ cache: BlockCache, _ pass: Pass) throws
+        -> Tensor {
+        let z = try project(n, w.inZ), xbc = try project(n, w.inXBC), dt = try project(n, w.inDt)
+        let conv = try tensor([pass.rows, m.convChannels])
+        try timed(pass.newTokens == 1 ? .convStep : .conv1d) {
+            try backend.conv1d(xbc, weight: w.convWeight, bias: w.convBias, state: cache.conv!, batch: pass.batch,
+                               tokens: pass.newTokens, silu: true, out: conv)
+        }
+        let groupWidth = m.groups * m.stateSize
+        let x = try tensor([pass.rows, m.innerSize]), b = try tensor([pass.rows, groupWidth]),
+            c = try tensor([pass.rows, groupWidth])
+        try timed(.concat) {
+            try backend.splitColumns(conv, [0..<m.innerSize, m.innerSize..<(m.innerSize + groupWidth),
+                                            (m.innerSize + groupWidth)..<m.convChannels], into: [x, b, c])
+        }
+        let y = try tensor([pass.rows, m.innerSize])
+        try timed(pass.newTokens == 1 ? .ssdStep : .ssdChunkScan) {
+            try backend.ssd(x: x, dt: dt, dtBias: w.dtBias, A: w.A, B: b, C: c, D: w.D, state: cache.ssm!,
+                            batch: pass.batch, tokens: pass.newTokens, heads: m.heads, headDim: m.headDim,
+                            groups: m.groups, stateSize: m.stateSize, chunkSize: m.chunkSize,
+                            dtMin: Float(m.timeStepMin), dtMax: Float(m.timeStepMax), out: y)
+        }
+        if let normWeight = w.gatedNorm {
+            try timed(.gatedRMSNorm) {
+                try backend.gatedRMSNorm(y, gate: z, weight: normWeight, groups: m.normGroups,
+                                         eps: Float(m.gatedNormEpsilon), normBeforeGate: m.normBeforeGate, out: y)
+            }
+        } else {
+            try timed(.activation) { try backend.gatedActivation(.silu, gate: z, up: y, out: y) }
+        }
+        return try project(y, w.out)
+    }
+
+    private func mlp(_ m: MLPSpec, _ w: MLPWeights, _ n: Tensor) throws -> Tensor {
+        let up = try project(n, w.up)
+        if let gate = w.gate {
+            let g = try project(n, gate)
+            try timed(.activation) { try backend.gatedActivation(m.activation, gate: g, up: up, out: up) }
+        } else {
+            try timed(.activation) { try backend.activation(m.activation, up, out: up) }
+        }
+        return try project(up, w.down)
+    }
+
+    /// Softmax router, top-k experts per token (weights not renormalised, as Jamba does), experts run on the rows
+    /// routed to them and summed back with their routing weights.
+    private func moe(_ m: MoESpec, _ w: MoEWeights, _ n: Tensor) throws -> Tensor {
+        let logits = try backend.download(try project(n, w.router, kind: .router))
+        let rows = n.rows
+        var assigned = [[(row: Int, weight: Float)]](repeating: [], count: m.experts)
+        for r in 0..<rows {
+            let scores = Array(logits[(r * m.experts)..<((r + 1) * m.experts)])
+            let top = scores.max() ?? 0
+            let exps = scores.map { Float.expValue($0 - top) }
+            let sum = exps.reduce(0, +)
+            let chosen = exps.indices.sorted { exps[$0] != exps[$1] ? exps[$0] > exps[$1] : $0 < $1 }.prefix(m.topK)
+            for e in chosen { assigned[e].append((r, exps[e] / sum)) }
+        }
+        let out = try tensor([rows, m.expert.outputSize])
+        for (e, routed) in assigned.enumerated() where !routed.isEmpty {
+            let input = try tensor([routed.count, m.expert.inputSize])
+            try timed(.residualAdd) { try backend.gatherRows(n, rows: routed.map(\.row), out: input) }
+            let y = try mlp(m.expert, w.experts[e], input)
+            try timed(.residualAdd) {
+                try backend.scatterAddRows(y, rows: routed.map(\.row), weights: routed.map(\.weight), out: out)
+            }
+        }
+        return out
+    }
+
+    // MARK: Helpers
+
+    private func tensor(_ shape: [Int]) throws -> Tensor { try backend.makeTensor(shape, .fp32) }
+
+    private func timed(_ kind: OperatorKind, _ body: () throws -> Void) throws {
+        try backend.measure(kind, body)
+    }
+
+    private func normed(_ x: Tensor, _ weight: Tensor, _ norm: NormSpec) throws -> Tensor {
+        let out = try tensor(x.shape)
+        try timed(.rmsNorm) { try backend.rmsNorm(x, weight: weight, eps: Float(norm.epsilon), out: out) }
+        return out
+    }
+
+    private func residual(_ x: Tensor, _ y: Tensor) throws {
+        try timed(.residualAdd) { try backend.add(x, y, out: x) }
+    }
+
+    /// x W^T (+ bias), plus a LoRA adapter's up(down(x)) when one is given.
+    private func project(_ x: Tensor, _ linear: Linear, kind: OperatorKind = .linear,
+                         adapter: (down: Linear, up: Linear)? = nil) throws -> Tensor {
+        let out = try tensor([x.rows, linear.outputs])
+        try timed(kind) { try backend.linear(x, weight: linear.weight, rows: linear.rows, bias: linear.bias, out: out) }
+        if let adapter {
+            let delta = try project(try project(x, adapter.down), adapter.up)
+            try timed(.residualAdd) { try backend.add(out, delta, out: out) }
+        }
+        return out
+    }
+
+    private struct RopeKey: Hashable {
+        let rope: RopeSpec
+        let length: Int
+    }
+
+    private func ropeTable(_ rope: RopeSpec, length: Int) throws -> (invFreq: [Float], scale: Float) {
+        // Only dynamic scaling depends on the length; key the others by 0.
+        var dependsOnLength = false
+        if case .dynamic = rope.scaling { dependsOnLength = true }
+        let key = RopeKey(rope: rope, length: dependsOnLength ? length : 0)
+        if let table = ropeTables[key] { return table }
+        let table = try RopeFrequencies.compute(rope, sequenceLength: length, maxTrained: spec.maxTrainedContext)
+        ropeTables[key] = table
+        return table
+    }
+}
