@@ -2,9 +2,9 @@
 import PackageDescription
 
 #if arch(x86_64)
-let cpuKernelSettings: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"]), .swiftLanguageMode(.v5)]
+let cpuKernelSettings: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell", "-O"]), .swiftLanguageMode(.v5)]
 #else
-let cpuKernelSettings: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+let cpuKernelSettings: [SwiftSetting] = [.unsafeFlags(["-O"]), .swiftLanguageMode(.v5)]
 #endif
 
 let package = Package(
@@ -17,6 +17,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // Small shared utilities: JSON values, number formatting, size parsing, name suggestions.
@@ -28,24 +29,37 @@ let package = Package(
         // The Backend protocol, tensors, model executor, weights (random or safetensors) and caches.
         .target(name: "ScopeEngine", dependencies: ["ScopeModels", "ScopeCost", "ScopeSupport"]),
         // CPU backend: SIMD, multithreaded Swift kernels; the correctness reference. Built for AVX2+FMA (Haswell or
-        // newer x86-64), without which Swift's SIMD fused multiply-adds become library calls.
+        // newer x86-64), without which Swift's SIMD fused multiply-adds become library calls, and optimised even in
+        // debug builds so that tests and `swift run` measure real kernels.
         .target(
             name: "ScopeCPU", dependencies: ["ScopeEngine", "ScopeModels"],
             swiftSettings: cpuKernelSettings),
         // The measurement protocol, sweeps and max-context search over any backend.
         .target(name: "ScopeBench", dependencies: ["ScopeEngine", "ScopeModels", "ScopeCost", "ScopeSupport"]),
+        // Results in SQLite through GRDB. GRDB brings full Foundation (and ICU), so this target is linked into the
+        // host CLI only, never into the static binary that travels to GPU machines.
+        .target(name: "ScopeStore", dependencies: [
+            "ScopeBench", "ScopeCost", .product(name: "GRDB", package: "GRDB.swift"),
+        ]),
         // Tables and (later) HTML reports.
-        .target(name: "ScopeReport", dependencies: ["ScopeCost", "ScopeModels", "ScopeSupport"]),
+        .target(name: "ScopeReport", dependencies: ["ScopeBench", "ScopeCost", "ScopeModels", "ScopeSupport"]),
         // The command line: parsing and printing only.
         .executableTarget(
             name: "ssm-scope",
             dependencies: [
-                "ScopeModels", "ScopeCost", "ScopeReport", "ScopeSupport",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "ScopeModels", "ScopeCost", "ScopeReport", "ScopeSupport", "ScopeBench", "ScopeStore", "ScopeEngine",
+                "ScopeCPU", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        // Benchmarks that print tables (not tests): CPU matmul against numpy, engine tokens per second.
+        .executableTarget(
+            name: "scope-bench",
+            dependencies: ["ScopeCPU", "ScopeEngine", "ScopeModels", "ScopeCost", "ScopeSupport"],
+            swiftSettings: cpuKernelSettings),
         .testTarget(name: "ScopeModelsTests", dependencies: ["ScopeModels", "ScopeSupport"]),
         .testTarget(name: "ScopeCostTests", dependencies: ["ScopeCost", "ScopeModels"]),
         .testTarget(name: "ScopeCLITests", dependencies: ["ssm-scope", "ScopeReport"]),
+        .testTarget(name: "ScopeStoreTests", dependencies: ["ScopeStore", "ScopeBench", "ScopeCost"]),
+        .testTarget(name: "ScopeReportTests", dependencies: ["ScopeReport", "ScopeBench", "ScopeCost", "ScopeModels"]),
         .testTarget(name: "ScopeCPUTests", dependencies: ["ScopeCPU", "ScopeEngine", "ScopeModels"],
                     swiftSettings: cpuKernelSettings),
         .testTarget(name: "ScopeEngineTests", dependencies: ["ScopeEngine", "ScopeCPU", "ScopeModels", "ScopeCost"],

@@ -20,10 +20,29 @@ public struct MaxContextResult: Sendable, Codable, Hashable {
     /// Each context tried and whether it fit, in order.
     public var probes: [Probe]
 
+    public init(model: String, backend: String, dtype: String, batch: Int, memoryLimitBytes: Int, tokens: Int, reachedSearchLimit: Bool, peakBytesAtLimit: Int, method: String, probes: [Probe]) {
+        self.model = model
+        self.backend = backend
+        self.dtype = dtype
+        self.batch = batch
+        self.memoryLimitBytes = memoryLimitBytes
+        self.tokens = tokens
+        self.reachedSearchLimit = reachedSearchLimit
+        self.peakBytesAtLimit = peakBytesAtLimit
+        self.method = method
+        self.probes = probes
+    }
+
     public struct Probe: Sendable, Codable, Hashable {
         public var tokens: Int
         public var fits: Bool
         public var peakBytes: Int
+
+        public init(tokens: Int, fits: Bool, peakBytes: Int) {
+            self.tokens = tokens
+            self.fits = fits
+            self.peakBytes = peakBytes
+        }
     }
 }
 

@@ -72,6 +72,13 @@ public struct EnergyResult: Sendable, Codable, Hashable {
     public var joulesPerToken: Double
     public var averageWatts: Double
     public var peakWatts: Double
+
+    public init(joulesPerPrefill: Double, joulesPerToken: Double, averageWatts: Double, peakWatts: Double) {
+        self.joulesPerPrefill = joulesPerPrefill
+        self.joulesPerToken = joulesPerToken
+        self.averageWatts = averageWatts
+        self.peakWatts = peakWatts
+    }
 }
 
 /// What one point measured.
@@ -98,6 +105,23 @@ public struct PointResult: Sendable, Codable, Hashable {
     public var energy: EnergyResult?
     /// How the point ran (e.g. "prefill chunked by 2048 tokens").
     public var notes: String
+
+    public init(config: PointConfig, ttft: Statistics, tpot: Statistics, endToEnd: Statistics, prefillTokensPerSecond: Double, decodeTokensPerSecond: Double, peakEngineBytes: Int, weightBytes: Int, cacheBytes: Int, peakProcessBytes: Int, prefillBreakdown: [String: Double], decodeBreakdown: [String: Double], energy: EnergyResult?, notes: String) {
+        self.config = config
+        self.ttft = ttft
+        self.tpot = tpot
+        self.endToEnd = endToEnd
+        self.prefillTokensPerSecond = prefillTokensPerSecond
+        self.decodeTokensPerSecond = decodeTokensPerSecond
+        self.peakEngineBytes = peakEngineBytes
+        self.weightBytes = weightBytes
+        self.cacheBytes = cacheBytes
+        self.peakProcessBytes = peakProcessBytes
+        self.prefillBreakdown = prefillBreakdown
+        self.decodeBreakdown = decodeBreakdown
+        self.energy = energy
+        self.notes = notes
+    }
 
     /// Breakdown summed by category.
     public static func byCategory(_ breakdown: [String: Double]) -> [OpCategory: Double] {

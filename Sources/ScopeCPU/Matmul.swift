@@ -1,7 +1,7 @@
 import ScopeEngine
 
 /// Dense fp32 matrix products: a cache-blocked GEMM with packed panels and a 6 x 16 FMA register tile, and a
-/// weight-streaming GEMV for single-row (decode) inputs.
+/// weight-streaming GEMV-style path for decode-sized inputs (up to 20 rows).
 public enum Matmul {
     /// out[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]). x is fp32 row-major [m, k]; w is stored row-major [n, k]
     /// (the PyTorch nn.Linear weight layout) in `weightType` (fp32, bf16 or fp16); out is fp32 row-major [m, n].
@@ -22,6 +22,7 @@ public enum Matmul {
 
     private static func linear<E: WeightElements>(x: UnsafePointer<Float>, m: Int, k: Int, weight: UnsafeRawPointer, n: Int,
                                                   bias: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>, as: E.Type) {
+        guard m > 0 && n > 0 else { return }
         if m <= streamedRowLimit && k > 0 {
             streamed(x: x, m: m, k: k, weight: weight, n: n, bias: bias, out: out, as: E.self)
         } else {
@@ -144,7 +145,6 @@ extension Matmul {
                 p &+= 16
             }
             a00 += a10; a01 += a11; a02 += a12; a03 += a13
-            a10 = SIMD8(); a11 = SIMD8(); a12 = SIMD8(); a13 = SIMD8()
             while p < k8 {
                 let u = x0.loadUnaligned(fromByteOffset: p &* 4, as: SIMD8<Float>.self)
                 a00.addProduct(u, E.load8(weight, w0 &+ p))

@@ -72,7 +72,8 @@ public enum SizeParsing {
 }
 
 extension StringProtocol {
-    var trimmed: String {
+    /// The text without leading and trailing whitespace.
+    public var trimmed: String {
         var s = Substring(self)
         while let f = s.first, f.isWhitespace { s = s.dropFirst() }
         while let l = s.last, l.isWhitespace { s = s.dropLast() }

@@ -9,7 +9,9 @@ struct SSMScope: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ssm-scope",
         abstract: "Characterise long-context inference of Transformer, SSM and hybrid language models.",
-        subcommands: [ModelsCommand.self, ModelCommand.self, DevicesCommand.self, PredictCommand.self])
+        subcommands: [SweepCommand.self, RunCommand.self, ProfileCommand.self, MaxContextCommand.self,
+                      ResultsCommand.self, ReportCommand.self, CompareCommand.self, ModelsCommand.self,
+                      ModelCommand.self, DevicesCommand.self, PredictCommand.self])
 }
 
 /// Options shared by commands that cost a model.

@@ -144,3 +144,10 @@ func slidingWindowMatchesNaiveSoftmax(window: Int) {
     let tight = AttentionCase(batch: 1, length: 30, heads: 2, kvHeads: 2, headDim: 8, window: 8, seed: 27)
     #expect(relativeError(tight.chunked([9] + [Int](repeating: 1, count: 21), capacity: 8), tight.reference()) < 1e-4)
 }
+
+@Test(arguments: [64, 72, 130])
+func wideHeadsMatchNaiveSoftmax(headDim: Int) {
+    // Head sizes that use the 64-feature register blocks of the value accumulation, with 8-wide and scalar tails.
+    let c = AttentionCase(batch: 1, length: 40, heads: 2, kvHeads: 1, headDim: headDim, window: nil, seed: 28)
+    #expect(relativeError(c.chunked([37, 1, 1, 1], capacity: 40), c.reference()) < 1e-4)
+}

@@ -1,0 +1,4 @@
+import ScopeBench
+
+/// A sweep writes each outcome straight into the store.
+extension ResultsStore: ResultSink {}

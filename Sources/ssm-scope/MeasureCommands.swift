@@ -1,0 +1,247 @@
+import ArgumentParser
+import Foundation
+import ScopeBench
+import ScopeCost
+import ScopeModels
+import ScopeReport
+import ScopeStore
+import ScopeSupport
+
+struct SweepCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sweep",
+        abstract: "Measure models x contexts x batch x generation length x backend x dtype; store every point; "
+            + "write the report.",
+        discussion: """
+            With no plan flags and no --spec it runs the default sweep for the device present: on a machine \
+            without a GPU, the three tiny models from 512 to 8K tokens on the CPU, plus their longest context \
+            under 2 GiB.
+            """)
+
+    @Option(name: .customLong("model"), help: "Model to measure (repeat for several).")
+    var models: [String] = []
+
+    @Option(help: "Contexts: 1k,4k or 1k..32k.")
+    var context: String?
+
+    @Option(help: "Batch sizes, e.g. 1,4.")
+    var batch: String?
+
+    @Option(help: "Generation lengths for end-to-end latency, e.g. 16,128.")
+    var generate: String?
+
+    @Option(name: .customLong("backend"), help: "Backends (repeat): \(Backends.names.joined(separator: ", ")).")
+    var backends: [String] = []
+
+    @Option(name: .customLong("dtype"), help: "Weight types (repeat): fp32, bf16, fp16.")
+    var dtypes: [String] = []
+
+    @Flag(name: .customLong("max-context"), help: "Also search each model's longest context.")
+    var maxContext = false
+
+    @Option(help: "A YAML or JSON plan file instead of plan flags.")
+    var spec: String?
+
+    @Flag(help: "Continue the latest run of the same plan, skipping points already stored.")
+    var resume = false
+
+    @Option(help: "Where to write the HTML report (a markdown summary goes beside it).")
+    var report: String = "ssm-scope-report.html"
+
+    @Flag(name: .customLong("no-report"), help: "Do not write the report.")
+    var noReport = false
+
+    @OptionGroup var store: StoreOptions
+    @OptionGroup var protocolOptions: ProtocolOptions
+
+    var hasPlanFlags: Bool {
+        !models.isEmpty || context != nil || batch != nil || generate != nil || !backends.isEmpty || !dtypes.isEmpty
+            || maxContext || protocolOptions.isCustomised
+    }
+
+    func validate() throws {
+        if spec != nil && hasPlanFlags {
+            throw ValidationError("give either --spec or plan flags (--model, --context, --batch, ...), not both")
+        }
+        if (context != nil || batch != nil || generate != nil) && models.isEmpty && spec == nil {
+            throw ValidationError("--context, --batch and --generate need at least one --model")
+        }
+    }
+
+    func plan() throws -> SweepPlan {
+        if let spec {
+            guard let text = try? String(contentsOfFile: spec, encoding: .utf8) else {
+                throw ScopeError("cannot read spec file '\(spec)'")
+            }
+            return try SweepSpecFile.parse(text, file: spec)
+        }
+        guard !models.isEmpty else { return .cpuDefault }
+        return SweepPlan(
+            models: models, contexts: try SizeParsing.tokenList(context ?? "512..4k"),
+            batches: try batch.map { try SizeParsing.tokenList($0, what: "batch size") } ?? [1],
+            generate: try generate.map { try Self.counts($0, what: "--generate") } ?? [16],
+            backends: backends.isEmpty ? ["cpu"] : backends, dtypes: dtypes.isEmpty ? ["fp32"] : dtypes,
+            settings: try protocolOptions.settings(), memoryLimit: try protocolOptions.limit(), maxContext: maxContext)
+    }
+
+    /// Whole numbers >= 0 separated by commas.
+    static func counts(_ text: String, what: String) throws -> [Int] {
+        try text.split(separator: ",").map { item in
+            guard let n = Int(item.trimmed), n >= 0 else {
+                throw ScopeError("invalid \(what) '\(text)': write whole numbers >= 0 such as 16,128")
+            }
+            return n
+        }
+    }
+
+    func run() throws {
+        let plan = try plan()
+        try plan.validate(knownBackends: Backends.names)
+        let store = try ResultsStore(path: self.store.db)
+        let outcome = try SweepExecution.execute(plan: plan, store: store, resume: resume, quiet: protocolOptions.quiet)
+        if !noReport {
+            let files = try ReportWriter.write(store: store, runs: [outcome.runID], html: report)
+            print("report: \(files.html) and \(files.markdown)")
+        }
+        print("results: \(store.path) (run \(outcome.runID)); 'ssm-scope results show \(outcome.runID)' lists them")
+        if outcome.summary.interrupted { throw ExitCode(130) }
+    }
+}
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run", abstract: "Measure one model at one or more contexts and store the points.")
+
+    @Argument(help: "A catalog name or a config.json path.")
+    var model: String
+
+    @Option(help: "Contexts: 1k,4k or 1k..32k.")
+    var context: String = "1k"
+
+    @Option(help: "Sequences per batch.")
+    var batch: String = "1"
+
+    @Option(help: "Tokens generated for the end-to-end latency.")
+    var generate: Int = 16
+
+    @Option(help: "Backend: \(Backends.names.joined(separator: ", ")).")
+    var backend: String = "cpu"
+
+    @Option(help: "Weight type: fp32, bf16, fp16.")
+    var dtype: String = "fp32"
+
+    @OptionGroup var store: StoreOptions
+    @OptionGroup var protocolOptions: ProtocolOptions
+
+    func run() throws {
+        let plan = SweepPlan(models: [model], contexts: try SizeParsing.tokenList(context),
+                             batches: [try SizeParsing.tokens(batch, what: "batch size")], generate: [generate],
+                             backends: [backend], dtypes: [dtype], settings: try protocolOptions.settings(),
+                             memoryLimit: try protocolOptions.limit())
+        let store = try ResultsStore(path: self.store.db)
+        let outcome = try SweepExecution.execute(plan: plan, store: store, resume: false, quiet: protocolOptions.quiet)
+        print(ResultTables.points(try store.points(runs: [outcome.runID]).map(\.result),
+                                  failures: try store.failures(runs: [outcome.runID]).map(\.failure)))
+        if outcome.summary.interrupted { throw ExitCode(130) }
+    }
+}
+
+struct ProfileCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "profile",
+        abstract: "Operator breakdown of one model at one context: time by operator kind and category.")
+
+    @Argument(help: "A catalog name or a config.json path.")
+    var model: String
+
+    @Option(help: "Context length.")
+    var context: String = "4k"
+
+    @Option(help: "Sequences per batch.")
+    var batch: String = "1"
+
+    @Option(help: "Backend: \(Backends.names.joined(separator: ", ")).")
+    var backend: String = "cpu"
+
+    @Option(help: "Weight type: fp32, bf16, fp16.")
+    var dtype: String = "fp32"
+
+    @OptionGroup var store: StoreOptions
+    @OptionGroup var protocolOptions: ProtocolOptions
+
+    func run() throws {
+        var settings = try protocolOptions.settings()
+        settings.profile = true
+        let plan = SweepPlan(models: [model], contexts: [try SizeParsing.tokens(context)],
+                             batches: [try SizeParsing.tokens(batch, what: "batch size")], generate: [0],
+                             backends: [backend], dtypes: [dtype], settings: settings,
+                             memoryLimit: try protocolOptions.limit())
+        let store = try ResultsStore(path: self.store.db)
+        let outcome = try SweepExecution.execute(plan: plan, store: store, resume: false, quiet: protocolOptions.quiet)
+        if let point = try store.points(runs: [outcome.runID]).first {
+            print(ResultTables.breakdown(point.result))
+        } else if let failure = try store.failures(runs: [outcome.runID]).first {
+            throw ScopeError("\(failure.failure.config.label) failed: \(failure.failure.reason)")
+        }
+    }
+}
+
+struct MaxContextCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "max-context",
+        abstract: "The longest context a model fits in a memory limit: doubling, then bisection to the token.",
+        discussion: """
+            By default each probe runs the executor on an allocation-only backend: the exact memory schedule of \
+            the real engine without its arithmetic, so the search takes seconds. --measure runs the model for real \
+            at every probe (slow on a CPU).
+            """)
+
+    @Option(name: .customLong("model"), help: "Model (repeat for several).")
+    var models: [String]
+
+    @Option(name: .customLong("memory-limit"), help: "Memory to fit in, e.g. 24GiB (default: this machine's).")
+    var memoryLimit: String?
+
+    @Option(help: "Sequences per batch.")
+    var batch: String = "1"
+
+    @Option(help: "Backend: \(Backends.names.joined(separator: ", ")).")
+    var backend: String = "cpu"
+
+    @Option(help: "Weight type: fp32, bf16, fp16.")
+    var dtype: String = "fp32"
+
+    @Option(name: .customLong("prefill-chunk"), help: "Prompt tokens per prefill pass (default: one pass).")
+    var prefillChunk: String?
+
+    @Flag(help: "Run the model at every probe instead of the allocation probe.")
+    var measure = false
+
+    @OptionGroup var store: StoreOptions
+
+    func run() throws {
+        let limit = try memoryLimit.map { Int(try SizeParsing.bytes($0, what: "--memory-limit")) }
+            ?? HostEnvironment.physicalMemory
+        let batch = try SizeParsing.tokens(self.batch, what: "batch size")
+        let chunk = try prefillChunk.map { try SizeParsing.tokens($0, what: "--prefill-chunk") }
+        for model in models { _ = try ModelCatalog.resolve(model) }
+        _ = try Backends.make(backend, memoryLimit: nil)
+        let store = try ResultsStore(path: self.store.db)
+        let run = try store.startRun(HostEnvironment.record(backend: backend, dtype: dtype))
+        let progress = ProgressLine()
+        var table = TextTable(header: ["model", "max context", "peak at limit", "memory limit", "method"],
+                              rightAligned: [1, 2, 3])
+        for model in models {
+            progress.note("searching \(model) under \(Format.bytes(Double(limit)))")
+            let result = try MaxContextExecution.search(model: model, batch: batch, dtype: dtype, backend: backend,
+                                                        memoryLimit: limit, measure: measure, prefillChunk: chunk,
+                                                        progress: progress)
+            try store.record(result, run: run)
+            table.rows.append([model, result.reachedSearchLimit ? ">= \(result.tokens)" : String(result.tokens),
+                               Format.bytes(Double(result.peakBytesAtLimit)), Format.bytes(Double(limit)),
+                               result.method])
+        }
+        try store.finishRun(run)
+        print(table.render())
+    }
+}

@@ -1,0 +1,168 @@
+import ArgumentParser
+import Foundation
+import ScopeBench
+import ScopeReport
+import ScopeStore
+import ScopeSupport
+
+struct ResultsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "results", abstract: "List, show and export stored results.",
+        subcommands: [List.self, Show.self, Export.self])
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The runs in the results file.")
+        @OptionGroup var store: StoreOptions
+
+        func run() throws {
+            let store = try ExistingStore.open(self.store.db)
+            var table = TextTable(header: ["run", "started", "status", "device", "backend", "dtype", "points", "failed",
+                                           "command"], rightAligned: [0, 6, 7])
+            for r in try store.runs() {
+                table.rows.append([String(r.id), r.environment.startedAt, r.status == "running" ? "incomplete" : r.status,
+                                   r.environment.device, r.environment.backend, r.environment.dtype,
+                                   String(r.pointCount), String(r.failureCount), r.environment.commandLine])
+            }
+            print(table.rows.isEmpty ? "no runs in \(store.path)" : table.render())
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The points and failures of runs.")
+        @Argument(help: "Run ids (default: the latest run).")
+        var runs: [Int64] = []
+        @OptionGroup var store: StoreOptions
+
+        func run() throws {
+            let store = try ExistingStore.open(self.store.db)
+            let ids = try ExistingStore.runs(runs, in: store)
+            for id in ids {
+                let r = try store.run(id)
+                print("run \(id): \(r.environment.device), \(r.environment.backend)/\(r.environment.dtype), "
+                    + "\(r.environment.startedAt), git \(r.environment.gitRevision)")
+                print(ResultTables.points(try store.points(runs: [id]).map(\.result),
+                                          failures: try store.failures(runs: [id]).map(\.failure)))
+                for m in try store.maxContexts(runs: [id]).map(\.result) {
+                    print("max context of \(m.model): \(m.reachedSearchLimit ? ">= " : "")\(m.tokens) tokens under "
+                        + "\(Format.bytes(Double(m.memoryLimitBytes))) [\(m.method)]")
+                }
+            }
+        }
+    }
+
+    struct Export: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Export points as CSV, JSON or markdown.")
+        @Argument(help: "Run ids (default: all runs).")
+        var runs: [Int64] = []
+        @Option(help: "csv, json or md.")
+        var format: String = "csv"
+        @Option(help: "Write to this file instead of standard output.")
+        var output: String?
+        @OptionGroup var store: StoreOptions
+
+        func validate() throws {
+            if !["csv", "json", "md"].contains(format) { throw ValidationError("--format must be csv, json or md") }
+        }
+
+        func run() throws {
+            let store = try ExistingStore.open(self.store.db)
+            let ids = runs.isEmpty ? nil : try ExistingStore.runs(runs, in: store)
+            let points = try store.points(runs: ids)
+            let text: String
+            switch format {
+            case "json": text = try ResultExport.json(points)
+            case "md": text = MarkdownSummary.render(try ReportDataBuilder.build(store: store, runs: ids))
+            default: text = ResultExport.csv(points)
+            }
+            if let output {
+                try ReportWriter.atomicWrite(text, to: output)
+                print("wrote \(points.count) points to \(output)")
+            } else {
+                print(text)
+            }
+        }
+    }
+}
+
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report", abstract: "Write the HTML report and markdown summary of stored runs.")
+    @Argument(help: "Run ids (default: all runs).")
+    var runs: [Int64] = []
+    @Option(help: "The HTML file to write (the markdown summary goes beside it).")
+    var output: String = "ssm-scope-report.html"
+    @OptionGroup var store: StoreOptions
+
+    func run() throws {
+        let store = try ExistingStore.open(self.store.db)
+        let ids = runs.isEmpty ? nil : try ExistingStore.runs(runs, in: store)
+        let files = try ReportWriter.write(store: store, runs: ids, html: output)
+        print("report: \(files.html) and \(files.markdown)")
+    }
+}
+
+struct CompareCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "compare", abstract: "Two runs side by side with ratio columns.")
+    @Argument(help: "The first run id.")
+    var runA: Int64
+    @Argument(help: "The second run id.")
+    var runB: Int64
+    @OptionGroup var store: StoreOptions
+
+    func run() throws {
+        let store = try ExistingStore.open(self.store.db)
+        let a = try store.run(runA), b = try store.run(runB)
+        print("A = run \(a.id): \(a.environment.device), \(a.environment.backend)/\(a.environment.dtype)")
+        print("B = run \(b.id): \(b.environment.device), \(b.environment.backend)/\(b.environment.dtype)")
+        print(ResultTables.compare(try store.points(runs: [runA]).map(\.result),
+                                   try store.points(runs: [runB]).map(\.result), labels: ("A", "B")))
+    }
+}
+
+/// Opening a results file that must already exist.
+enum ExistingStore {
+    static func open(_ path: String) throws -> ResultsStore {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw ScopeError("no results file at \(path); run 'ssm-scope sweep' first or pass --db")
+        }
+        return try ResultsStore(path: path)
+    }
+
+    /// The given run ids (checked), or the latest run when none are given.
+    static func runs(_ ids: [Int64], in store: ResultsStore) throws -> [Int64] {
+        if ids.isEmpty {
+            guard let last = try store.runs().last else { throw ScopeError("no runs in \(store.path)") }
+            return [last.id]
+        }
+        for id in ids { _ = try store.run(id) }
+        return ids
+    }
+}
+
+/// Flat exports of points.
+enum ResultExport {
+    static func csv(_ points: [StoredPoint]) -> String {
+        var lines = ["run,model,context,batch,generate,backend,dtype,ttft_median_s,ttft_stddev_s,tpot_median_s,"
+            + "e2e_median_s,prefill_tok_s,decode_tok_s,peak_engine_bytes,peak_rss_bytes,weight_bytes,cache_bytes"]
+        for s in points {
+            let p = s.result, c = p.config
+            lines.append([String(s.runID), c.model, String(c.context), String(c.batch), String(c.generate), c.backend,
+                          c.dtype, String(p.ttft.median), String(p.ttft.stddev), String(p.tpot.median),
+                          String(p.endToEnd.median), String(p.prefillTokensPerSecond), String(p.decodeTokensPerSecond),
+                          String(p.peakEngineBytes), String(p.peakProcessBytes), String(p.weightBytes),
+                          String(p.cacheBytes)].joined(separator: ","))
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func json(_ points: [StoredPoint]) throws -> String {
+        struct Row: Encodable {
+            let run: Int64
+            let point: PointResult
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return String(decoding: try encoder.encode(points.map { Row(run: $0.runID, point: $0.result) }), as: UTF8.self)
+    }
+}
