@@ -12,6 +12,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "ssm-scope", targets: ["ssm-scope"]),
+        .executable(name: "ssm-scope-worker", targets: ["ssm-scope-worker"]),
         .library(name: "ScopeModels", targets: ["ScopeModels"]),
         .library(name: "ScopeCost", targets: ["ScopeCost"]),
     ],
@@ -41,14 +42,30 @@ let package = Package(
         .target(name: "ScopeStore", dependencies: [
             "ScopeBench", "ScopeCost", .product(name: "GRDB", package: "GRDB.swift"),
         ]),
-        // Tables and (later) HTML reports.
+        // The backends this build measures on, by name, and what the CLIs need to know about the machine.
+        .target(name: "ScopeBackends", dependencies: [
+            "ScopeBench", "ScopeCPU", "ScopeEngine", "ScopeModels", "ScopeSupport",
+        ]),
+        // Command-line options shared by both executables (plan flags, protocol knobs).
+        .target(name: "ScopeCommandLine", dependencies: [
+            "ScopeBench", "ScopeSupport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        // Tables and HTML reports.
         .target(name: "ScopeReport", dependencies: ["ScopeBench", "ScopeCost", "ScopeModels", "ScopeSupport"]),
         // The command line: parsing and printing only.
         .executableTarget(
             name: "ssm-scope",
             dependencies: [
                 "ScopeModels", "ScopeCost", "ScopeReport", "ScopeSupport", "ScopeBench", "ScopeStore", "ScopeEngine",
-                "ScopeCPU", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "ScopeBackends", "ScopeCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        // The static measuring binary for machines without a Swift toolchain (GPU machines): no SQLite, no full
+        // Foundation; it writes results as JSON lines that `ssm-scope results import` stores.
+        .executableTarget(
+            name: "ssm-scope-worker",
+            dependencies: [
+                "ScopeBackends", "ScopeBench", "ScopeCommandLine", "ScopeModels", "ScopeSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Benchmarks that print tables (not tests): CPU matmul against numpy, engine tokens per second.
         .executableTarget(

@@ -288,11 +288,25 @@ public struct Findings: Sendable, Hashable {
     /// The findings in words, one sentence each: crossovers, context reach, dominant operators, prediction error.
     public func sentences() -> [String] {
         var out: [String] = []
+        // Crossovers; one sentence for TTFT and TPOT when both cross at the same (rounded) context.
+        var crossings: [(beyond: String, before: String, tokens: String, configuration: Configuration,
+                         metrics: [Metric])] = []
         for c in comparisons {
             for x in c.crossovers {
-                out.append("\(x.fasterBeyond) becomes faster than \(x.fasterBefore) beyond ~"
-                    + "\(Findings.tokenText(x.tokens)) tokens (\(tag([c.metric], c.configuration)))")
+                let tokens = Findings.tokenText(x.tokens)
+                if let i = crossings.firstIndex(where: {
+                    $0.beyond == x.fasterBeyond && $0.before == x.fasterBefore && $0.tokens == tokens
+                        && $0.configuration == x.configuration && !$0.metrics.contains(x.metric)
+                }) {
+                    crossings[i].metrics.append(x.metric)
+                } else {
+                    crossings.append((x.fasterBeyond, x.fasterBefore, tokens, x.configuration, [x.metric]))
+                }
             }
+        }
+        for c in crossings {
+            out.append("\(c.beyond) becomes faster than \(c.before) beyond ~\(c.tokens) tokens "
+                + "(\(tag(c.metrics, c.configuration)))")
         }
         // Pairs whose faster model never changes, one sentence for both metrics when they agree.
         var steady: [(faster: String, slower: String, contexts: [Int], configuration: Configuration, metrics: [Metric])] = []
@@ -308,12 +322,20 @@ public struct Findings: Sendable, Hashable {
                 steady.append((faster, slower, c.contexts, c.configuration, [c.metric]))
             }
         }
-        for s in steady {
-            let range = s.contexts.count > 1
-                ? "at every measured context (\(Findings.tokenText(s.contexts.first!))"
-                    + "\u{2013}\(Findings.tokenText(s.contexts.last!)))"
-                : "at \(Findings.tokenText(s.contexts[0]))"
-            out.append("\(s.faster) is faster than \(s.slower) \(range), no crossover (\(tag(s.metrics, s.configuration)))")
+        if steady.count <= Findings.maxSteadySentences {
+            for s in steady {
+                let range = s.contexts.count > 1
+                    ? "at every measured context (\(Findings.tokenText(s.contexts.first!))"
+                        + "\u{2013}\(Findings.tokenText(s.contexts.last!)))"
+                    : "at \(Findings.tokenText(s.contexts[0]))"
+                out.append("\(s.faster) is faster than \(s.slower) \(range), no crossover "
+                    + "(\(tag(s.metrics, s.configuration)))")
+            }
+        } else {
+            // Many models: one sentence instead of one per pair.
+            let metrics = Metric.allCases.filter { m in steady.contains { $0.metrics.contains(m) } }
+            out.append("\(steady.count) other pairs of models keep the same faster model at every context both were "
+                + "measured at (\(metrics.map { $0.rawValue.uppercased() }.joined(separator: ", ")))")
         }
         for r in contextRatios {
             let ratio = Format.significant(r.ratio, 2)
@@ -376,6 +398,9 @@ public struct Findings: Sendable, Hashable {
     }
 
     // MARK: - Helpers shared with the report
+
+    /// Above this many pairs without a crossover, `sentences()` sums them up in one sentence.
+    static let maxSteadySentences = 4
 
     /// A context length for sentences: exact powers-of-two multiples as "4K"/"1M", else two significant digits.
     static func tokenText(_ n: Int) -> String {

@@ -230,9 +230,10 @@ public enum HTMLReport {
         figcaption { font-size: 13px; color: #5a6570; margin-top: 4px; max-width: 940px; }
         .table-wrap { overflow-x: auto; }
         table { border-collapse: collapse; font-size: 13px; width: 100%; }
-        th, td { padding: 4px 8px; border-bottom: 1px solid #e6e9ec; text-align: left; vertical-align: top; }
-        th { background: #eef0f2; font-weight: 600; white-space: nowrap; }
-        th.num, td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+        th, td { padding: 4px 7px; border-bottom: 1px solid #e6e9ec; text-align: left; vertical-align: top; }
+        th { background: #eef0f2; font-weight: 600; vertical-align: bottom; }
+        th.num { text-align: right; }
+        td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
         tbody tr:nth-child(even) td { background: #fafbfc; }
         code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12px;
                word-break: break-all; }
@@ -242,7 +243,7 @@ public enum HTMLReport {
         .ok { color: #2a7a2a; }
         .warn { color: #a15c00; }
         td.nowrap { white-space: nowrap; }
-        td.wide { min-width: 16em; }
+        td.wide { min-width: 12em; }
         td.wide code { word-break: normal; overflow-wrap: anywhere; }
         .footer { margin-top: 32px; font-size: 12px; color: #8a939c; }
 
@@ -426,7 +427,8 @@ struct ReportCharts {
         guard lines.contains(where: { !$0.points.isEmpty }) else { return nil }
         let title = metric == .ttft ? "time to first token" : "time per output token"
         return SVGChart.LineChart(x: contextAxis, y: SVGChart.Axis(title, scale: .log, format: .seconds),
-                                  series: lines, caption: "measured vs predicted \(title)").render()
+                                  series: lines, caption: "measured vs predicted \(title)",
+                                  failedLabel: "failed, or predicted not to fit").render()
     }
 }
 

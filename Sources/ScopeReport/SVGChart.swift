@@ -168,9 +168,13 @@ public enum SVGChart {
         public var standalone: Bool
         /// Short description for screen readers.
         public var caption: String
+        /// The legend's text for the "x" of failed points.
+        public var failedLabel: String
 
         public init(x: Axis, y: Axis, series: [Series], reference: ReferenceLine? = nil, markers: [Marker] = [],
-                    width: Double = 720, height: Double = 400, standalone: Bool = false, caption: String = "") {
+                    width: Double = 720, height: Double = 400, standalone: Bool = false, caption: String = "",
+                    failedLabel: String = "failed / out of memory") {
+            self.failedLabel = failedLabel
             self.x = x
             self.y = y
             self.series = series
@@ -205,7 +209,7 @@ public enum SVGChart {
             var items = series.enumerated().map { i, s in
                 LegendItem(label: s.name, color: s.color ?? SVGChart.seriesColor(i), style: s.dashed ? .dashedLine : .line)
             }
-            if hasFailures { items.append(LegendItem(label: "failed / out of memory", color: "#333333", style: .cross)) }
+            if hasFailures { items.append(LegendItem(label: failedLabel, color: "#333333", style: .cross)) }
             let legend = SVGChart.flowLegend(items, width: width - left - right)
             let legendHeight = legend.isEmpty ? 0 : Double(legend.count) * 18 + 6
 
@@ -270,11 +274,16 @@ public enum SVGChart {
             }
 
             // Vertical markers.
+            // Lines first, then every label over them (the labels have a white halo).
             for (i, m) in sortedMarkers.enumerated() {
                 let span = markerSpans[i]
                 let labelY = top - 9 - Double(markerRows[i]) * 14 - (hasFailures ? 6 : 0)
                 svg += "<line x1=\"\(n(span.px))\" y1=\"\(n(labelY + 3))\" x2=\"\(n(span.px))\" y2=\"\(n(plotBottom))\" "
                     + "stroke=\"\(m.color)\" stroke-width=\"1.2\" stroke-dasharray=\"5 3\"/>\n"
+            }
+            for (i, m) in sortedMarkers.enumerated() {
+                let span = markerSpans[i]
+                let labelY = top - 9 - Double(markerRows[i]) * 14 - (hasFailures ? 6 : 0)
                 let textX = span.anchor == "middle" ? span.px : (span.anchor == "start" ? span.px + 3 : span.px - 3)
                 svg += SVGChart.text(m.label, x: textX, y: labelY, size: 11, anchor: span.anchor, fill: m.color,
                                      halo: true)
@@ -507,7 +516,7 @@ public enum SVGChart {
             let plotBottom = y
             let used = categories.filter { c in rows.contains { ($0.values[c.name] ?? 0) > 0 } }
             let legend = SVGChart.flowLegend(used.map { LegendItem(label: $0.name, color: $0.color, style: .box) },
-                                             width: width - left - right + noteWidth)
+                                             width: width - left - 8)
             let totalHeight = plotBottom + 42 + Double(legend.count) * 18 + 8
 
             var svg = SVGChart.open(width: width, height: totalHeight, standalone: standalone, caption: caption)
@@ -617,9 +626,8 @@ public enum SVGChart {
     }
 
     static func logLayout(lo: Double, hi: Double, format: TickFormat, maxTicks: Int) -> AxisLayout {
-        for tier in 0..<8 {
-            let candidates = logCandidates(lo: lo, hi: hi, format: format, tier: tier)
-            guard candidates.count >= 2 else { continue }
+        /// The closest candidates enclosing [lo, hi] (at least two).
+        func enclosing(_ candidates: [Double]) -> (Double, Double) {
             var below = candidates.last { $0 <= lo * (1 + 1e-9) } ?? candidates[0]
             var above = candidates.first { $0 >= hi * (1 - 1e-9) } ?? candidates[candidates.count - 1]
             if below >= above {
@@ -627,9 +635,26 @@ public enum SVGChart {
                 below = candidates.last { $0 < below * (1 - 1e-9) } ?? below / 2
                 above = candidates.first { $0 > above * (1 + 1e-9) } ?? above * 2
             }
-            let ticks = candidates.filter { $0 >= below * (1 - 1e-9) && $0 <= above * (1 + 1e-9) }
+            return (below, above)
+        }
+        func inside(_ candidates: [Double], _ range: (Double, Double)) -> [Double] {
+            candidates.filter { $0 >= range.0 * (1 - 1e-9) && $0 <= range.1 * (1 + 1e-9) }
+        }
+        // The tightest range: the finest candidates around the data.
+        let fine = logCandidates(lo: lo, hi: hi, format: format, tier: 0)
+        let tight = fine.count >= 2 ? enclosing(fine) : (lo / 2, hi * 2)
+        for tier in 0..<8 {
+            let candidates = logCandidates(lo: lo, hi: hi, format: format, tier: tier)
+            guard candidates.count >= 2 else { continue }
+            // Sparser ticks inside the tight range when at least three fit there; else the tier's own range.
+            let within = inside(candidates, tight)
+            if within.count >= 3 && within.count <= maxTicks {
+                return AxisLayout(lo: tight.0, hi: tight.1, ticks: within, scale: .log)
+            }
+            let range = enclosing(candidates)
+            let ticks = inside(candidates, range)
             if ticks.count <= maxTicks || tier == 7 {
-                return AxisLayout(lo: below, hi: above, ticks: ticks, scale: .log)
+                return AxisLayout(lo: range.0, hi: range.1, ticks: ticks, scale: .log)
             }
         }
         return AxisLayout(lo: lo / 2, hi: hi * 2, ticks: [lo, hi], scale: .log)

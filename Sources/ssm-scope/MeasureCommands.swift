@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
+import ScopeBackends
 import ScopeBench
+import ScopeCommandLine
 import ScopeCost
 import ScopeModels
 import ScopeReport
@@ -18,29 +20,7 @@ struct SweepCommand: ParsableCommand {
             under 2 GiB.
             """)
 
-    @Option(name: .customLong("model"), help: "Model to measure (repeat for several).")
-    var models: [String] = []
-
-    @Option(help: "Contexts: 1k,4k or 1k..32k.")
-    var context: String?
-
-    @Option(help: "Batch sizes, e.g. 1,4.")
-    var batch: String?
-
-    @Option(help: "Generation lengths for end-to-end latency, e.g. 16,128.")
-    var generate: String?
-
-    @Option(name: .customLong("backend"), help: "Backends (repeat): \(Backends.names.joined(separator: ", ")).")
-    var backends: [String] = []
-
-    @Option(name: .customLong("dtype"), help: "Weight types (repeat): fp32, bf16, fp16.")
-    var dtypes: [String] = []
-
-    @Flag(name: .customLong("max-context"), help: "Also search each model's longest context.")
-    var maxContext = false
-
-    @Option(help: "A YAML or JSON plan file instead of plan flags.")
-    var spec: String?
+    @OptionGroup var planOptions: PlanOptions
 
     @Flag(help: "Continue the latest run of the same plan, skipping points already stored.")
     var resume = false
@@ -52,53 +32,13 @@ struct SweepCommand: ParsableCommand {
     var noReport = false
 
     @OptionGroup var store: StoreOptions
-    @OptionGroup var protocolOptions: ProtocolOptions
-
-    var hasPlanFlags: Bool {
-        !models.isEmpty || context != nil || batch != nil || generate != nil || !backends.isEmpty || !dtypes.isEmpty
-            || maxContext || protocolOptions.isCustomised
-    }
-
-    func validate() throws {
-        if spec != nil && hasPlanFlags {
-            throw ValidationError("give either --spec or plan flags (--model, --context, --batch, ...), not both")
-        }
-        if (context != nil || batch != nil || generate != nil) && models.isEmpty && spec == nil {
-            throw ValidationError("--context, --batch and --generate need at least one --model")
-        }
-    }
-
-    func plan() throws -> SweepPlan {
-        if let spec {
-            guard let text = try? String(contentsOfFile: spec, encoding: .utf8) else {
-                throw ScopeError("cannot read spec file '\(spec)'")
-            }
-            return try SweepSpecFile.parse(text, file: spec)
-        }
-        guard !models.isEmpty else { return .cpuDefault }
-        return SweepPlan(
-            models: models, contexts: try SizeParsing.tokenList(context ?? "512..4k"),
-            batches: try batch.map { try SizeParsing.tokenList($0, what: "batch size") } ?? [1],
-            generate: try generate.map { try Self.counts($0, what: "--generate") } ?? [16],
-            backends: backends.isEmpty ? ["cpu"] : backends, dtypes: dtypes.isEmpty ? ["fp32"] : dtypes,
-            settings: try protocolOptions.settings(), memoryLimit: try protocolOptions.limit(), maxContext: maxContext)
-    }
-
-    /// Whole numbers >= 0 separated by commas.
-    static func counts(_ text: String, what: String) throws -> [Int] {
-        try text.split(separator: ",").map { item in
-            guard let n = Int(item.trimmed), n >= 0 else {
-                throw ScopeError("invalid \(what) '\(text)': write whole numbers >= 0 such as 16,128")
-            }
-            return n
-        }
-    }
 
     func run() throws {
-        let plan = try plan()
-        try plan.validate(knownBackends: Backends.names)
+        let plan = try planOptions.plan(fallback: .cpuDefault)
+        try plan.validate(knownBackends: BackendRegistry.names)
         let store = try ResultsStore(path: self.store.db)
-        let outcome = try SweepExecution.execute(plan: plan, store: store, resume: resume, quiet: protocolOptions.quiet)
+        let outcome = try SweepExecution.execute(plan: plan, store: store, resume: resume,
+                                                 quiet: planOptions.protocolOptions.quiet)
         if !noReport {
             let files = try ReportWriter.write(store: store, runs: [outcome.runID], html: report)
             print("report: \(files.html) and \(files.markdown)")
@@ -124,7 +64,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Tokens generated for the end-to-end latency.")
     var generate: Int = 16
 
-    @Option(help: "Backend: \(Backends.names.joined(separator: ", ")).")
+    @Option(help: "Backend: \(BackendRegistry.names.joined(separator: ", ")).")
     var backend: String = "cpu"
 
     @Option(help: "Weight type: fp32, bf16, fp16.")
@@ -160,7 +100,7 @@ struct ProfileCommand: ParsableCommand {
     @Option(help: "Sequences per batch.")
     var batch: String = "1"
 
-    @Option(help: "Backend: \(Backends.names.joined(separator: ", ")).")
+    @Option(help: "Backend: \(BackendRegistry.names.joined(separator: ", ")).")
     var backend: String = "cpu"
 
     @Option(help: "Weight type: fp32, bf16, fp16.")
@@ -205,7 +145,7 @@ struct MaxContextCommand: ParsableCommand {
     @Option(help: "Sequences per batch.")
     var batch: String = "1"
 
-    @Option(help: "Backend: \(Backends.names.joined(separator: ", ")).")
+    @Option(help: "Backend: \(BackendRegistry.names.joined(separator: ", ")).")
     var backend: String = "cpu"
 
     @Option(help: "Weight type: fp32, bf16, fp16.")
@@ -221,11 +161,11 @@ struct MaxContextCommand: ParsableCommand {
 
     func run() throws {
         let limit = try memoryLimit.map { Int(try SizeParsing.bytes($0, what: "--memory-limit")) }
-            ?? HostEnvironment.physicalMemory
+            ?? BackendRegistry.physicalMemory
         let batch = try SizeParsing.tokens(self.batch, what: "batch size")
         let chunk = try prefillChunk.map { try SizeParsing.tokens($0, what: "--prefill-chunk") }
         for model in models { _ = try ModelCatalog.resolve(model) }
-        _ = try Backends.make(backend, memoryLimit: nil)
+        _ = try BackendRegistry.make(backend, memoryLimit: nil)
         let store = try ResultsStore(path: self.store.db)
         let run = try store.startRun(HostEnvironment.record(backend: backend, dtype: dtype))
         let progress = ProgressLine()
@@ -233,9 +173,11 @@ struct MaxContextCommand: ParsableCommand {
                               rightAligned: [1, 2, 3])
         for model in models {
             progress.note("searching \(model) under \(Format.bytes(Double(limit)))")
-            let result = try MaxContextExecution.search(model: model, batch: batch, dtype: dtype, backend: backend,
-                                                        memoryLimit: limit, measure: measure, prefillChunk: chunk,
-                                                        progress: progress)
+            let result = try MaxContextProbe.search(model: model, batch: batch, dtype: dtype, backend: backend,
+                                                    memoryLimit: limit, measure: measure, prefillChunk: chunk) { probe in
+                progress.note("  \(probe.tokens) tokens: " + (probe.fits ? "fits" : "out of memory")
+                    + " (peak \(Format.bytes(Double(probe.peakBytes))))")
+            }
             try store.record(result, run: run)
             table.rows.append([model, result.reachedSearchLimit ? ">= \(result.tokens)" : String(result.tokens),
                                Format.bytes(Double(result.peakBytesAtLimit)), Format.bytes(Double(limit)),

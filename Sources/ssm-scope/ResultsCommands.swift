@@ -8,7 +8,7 @@ import ScopeSupport
 struct ResultsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "results", abstract: "List, show and export stored results.",
-        subcommands: [List.self, Show.self, Export.self])
+        subcommands: [List.self, Show.self, Export.self, Import.self])
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "The runs in the results file.")
@@ -80,6 +80,43 @@ struct ResultsCommand: ParsableCommand {
             } else {
                 print(text)
             }
+        }
+    }
+}
+
+extension ResultsCommand {
+    struct Import: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Store a JSON-lines log written by ssm-scope-worker (e.g. on a GPU machine) as a run.")
+        @Argument(help: "The log file.")
+        var log: String
+        @OptionGroup var store: StoreOptions
+
+        func run() throws {
+            let records = try ResultLog.read(path: log)
+            guard case .run(let environment, _, let planHash)? = records.first else {
+                throw ScopeError("\(log): the first line is not a run record; is this an ssm-scope-worker log?")
+            }
+            let store = try ResultsStore(path: self.store.db)
+            let run = try store.startRun(environment, planHash: planHash)
+            var points = 0, failures = 0, searches = 0
+            for record in records.dropFirst() {
+                switch record {
+                case .run: throw ScopeError("\(log): holds more than one run; split it")
+                case .point(let p):
+                    try store.record(.measured(p), run: run)
+                    points += 1
+                case .failure(let f):
+                    try store.record(.failed(f.config, reason: f.reason, outOfMemory: f.outOfMemory), run: run)
+                    failures += 1
+                case .maxContext(let m):
+                    try store.record(m, run: run)
+                    searches += 1
+                }
+            }
+            try store.finishRun(run)
+            print("imported \(points) points, \(failures) failures, \(searches) max-context searches as run \(run) "
+                + "into \(store.path)")
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import ScopeBackends
 import ScopeBench
 import ScopeEngine
 import ScopeModels
@@ -15,7 +16,7 @@ enum SweepExecution {
     }
 
     static func execute(plan: SweepPlan, store: ResultsStore, resume: Bool, quiet: Bool) throws -> Outcome {
-        try plan.validate(knownBackends: Backends.names)
+        try plan.validate(knownBackends: BackendRegistry.names)
         var runID: Int64
         var skip = Set<String>()
         if resume {
@@ -32,45 +33,20 @@ enum SweepExecution {
         let progress = ProgressLine(quiet: quiet)
         if !quiet { progress.note("run \(runID) -> \(store.path)") }
         let runner = NativeRunner(settings: plan.settings, memoryLimit: plan.memoryLimit) { name, limit in
-            try Backends.make(name, memoryLimit: limit)
+            try BackendRegistry.make(name, memoryLimit: limit)
         }
-        let measurers: [String: PointMeasurer] = Dictionary(uniqueKeysWithValues: Backends.names.map { ($0, runner) })
-        let limit = plan.memoryLimit ?? HostEnvironment.physicalMemory
+        let measurers: [String: PointMeasurer] = Dictionary(uniqueKeysWithValues: BackendRegistry.names.map { ($0, runner) })
+        let limit = plan.memoryLimit ?? BackendRegistry.physicalMemory
         let sweep = SweepRunner(plan: plan, measurers: measurers, sink: store, run: runID, skip: skip,
                                 progress: progress) { point in
-            try MaxContextExecution.search(model: point.model, batch: point.batch, dtype: point.dtype,
-                                           backend: point.backend, memoryLimit: limit, measure: false,
-                                           prefillChunk: plan.settings.prefillChunk, progress: nil)
+            try MaxContextProbe.search(model: point.model, batch: point.batch, dtype: point.dtype,
+                                       backend: point.backend, memoryLimit: limit, measure: false,
+                                       prefillChunk: plan.settings.prefillChunk, progress: nil)
         }
         Interruption.install()
         let summary = try sweep.execute()
         if !summary.interrupted { try store.finishRun(runID) }
         return Outcome(runID: runID, summary: summary)
-    }
-}
-
-/// The longest-context search behind `max-context` and sweeps.
-enum MaxContextExecution {
-    /// Searches with the allocation probe (exact memory schedule, no arithmetic) or, with `measure`, by running
-    /// the model on the backend at every probe.
-    static func search(model: String, batch: Int, dtype: String, backend: String, memoryLimit: Int, measure: Bool,
-                       prefillChunk: Int?, progress: ProgressLine?) throws -> MaxContextResult {
-        let spec = try ModelCatalog.resolve(model)
-        guard let type = ElementType(name: dtype) else {
-            throw ScopeError("dtype '\(dtype)' cannot run on an engine; use fp32, bf16 or fp16")
-        }
-        return try ContextSearch.maxContext(
-            spec: spec, batch: batch, type: type, memoryLimit: memoryLimit, limit: 1 << 30,
-            method: measure ? "measured" : "probe", backendName: backend,
-            makeBackend: { limit in
-                measure ? try Backends.make(backend, memoryLimit: limit) as Backend
-                    : MemoryProbeBackend(standingInFor: backend, memoryLimit: limit)
-            },
-            source: { measure ? RandomWeights(seed: 0) as WeightSource : ShapeOnlyWeights() }, prefillChunk: prefillChunk,
-            progress: { probe in
-                progress?.note("  \(probe.tokens) tokens: " + (probe.fits ? "fits" : "out of memory")
-                    + " (peak \(Format.bytes(Double(probe.peakBytes))))")
-            })
     }
 }
 

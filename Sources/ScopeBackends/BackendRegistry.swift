@@ -1,0 +1,109 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import ScopeBench
+import ScopeCPU
+import ScopeEngine
+import ScopeModels
+import ScopeSupport
+
+/// The in-process backends this build can measure on, by name.
+public enum BackendRegistry {
+    public static let names = ["cpu"]
+
+    /// A fresh backend with an optional memory cap.
+    public static func make(_ name: String, memoryLimit: Int?) throws -> Backend {
+        switch name {
+        case "cpu": return CPUBackend(memoryLimit: memoryLimit)
+        default:
+            throw ScopeError("unknown backend '\(name)'\(Suggestions.hint(for: name, in: names)); "
+                + "available: \(names.joined(separator: ", "))")
+        }
+    }
+
+    /// Physical memory of this machine, in bytes.
+    public static var physicalMemory: Int {
+        Int(sysconf(Int32(_SC_PHYS_PAGES))) * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+}
+
+/// The longest-context search on a backend: with the allocation probe (exact memory schedule, no arithmetic) or,
+/// with `measure`, by running the model at every probe.
+public enum MaxContextProbe {
+    public static func search(model: String, batch: Int, dtype: String, backend: String, memoryLimit: Int,
+                              measure: Bool, prefillChunk: Int?,
+                              progress: ((MaxContextResult.Probe) -> Void)?) throws -> MaxContextResult {
+        let spec = try ModelCatalog.resolve(model)
+        guard let type = ElementType(name: dtype) else {
+            throw ScopeError("dtype '\(dtype)' cannot run on an engine; use fp32, bf16 or fp16")
+        }
+        return try ContextSearch.maxContext(
+            spec: spec, batch: batch, type: type, memoryLimit: memoryLimit, limit: 1 << 30,
+            method: measure ? "measured" : "probe", backendName: backend,
+            makeBackend: { limit in
+                measure ? try BackendRegistry.make(backend, memoryLimit: limit) as Backend
+                    : MemoryProbeBackend(standingInFor: backend, memoryLimit: limit)
+            },
+            source: { measure ? RandomWeights(seed: 0) as WeightSource : ShapeOnlyWeights() },
+            prefillChunk: prefillChunk, progress: { progress?($0) })
+    }
+}
+
+/// Facts about this machine read without Foundation (the static worker has none).
+public enum MachineFacts {
+    /// The CPU model name from /proc/cpuinfo.
+    public static var cpuName: String {
+        firstValue(file: "/proc/cpuinfo", key: "model name", separator: ":") ?? "unknown CPU"
+    }
+
+    /// PRETTY_NAME from /etc/os-release, with the kernel release.
+    public static var osName: String {
+        var info = utsname()
+        uname(&info)
+        let kernel = withUnsafePointer(to: &info.release) {
+            $0.withMemoryRebound(to: CChar.self, capacity: 65) { String(cString: $0) }
+        }
+        let name = firstValue(file: "/etc/os-release", key: "PRETTY_NAME", separator: "=")
+            .map { $0.replacingQuotes } ?? "Linux"
+        return "\(name) (kernel \(kernel))"
+    }
+
+    /// The run record of a run on `backend` from this machine; CPU runs calibrate the host for predictions.
+    public static func environment(backend: String, dtype: String, gitRevision: String, commandLine: String,
+                                   startedAt: String) -> RunEnvironment {
+        let cpu = cpuName
+        let device = "cpu: \(cpu) (\(Parallel.workers) threads)"
+        return RunEnvironment(device: device, driver: "", os: osName, cpu: cpu, backend: backend, dtype: dtype,
+                              gitRevision: gitRevision, commandLine: commandLine, startedAt: startedAt,
+                              costDevice: HostCalibration.device(name: device))
+    }
+
+    /// UTC now in ISO 8601.
+    public static var now: String {
+        var t = time(nil)
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : String(n) }
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):"
+            + "\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
+    }
+
+    static func firstValue(file: String, key: String, separator: Character) -> String? {
+        guard let handle = fopen(file, "r") else { return nil }
+        defer { fclose(handle) }
+        var buffer = [CChar](repeating: 0, count: 4096)
+        while fgets(&buffer, Int32(buffer.count), handle) != nil {
+            let line = String(cString: buffer)
+            if line.hasPrefix(key), let index = line.firstIndex(of: separator) {
+                return String(line[line.index(after: index)...]).trimmed
+            }
+        }
+        return nil
+    }
+}
+
+extension String {
+    var replacingQuotes: String { filter { $0 != "\"" } }
+}

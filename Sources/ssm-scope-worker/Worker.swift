@@ -1,0 +1,74 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import ScopeBackends
+import ScopeBench
+import ScopeCommandLine
+import ScopeSupport
+
+/// The static measuring binary: same engines and protocol as `ssm-scope`, results as JSON lines.
+@main
+struct Worker: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ssm-scope-worker",
+        abstract: "Measure on machines without a Swift toolchain; write results as JSON lines for "
+            + "'ssm-scope results import'.",
+        subcommands: [WorkerSweep.self])
+}
+
+struct WorkerSweep: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sweep", abstract: "Run a sweep plan and append every result to a JSON-lines log.")
+
+    @OptionGroup var planOptions: PlanOptions
+
+    @Option(help: "The results log to append to (JSON lines).")
+    var out: String = "ssm-scope-results.jsonl"
+
+    @Flag(help: "Skip points already in the log.")
+    var resume = false
+
+    func run() throws {
+        let plan = try planOptions.plan(fallback: .cpuDefault)
+        try plan.validate(knownBackends: BackendRegistry.names)
+        var skip = Set<String>()
+        if resume {
+            for record in try ResultLog.read(path: out) {
+                switch record {
+                case .point(let p): skip.insert(p.config.key)
+                case .failure(let f): skip.insert(f.config.key)
+                default: break
+                }
+            }
+        }
+        let log = try ResultLog(path: out)
+        if skip.isEmpty {
+            let environment = MachineFacts.environment(
+                backend: plan.backends.joined(separator: ","), dtype: plan.dtypes.joined(separator: ","),
+                gitRevision: getenvString("SSM_SCOPE_GIT_REVISION") ?? "unknown (static worker)",
+                commandLine: CommandLine.arguments.joined(separator: " "), startedAt: MachineFacts.now)
+            try log.append(.run(environment: environment, plan: plan, planHash: plan.hash))
+        }
+        let runner = NativeRunner(settings: plan.settings, memoryLimit: plan.memoryLimit) { name, limit in
+            try BackendRegistry.make(name, memoryLimit: limit)
+        }
+        let measurers = Dictionary(uniqueKeysWithValues: BackendRegistry.names.map { ($0, runner as PointMeasurer) })
+        let limit = plan.memoryLimit ?? BackendRegistry.physicalMemory
+        let sweep = SweepRunner(plan: plan, measurers: measurers, sink: log, run: 0, skip: skip,
+                                progress: ProgressLine(quiet: planOptions.protocolOptions.quiet)) { point in
+            try MaxContextProbe.search(model: point.model, batch: point.batch, dtype: point.dtype,
+                                       backend: point.backend, memoryLimit: limit, measure: false,
+                                       prefillChunk: plan.settings.prefillChunk, progress: nil)
+        }
+        Interruption.install()
+        let summary = try sweep.execute()
+        print("results: \(out); import them with 'ssm-scope results import \(out)'")
+        if summary.interrupted { throw ExitCode(130) }
+    }
+}
+
+func getenvString(_ name: String) -> String? {
+    guard let value = getenv(name) else { return nil }
+    return String(cString: value)
+}
