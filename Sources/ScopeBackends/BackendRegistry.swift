@@ -23,6 +23,14 @@ public enum BackendRegistry {
         }
     }
 
+    /// The activation type a backend computes in.
+    public static func activationType(of name: String) throws -> ElementType {
+        switch name {
+        case "cpu": return .fp32
+        default: return try make(name, memoryLimit: nil).activationType
+        }
+    }
+
     /// Physical memory of this machine, in bytes.
     public static var physicalMemory: Int {
         Int(sysconf(Int32(_SC_PHYS_PAGES))) * Int(sysconf(Int32(_SC_PAGESIZE)))
@@ -44,7 +52,9 @@ public enum MaxContextProbe {
             method: measure ? "measured" : "probe", backendName: backend,
             makeBackend: { limit in
                 measure ? try BackendRegistry.make(backend, memoryLimit: limit) as Backend
-                    : MemoryProbeBackend(standingInFor: backend, memoryLimit: limit)
+                    : MemoryProbeBackend(standingInFor: backend,
+                                         activationType: try BackendRegistry.activationType(of: backend),
+                                         memoryLimit: limit)
             },
             source: { measure ? RandomWeights(seed: 0) as WeightSource : ShapeOnlyWeights() },
             prefillChunk: prefillChunk, progress: { progress?($0) })

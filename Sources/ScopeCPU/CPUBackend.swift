@@ -13,6 +13,7 @@ import ScopeSupport
 public final class CPUBackend: Backend, TensorAllocator {
     public let name = "cpu"
     public let memory: MemoryTracker
+    public let activationType = ElementType.fp32
     private var profile: OperatorProfile?
 
     /// `memoryLimit` caps the bytes of live tensors (nil: no cap).

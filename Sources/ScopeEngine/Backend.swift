@@ -74,11 +74,14 @@ public protocol OperatorTimer: AnyObject {
     func finishProfile() throws -> OperatorProfile
 }
 
-/// The operations an inference engine needs. Every tensor argument belongs to this backend. Activations are
-/// fp32; weights may be fp32, bf16 or fp16; row width is a tensor's last dimension.
+/// The operations an inference engine needs. Every tensor argument belongs to this backend. Activations, KV
+/// caches and conv states use `activationType`; SSM states, norms, biases and SSM parameters are fp32; weights may
+/// be fp32, bf16 or fp16; row width is a tensor's last dimension.
 public protocol Backend: AnyObject, OperatorTimer {
     var name: String { get }
     var memory: MemoryTracker { get }
+    /// Element type of activations and caches (fp32 on CPU; bf16 or fp16 on GPUs, with fp32 accumulation).
+    var activationType: ElementType { get }
 
     /// A zero-filled tensor (throws `OutOfMemory` past the memory limit).
     func makeTensor(_ shape: [Int], _ type: ElementType) throws -> Tensor

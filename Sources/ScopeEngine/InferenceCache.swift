@@ -40,15 +40,16 @@ public final class InferenceCache {
     public var stateBytes: Int { byteCount - kvBytes }
 
     /// Allocates zeroed caches for `spec`: sliding-window layers keep their window, others `capacity` tokens;
-    /// keys, values and states are fp32.
+    /// keys, values and conv states in the backend's activation type, SSM states in fp32.
     static func allocate(spec: ModelSpec, batch: Int, capacity: Int, backend: Backend) throws -> InferenceCache {
+        let type = backend.activationType
         func kv(_ a: AttentionSpec) throws -> KVCacheLayer {
             let slots = min(capacity, a.slidingWindow ?? capacity)
-            return KVCacheLayer(keys: try backend.makeTensor([batch, slots, a.kvWidth], .fp32),
-                                values: try backend.makeTensor([batch, slots, a.kvWidth], .fp32), capacity: slots)
+            return KVCacheLayer(keys: try backend.makeTensor([batch, slots, a.kvWidth], type),
+                                values: try backend.makeTensor([batch, slots, a.kvWidth], type), capacity: slots)
         }
         func mamba2(_ m: Mamba2Spec) throws -> (Tensor, Tensor) {
-            (try backend.makeTensor([batch, m.convKernel - 1, m.convChannels], .fp32),
+            (try backend.makeTensor([batch, m.convKernel - 1, m.convChannels], type),
              try backend.makeTensor([batch, m.heads, m.headDim, m.stateSize], .fp32))
         }
         let blocks = try spec.layers.map { layer in
@@ -56,7 +57,7 @@ public final class InferenceCache {
                 switch block {
                 case .attention(let a): return BlockCache(kv: try kv(a), conv: nil, ssm: nil)
                 case .mamba1(let m):
-                    return BlockCache(kv: nil, conv: try backend.makeTensor([batch, m.convKernel - 1, m.innerSize], .fp32),
+                    return BlockCache(kv: nil, conv: try backend.makeTensor([batch, m.convKernel - 1, m.innerSize], type),
                                       ssm: try backend.makeTensor([batch, m.innerSize, m.stateSize], .fp32))
                 case .mamba2(let m):
                     let (conv, ssm) = try mamba2(m)

@@ -7,10 +7,12 @@ import ScopeModels
 public final class MemoryProbeBackend: Backend, TensorAllocator {
     public let name: String
     public let memory: MemoryTracker
+    public let activationType: ElementType
 
-    /// `name` is the backend whose schedule this stands in for.
-    public init(standingInFor name: String, memoryLimit: Int?) {
+    /// `name` and `activationType` are those of the backend whose schedule this stands in for.
+    public init(standingInFor name: String, activationType: ElementType = .fp32, memoryLimit: Int?) {
         self.name = name + "-probe"
+        self.activationType = activationType
         memory = MemoryTracker(limit: memoryLimit)
     }
 

@@ -336,7 +336,7 @@ public final class ModelExecutor {
 
     // MARK: Helpers
 
-    private func tensor(_ shape: [Int]) throws -> Tensor { try backend.makeTensor(shape, .fp32) }
+    private func tensor(_ shape: [Int]) throws -> Tensor { try backend.makeTensor(shape, backend.activationType) }
 
     private func timed(_ kind: OperatorKind, _ body: () throws -> Void) throws {
         try backend.measure(kind, body)

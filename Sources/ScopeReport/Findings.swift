@@ -354,7 +354,7 @@ public struct Findings: Sendable, Hashable {
                     + "(\(larger) vs at least \(smaller) tokens\(suffix))")
             }
         }
-        // The longest contexts themselves, when no ratio sentence already gives them.
+        // The searched longest contexts, when no ratio sentence already gives them.
         let inRatios = Set(contextRatios.flatMap { [$0.larger.key, $0.smaller.key] })
         for l in longestContexts where !inRatios.contains(l.key) {
             switch l.source {
@@ -369,8 +369,7 @@ public struct Findings: Sendable, Hashable {
                         + "\(SVGChart.compactBytes(Double(limit)))")
                 }
             case .measured:
-                out.append("\(label(l.key)) handles at least \(Findings.tokenText(l.tokens)) tokens "
-                    + "(largest measured context)")
+                continue  // the largest measured context alone is not a finding
             }
         }
         for d in dominantCategories {

@@ -213,8 +213,10 @@ public enum SVGChart {
             let legend = SVGChart.flowLegend(items, width: width - left - right)
             let legendHeight = legend.isEmpty ? 0 : Double(legend.count) * 18 + 6
 
-            // Marker labels above the plot, in as many rows as needed to avoid overlaps.
-            var markerRows: [Int] = []
+            // Marker labels above the plot, in up to `maxMarkerRows` rows; a marker whose label fits in none keeps
+            // its line and a tooltip (row nil).
+            let maxMarkerRows = 3
+            var markerRows: [Int?] = []
             var rowEnds: [Double] = []
             let sortedMarkers = markers.filter { x.scale == .linear || $0.x > 0 }.sorted { $0.x < $1.x }
             var markerSpans: [(start: Double, anchor: String, px: Double)] = []
@@ -225,14 +227,16 @@ public enum SVGChart {
                 var anchor = "middle"
                 if start < left - 20 { start = px - 4; anchor = "start" }
                 if start + w > width - 4 { start = px - w + 4; anchor = "end" }
-                var row = rowEnds.firstIndex { $0 + 8 < start } ?? rowEnds.count
-                if row == rowEnds.count { rowEnds.append(0) }
-                rowEnds[row] = start + w
-                if row > 3 { row = 3 }
+                var row = rowEnds.firstIndex { $0 + 8 < start }
+                if row == nil, rowEnds.count < maxMarkerRows {
+                    rowEnds.append(0)
+                    row = rowEnds.count - 1
+                }
+                if let row { rowEnds[row] = start + w }
                 markerRows.append(row)
                 markerSpans.append((start, anchor, px))
             }
-            let top = 14 + Double(min(rowEnds.count, 4)) * 14 + (hasFailures ? 6 : 0)
+            let top = 14 + Double(rowEnds.count) * 14 + (hasFailures ? 6 : 0)
             let bottom = 46.0
             let plotHeight = max(150, height - top - bottom - legendHeight)
             let totalHeight = top + plotHeight + bottom + legendHeight
@@ -277,13 +281,15 @@ public enum SVGChart {
             // Lines first, then every label over them (the labels have a white halo).
             for (i, m) in sortedMarkers.enumerated() {
                 let span = markerSpans[i]
-                let labelY = top - 9 - Double(markerRows[i]) * 14 - (hasFailures ? 6 : 0)
-                svg += "<line x1=\"\(n(span.px))\" y1=\"\(n(labelY + 3))\" x2=\"\(n(span.px))\" y2=\"\(n(plotBottom))\" "
-                    + "stroke=\"\(m.color)\" stroke-width=\"1.2\" stroke-dasharray=\"5 3\"/>\n"
+                let lineTop = markerRows[i].map { top - 6 - Double($0) * 14 - (hasFailures ? 6 : 0) } ?? top
+                svg += "<line x1=\"\(n(span.px))\" y1=\"\(n(lineTop))\" x2=\"\(n(span.px))\" y2=\"\(n(plotBottom))\" "
+                    + "stroke=\"\(m.color)\" stroke-width=\"1.2\" stroke-dasharray=\"5 3\">"
+                    + "<title>\(SVGChart.escape(m.label))</title></line>\n"
             }
             for (i, m) in sortedMarkers.enumerated() {
+                guard let row = markerRows[i] else { continue }
                 let span = markerSpans[i]
-                let labelY = top - 9 - Double(markerRows[i]) * 14 - (hasFailures ? 6 : 0)
+                let labelY = top - 9 - Double(row) * 14 - (hasFailures ? 6 : 0)
                 let textX = span.anchor == "middle" ? span.px : (span.anchor == "start" ? span.px + 3 : span.px - 3)
                 svg += SVGChart.text(m.label, x: textX, y: labelY, size: 11, anchor: span.anchor, fill: m.color,
                                      halo: true)
