@@ -75,6 +75,7 @@ let package = Package(
         .testTarget(name: "ScopeModelsTests", dependencies: ["ScopeModels", "ScopeSupport"]),
         .testTarget(name: "ScopeCostTests", dependencies: ["ScopeCost", "ScopeModels"]),
         .testTarget(name: "ScopeCLITests", dependencies: ["ssm-scope", "ScopeReport"]),
+        .testTarget(name: "ScopeBenchTests", dependencies: ["ScopeBench", "ScopeBackends", "ScopeEngine", "ScopeModels"]),
         .testTarget(name: "ScopeStoreTests", dependencies: ["ScopeStore", "ScopeBench", "ScopeCost"]),
         .testTarget(name: "ScopeReportTests", dependencies: ["ScopeReport", "ScopeBench", "ScopeCost", "ScopeModels"]),
         .testTarget(name: "ScopeCPUTests", dependencies: ["ScopeCPU", "ScopeEngine", "ScopeModels"],

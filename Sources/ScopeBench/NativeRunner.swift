@@ -26,7 +26,12 @@ public final class NativeRunner {
     /// Measures one point; an out-of-memory or engine error becomes a failed outcome, not a thrown error.
     /// Errors that concern the request itself (unknown model, bad dtype) are thrown.
     public func measure(_ point: PointConfig) throws -> PointOutcome {
-        let executor = try executorFor(point)
+        let executor: ModelExecutor
+        do {
+            executor = try executorFor(point)
+        } catch let error as OutOfMemory {
+            return .failed(point, reason: "\(error.description) while loading the weights", outOfMemory: true)
+        }
         do {
             return .measured(try run(point, executor))
         } catch let error as OutOfMemory {

@@ -309,7 +309,8 @@ public struct Findings: Sendable, Hashable {
                 + "(\(tag(c.metrics, c.configuration)))")
         }
         // Pairs whose faster model never changes, one sentence for both metrics when they agree.
-        var steady: [(faster: String, slower: String, contexts: [Int], configuration: Configuration, metrics: [Metric])] = []
+        var steady: [(faster: String, slower: String, contexts: [Int], configuration: Configuration,
+                      metrics: [Metric])] = []
         for c in comparisons where c.crossovers.isEmpty {
             guard let faster = c.fasterThroughout else { continue }
             let slower = faster == c.first ? c.second : c.first

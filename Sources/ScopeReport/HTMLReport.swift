@@ -198,7 +198,8 @@ public enum HTMLReport {
     static func sortedPoints(_ data: ReportData, _ findings: Findings) -> [PointResult] {
         let order = Dictionary(findings.keys.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
         return data.points.enumerated().sorted { a, b in
-            let ka = order[Findings.SeriesKey(a.element.config)] ?? 0, kb = order[Findings.SeriesKey(b.element.config)] ?? 0
+            let ka = order[Findings.SeriesKey(a.element.config)] ?? 0
+            let kb = order[Findings.SeriesKey(b.element.config)] ?? 0
             return (ka, a.element.config.context, a.element.config.generate, a.offset)
                 < (kb, b.element.config.context, b.element.config.generate, b.offset)
         }.map(\.element)
@@ -207,7 +208,8 @@ public enum HTMLReport {
     static func sortedFailures(_ data: ReportData, _ findings: Findings) -> [PointFailure] {
         let order = Dictionary(findings.keys.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
         return data.failures.enumerated().sorted { a, b in
-            let ka = order[Findings.SeriesKey(a.element.config)] ?? 0, kb = order[Findings.SeriesKey(b.element.config)] ?? 0
+            let ka = order[Findings.SeriesKey(a.element.config)] ?? 0
+            let kb = order[Findings.SeriesKey(b.element.config)] ?? 0
             return (ka, a.element.config.context, a.offset) < (kb, b.element.config.context, b.offset)
         }.map(\.element)
     }
@@ -255,21 +257,30 @@ struct ReportCharts {
     let data: ReportData
     let findings: Findings
     let colors: [Findings.SeriesKey: String]
+    let shapes: [Findings.SeriesKey: SVGChart.MarkerShape]
 
     init(data: ReportData, findings: Findings) {
         self.data = data
         self.findings = findings
         var colors: [Findings.SeriesKey: String] = [:]
-        for (i, k) in findings.keys.enumerated() { colors[k] = SVGChart.seriesColor(i) }
+        var shapes: [Findings.SeriesKey: SVGChart.MarkerShape] = [:]
+        for (i, k) in findings.keys.enumerated() {
+            colors[k] = SVGChart.seriesColor(i)
+            shapes[k] = SVGChart.seriesShape(i)
+        }
         self.colors = colors
+        self.shapes = shapes
     }
 
     private func color(_ key: Findings.SeriesKey) -> String { colors[key] ?? "#333333" }
 
     /// Measured series of `value` per key: the median, with a ±stddev whisker when the context has one point.
-    private func measured(_ stats: (PointResult) -> Statistics) -> [(key: Findings.SeriesKey, points: [SVGChart.LineChart.Point])] {
+    private func measured(_ stats: (PointResult) -> Statistics)
+        -> [(key: Findings.SeriesKey, points: [SVGChart.LineChart.Point])] {
         var grouped: [Findings.SeriesKey: [Int: [Statistics]]] = [:]
-        for p in data.points { grouped[Findings.SeriesKey(p.config), default: [:]][p.config.context, default: []].append(stats(p)) }
+        for p in data.points {
+            grouped[Findings.SeriesKey(p.config), default: [:]][p.config.context, default: []].append(stats(p))
+        }
         return findings.keys.compactMap { key in
             guard let byContext = grouped[key] else { return nil }
             let points = byContext.sorted { $0.key < $1.key }.map { context, list -> SVGChart.LineChart.Point in
@@ -297,13 +308,14 @@ struct ReportCharts {
         guard !series.isEmpty else { return nil }
         var lines = series.map {
             SVGChart.LineChart.Series(name: findings.label($0.key), points: $0.points, color: color($0.key),
-                                      failedX: failedContexts($0.key, oomOnly: false))
+                                      failedX: failedContexts($0.key, oomOnly: false), shape: shapes[$0.key])
         }
         // Series that only failed still get their "x" marks.
         for key in findings.keys where !series.contains(where: { $0.key == key }) {
             let failed = failedContexts(key, oomOnly: false)
             if !failed.isEmpty {
-                lines.append(.init(name: findings.label(key), points: [], color: color(key), failedX: failed))
+                lines.append(.init(name: findings.label(key), points: [], color: color(key), failedX: failed,
+                                   shape: shapes[key]))
             }
         }
         let markers = findings.crossovers.filter { $0.metric == metric }.map { c in
@@ -311,7 +323,8 @@ struct ReportCharts {
             let config = findings.configurationLabel(c.configuration)
             return SVGChart.LineChart.Marker(
                 x: c.tokens,
-                label: "\(c.fasterBeyond) faster beyond ~\(Findings.tokenText(c.tokens))" + (config.isEmpty ? "" : " (\(config))"),
+                label: "\(c.fasterBeyond) faster than \(c.fasterBefore) beyond ~\(Findings.tokenText(c.tokens))"
+                    + (config.isEmpty ? "" : " (\(config))"),
                 color: color(key))
         }
         let title = metric == .ttft ? "time to first token" : "time per output token"
@@ -324,11 +337,14 @@ struct ReportCharts {
         guard !series.isEmpty else { return nil }
         var lines = series.map {
             SVGChart.LineChart.Series(name: findings.label($0.key), points: $0.points, color: color($0.key),
-                                      failedX: failedContexts($0.key, oomOnly: true))
+                                      failedX: failedContexts($0.key, oomOnly: true), shape: shapes[$0.key])
         }
         for key in findings.keys where !series.contains(where: { $0.key == key }) {
             let failed = failedContexts(key, oomOnly: true)
-            if !failed.isEmpty { lines.append(.init(name: findings.label(key), points: [], color: color(key), failedX: failed)) }
+            if !failed.isEmpty {
+                lines.append(.init(name: findings.label(key), points: [], color: color(key), failedX: failed,
+                                   shape: shapes[key]))
+            }
         }
         let reference = data.memoryCapacityBytes.flatMap { bytes in
             bytes > 0 ? SVGChart.LineChart.ReferenceLine(y: bytes, label: "device memory "
@@ -379,7 +395,9 @@ struct ReportCharts {
             }
         }
         guard !rows.isEmpty else { return nil }
-        let categories = OpCategory.allCases.map { SVGChart.StackedBarChart.Category(name: $0.rawValue, color: SVGChart.color($0)) }
+        let categories = OpCategory.allCases.map {
+            SVGChart.StackedBarChart.Category(name: $0.rawValue, color: SVGChart.color($0))
+        }
         return SVGChart.StackedBarChart(categories: categories, rows: rows,
                                         axisTitle: decode ? "share of decode-step time" : "share of prefill time",
                                         caption: decode ? "decode operator breakdown" : "prefill operator breakdown")
@@ -393,33 +411,41 @@ struct ReportCharts {
         var lines: [SVGChart.LineChart.Series] = []
         var used: Set<String> = []
         var extraColor = findings.keys.count
-        func predictedSeries(model: String, batch: Int, name: String, color: String) -> SVGChart.LineChart.Series? {
+        func predictedSeries(model: String, batch: Int, name: String, color: String,
+                             shape: SVGChart.MarkerShape?) -> SVGChart.LineChart.Series? {
             let predictions = data.predictions.filter { $0.model == model && $0.batch == batch }
             guard !predictions.isEmpty else { return nil }
             used.insert("\(model)|\(batch)")
             var points: [SVGChart.LineChart.Point] = [], failed: [Double] = []
             for p in predictions.sorted(by: { $0.context < $1.context }) {
-                if let v = value(p), v > 0 { points.append(.init(x: Double(p.context), y: v)) } else { failed.append(Double(p.context)) }
+                if let v = value(p), v > 0 {
+                    points.append(.init(x: Double(p.context), y: v))
+                } else {
+                    failed.append(Double(p.context))
+                }
             }
             guard !points.isEmpty || !failed.isEmpty else { return nil }
-            return .init(name: name, points: points, color: color, dashed: true, failedX: failed)
+            return .init(name: name, points: points, color: color, dashed: true, failedX: failed, shape: shape)
         }
         for (key, points) in series {
             let configKey = "\(key.model)|\(key.configuration.batch)"
             guard data.predictions.contains(where: { $0.model == key.model && $0.batch == key.configuration.batch })
             else { continue }
-            lines.append(.init(name: findings.label(key) + " measured", points: points, color: color(key)))
+            lines.append(.init(name: findings.label(key) + " measured", points: points, color: color(key),
+                               shape: shapes[key]))
             if !used.contains(configKey),
                let p = predictedSeries(model: key.model, batch: key.configuration.batch,
                                        name: key.model + (findings.showsBatch ? " B=\(key.configuration.batch)" : "")
-                                           + " predicted", color: color(key)) {
+                                           + " predicted", color: color(key), shape: shapes[key]) {
                 lines.append(p)
             }
         }
         // Predictions for models that were not measured.
         for p in data.predictions where !used.contains("\(p.model)|\(p.batch)") {
             let name = p.model + (findings.showsBatch ? " B=\(p.batch)" : "") + " predicted"
-            if let s = predictedSeries(model: p.model, batch: p.batch, name: name, color: SVGChart.seriesColor(extraColor)) {
+            if let s = predictedSeries(model: p.model, batch: p.batch, name: name,
+                                       color: SVGChart.seriesColor(extraColor),
+                                       shape: SVGChart.seriesShape(extraColor)) {
                 lines.append(s)
                 extraColor += 1
             }

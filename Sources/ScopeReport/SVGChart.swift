@@ -13,7 +13,9 @@ public enum SVGChart {
                                  "#7f7f7f", "#bcbd22", "#17becf"]
 
     /// The colour of series `index` (the palette repeats).
-    public static func seriesColor(_ index: Int) -> String { palette[((index % palette.count) + palette.count) % palette.count] }
+    public static func seriesColor(_ index: Int) -> String {
+        palette[((index % palette.count) + palette.count) % palette.count]
+    }
 
     /// One colour per operator category (Tableau 10), stable across charts.
     public static func color(_ category: OpCategory) -> String {
@@ -48,6 +50,16 @@ public enum SVGChart {
 
     public enum Scale: Sendable, Hashable {
         case linear, log
+    }
+
+    /// Point markers; charts with more series than palette colours vary the shape too.
+    public enum MarkerShape: Sendable, Hashable, CaseIterable {
+        case circle, square, diamond, triangle
+    }
+
+    /// The shape for series `index`: circles for the first palette's worth, then squares, diamonds, triangles.
+    public static func seriesShape(_ index: Int) -> MarkerShape {
+        MarkerShape.allCases[(max(0, index) / palette.count) % MarkerShape.allCases.count]
     }
 
     /// How tick labels read.
@@ -123,9 +135,12 @@ public enum SVGChart {
             public var dashed: Bool
             /// x values of points that failed (out of memory or error), drawn as an "x" on the top edge.
             public var failedX: [Double]
+            /// nil takes the shape of the series' position (see `seriesShape`).
+            public var shape: MarkerShape?
 
             public init(name: String, points: [Point], color: String? = nil, dashed: Bool = false,
-                        failedX: [Double] = []) {
+                        failedX: [Double] = [], shape: MarkerShape? = nil) {
+                self.shape = shape
                 self.name = name
                 self.points = points
                 self.color = color
@@ -207,7 +222,8 @@ public enum SVGChart {
 
             // Legend rows below the plot.
             var items = series.enumerated().map { i, s in
-                LegendItem(label: s.name, color: s.color ?? SVGChart.seriesColor(i), style: s.dashed ? .dashedLine : .line)
+                LegendItem(label: s.name, color: s.color ?? SVGChart.seriesColor(i),
+                           style: s.dashed ? .dashedLine : .line, shape: s.shape ?? SVGChart.seriesShape(i))
             }
             if hasFailures { items.append(LegendItem(label: failedLabel, color: "#333333", style: .cross)) }
             let legend = SVGChart.flowLegend(items, width: width - left - right)
@@ -256,7 +272,8 @@ public enum SVGChart {
                 let xx = px(t)
                 svg += SVGChart.line(xx, top, xx, plotBottom, stroke: "#eeeeee")
                 svg += SVGChart.line(xx, plotBottom, xx, plotBottom + 4, stroke: "#888")
-                svg += SVGChart.text(x.format.label(t), x: xx, y: plotBottom + 17, size: 11, anchor: "middle", fill: "#444")
+                svg += SVGChart.text(x.format.label(t), x: xx, y: plotBottom + 17, size: 11, anchor: "middle",
+                                     fill: "#444")
             }
             svg += "<rect x=\"\(n(left))\" y=\"\(n(top))\" width=\"\(n(plotWidth))\" height=\"\(n(plotHeight))\" "
                 + "fill=\"none\" stroke=\"#999\"/>\n"
@@ -314,10 +331,8 @@ public enum SVGChart {
                         svg += SVGChart.line(xx - 3, py(hi), xx + 3, py(hi), stroke: color)
                     }
                     let tip = "\(s.name): \(x.format.label(p.x)) \u{2192} \(y.format.label(p.y))"
-                    svg += "<circle cx=\"\(n(px(p.x)))\" cy=\"\(n(py(p.y)))\" r=\"3.2\" "
-                        + (s.dashed ? "fill=\"#ffffff\" stroke=\"\(color)\" stroke-width=\"1.5\""
-                            : "fill=\"\(color)\" stroke=\"#ffffff\" stroke-width=\"0.8\"")
-                        + "><title>\(SVGChart.escape(tip))</title></circle>\n"
+                    svg += SVGChart.marker(s.shape ?? SVGChart.seriesShape(i), x: px(p.x), y: py(p.y), color: color,
+                                           hollow: s.dashed, title: tip)
                 }
                 for fx in s.failedX where SVGChart.plottable(fx, x.scale) {
                     svg += SVGChart.cross(px(fx), top, color: color,
@@ -378,13 +393,15 @@ public enum SVGChart {
 
         public func render() -> String {
             let positive = SVGChart.usable(bars.map(\.value), axis.scale)
-            guard !bars.isEmpty else { return SVGChart.emptyChart(width: width, text: "no data", standalone: standalone) }
+            guard !bars.isEmpty else {
+                return SVGChart.emptyChart(width: width, text: "no data", standalone: standalone)
+            }
             var domainValues = positive
             if axis.scale == .log, let lo = positive.min() { domainValues.append(lo / 1.6) }
             if domainValues.isEmpty { domainValues = [1, 10] }
             let scaleAxis = SVGChart.layout(domainValues, scale: axis.scale, format: axis.format, maxTicks: 9)
 
-            let labels = bars.map { SVGChart.truncate($0.label, maxWidth: 220, size: 12) }
+            let labels = bars.map { SVGChart.truncate($0.label, maxWidth: 260, size: 12) }
             let labelWidth = labels.map { SVGChart.textWidth($0, 12) }.max() ?? 40
             let left = labelWidth + 18
             let valueWidth = bars.map { SVGChart.textWidth($0.valueLabel, 11) }.max() ?? 30
@@ -427,7 +444,8 @@ public enum SVGChart {
                     end = max(left + 1, min(left + plotWidth, px(bar.value)))
                     let w = end - left
                     svg += "<rect x=\"\(n(left))\" y=\"\(n(y0))\" width=\"\(n(w))\" height=\"\(n(barHeight))\" "
-                        + "fill=\"\(color)\"><title>\(SVGChart.escape(bar.label + ": " + bar.valueLabel))</title></rect>\n"
+                        + "fill=\"\(color)\"><title>\(SVGChart.escape(bar.label + ": " + bar.valueLabel))</title>"
+                        + "</rect>\n"
                     if bar.hatched {
                         svg += "<rect x=\"\(n(left))\" y=\"\(n(y0))\" width=\"\(n(w))\" height=\"\(n(barHeight))\" "
                             + "fill=\"url(#\(SVGChart.escape(id))-hatch)\"/>\n"
@@ -502,7 +520,9 @@ public enum SVGChart {
         }
 
         public func render() -> String {
-            guard !rows.isEmpty else { return SVGChart.emptyChart(width: width, text: "no data", standalone: standalone) }
+            guard !rows.isEmpty else {
+                return SVGChart.emptyChart(width: width, text: "no data", standalone: standalone)
+            }
             let groups = rows.map { SVGChart.truncate($0.group, maxWidth: 200, size: 12) }
             let groupWidth = groups.map { SVGChart.textWidth($0, 12) * 1.08 }.max() ?? 0
             let labelWidth = rows.map { SVGChart.textWidth($0.label, 11) }.max() ?? 0
@@ -539,7 +559,8 @@ public enum SVGChart {
                 let firstOfGroup = i == 0 || rows[i - 1].group != row.group
                 if firstOfGroup {
                     if i > 0 {
-                        svg += SVGChart.line(4, ys[i] - groupGap / 2, width - 4, ys[i] - groupGap / 2, stroke: "#d0d0d0")
+                        let separator = ys[i] - groupGap / 2
+                        svg += SVGChart.line(4, separator, width - 4, separator, stroke: "#d0d0d0")
                     }
                     svg += "<text x=\"4\" y=\"\(n(y0 + barHeight - 3))\" font-size=\"12\" font-weight=\"bold\" "
                         + "fill=\"#222\">\(SVGChart.escape(groups[i]))</text>\n"
@@ -641,7 +662,7 @@ public enum SVGChart {
                 below = candidates.last { $0 < below * (1 - 1e-9) } ?? below / 2
                 above = candidates.first { $0 > above * (1 + 1e-9) } ?? above * 2
             }
-            return (below, above)
+            return (min(below, lo), max(above, hi))
         }
         func inside(_ candidates: [Double], _ range: (Double, Double)) -> [Double] {
             candidates.filter { $0 >= range.0 * (1 - 1e-9) && $0 <= range.1 * (1 + 1e-9) }
@@ -754,7 +775,8 @@ public enum SVGChart {
         var units = 0.0
         for c in text {
             switch c {
-            case "i", "l", "j", "!", "|", ".", ",", ":", ";", "'", "1", "t", "f", "I", " ", "(", ")", "[", "]": units += 0.36
+            case "i", "l", "j", "!", "|", ".", ",", ":", ";", "'", "1", "t", "f", "I", " ", "(", ")", "[", "]":
+                units += 0.36
             case "m", "w", "M", "W", "%", "@": units += 0.9
             case "A"..."Z": units += 0.7
             default: units += 0.6
@@ -763,12 +785,14 @@ public enum SVGChart {
         return units * size
     }
 
-    /// `text` cut with an ellipsis to fit `maxWidth`.
+    /// `text` cut in the middle with an ellipsis to fit `maxWidth` (the end often tells series apart: "B=4").
     static func truncate(_ text: String, maxWidth: Double, size: Double) -> String {
         guard textWidth(text, size) > maxWidth else { return text }
-        var s = text
-        while !s.isEmpty, textWidth(s + "\u{2026}", size) > maxWidth { s.removeLast() }
-        return s + "\u{2026}"
+        var head = Substring(text.prefix((text.count + 1) / 2)), tail = Substring(text.suffix(text.count / 2))
+        while !(head.isEmpty && tail.isEmpty), textWidth(head + "\u{2026}" + tail, size) > maxWidth {
+            if head.count >= tail.count { head = head.dropLast() } else { tail = tail.dropFirst() }
+        }
+        return head + "\u{2026}" + tail
     }
 
     /// Whether a "#rrggbb" colour is light enough to need dark text.
@@ -817,8 +841,9 @@ public enum SVGChart {
 
     static func cross(_ x: Double, _ y: Double, color: String, title: String) -> String {
         let d = 4.5
-        return "<path d=\"M\(n(x - d)) \(n(y - d))L\(n(x + d)) \(n(y + d))M\(n(x - d)) \(n(y + d))L\(n(x + d)) \(n(y - d))\" "
-            + "stroke=\"\(color)\" stroke-width=\"2.2\" stroke-linecap=\"round\"><title>\(escape(title))</title></path>\n"
+        return "<path d=\"M\(n(x - d)) \(n(y - d))L\(n(x + d)) \(n(y + d))"
+            + "M\(n(x - d)) \(n(y + d))L\(n(x + d)) \(n(y - d))\" stroke=\"\(color)\" stroke-width=\"2.2\" "
+            + "stroke-linecap=\"round\"><title>\(escape(title))</title></path>\n"
     }
 
     struct LegendItem {
@@ -826,6 +851,29 @@ public enum SVGChart {
         var label: String
         var color: String
         var style: Style
+        var shape: MarkerShape = .circle
+    }
+
+    /// A point marker of `shape` centred on (x, y), with a tooltip.
+    static func marker(_ shape: MarkerShape, x: Double, y: Double, color: String, hollow: Bool,
+                       title: String?) -> String {
+        let paint = hollow ? "fill=\"#ffffff\" stroke=\"\(color)\" stroke-width=\"1.5\""
+            : "fill=\"\(color)\" stroke=\"#ffffff\" stroke-width=\"0.8\""
+        let tip = title.map { "<title>\(escape($0))</title>" } ?? ""
+        switch shape {
+        case .circle:
+            return "<circle cx=\"\(n(x))\" cy=\"\(n(y))\" r=\"3.4\" \(paint)>\(tip)</circle>\n"
+        case .square:
+            return "<rect x=\"\(n(x - 3.2))\" y=\"\(n(y - 3.2))\" width=\"6.4\" height=\"6.4\" \(paint)>\(tip)</rect>\n"
+        case .diamond:
+            let d = 4.4
+            return "<path d=\"M\(n(x)) \(n(y - d))L\(n(x + d)) \(n(y))L\(n(x)) \(n(y + d))L\(n(x - d)) \(n(y))Z\" "
+                + "\(paint)>\(tip)</path>\n"
+        case .triangle:
+            let d = 4.4
+            return "<path d=\"M\(n(x)) \(n(y - d))L\(n(x + d)) \(n(y + d * 0.8))L\(n(x - d)) \(n(y + d * 0.8))Z\" "
+                + "\(paint)>\(tip)</path>\n"
+        }
     }
 
     /// Legend items flowed into rows of at most `width` pixels, with their x offsets.
@@ -841,7 +889,7 @@ public enum SVGChart {
                 current = []
                 x = 0
             }
-            current.append((LegendItem(label: label, color: item.color, style: item.style), x))
+            current.append((LegendItem(label: label, color: item.color, style: item.style, shape: item.shape), x))
             x += w
         }
         if !current.isEmpty { rows.append(current) }
@@ -856,13 +904,14 @@ public enum SVGChart {
                 let x0 = x + dx
                 switch item.style {
                 case .line, .dashedLine:
-                    svg += "<line x1=\"\(n(x0))\" y1=\"\(n(cy))\" x2=\"\(n(x0 + 24))\" y2=\"\(n(cy))\" stroke=\"\(item.color)\" "
-                        + "stroke-width=\"2\"" + (item.style == .dashedLine ? " stroke-dasharray=\"7 4\"" : "") + "/>"
-                    svg += "<circle cx=\"\(n(x0 + 12))\" cy=\"\(n(cy))\" r=\"3.2\" "
-                        + (item.style == .dashedLine ? "fill=\"#ffffff\" stroke=\"\(item.color)\" stroke-width=\"1.5\""
-                            : "fill=\"\(item.color)\"") + "/>"
+                    svg += "<line x1=\"\(n(x0))\" y1=\"\(n(cy))\" x2=\"\(n(x0 + 24))\" y2=\"\(n(cy))\" "
+                        + "stroke=\"\(item.color)\" stroke-width=\"2\""
+                        + (item.style == .dashedLine ? " stroke-dasharray=\"7 4\"" : "") + "/>"
+                    svg += marker(item.shape, x: x0 + 12, y: cy, color: item.color, hollow: item.style == .dashedLine,
+                                  title: nil)
                 case .box:
-                    svg += "<rect x=\"\(n(x0 + 4))\" y=\"\(n(cy - 6))\" width=\"16\" height=\"12\" fill=\"\(item.color)\"/>"
+                    svg += "<rect x=\"\(n(x0 + 4))\" y=\"\(n(cy - 6))\" width=\"16\" height=\"12\" "
+                        + "fill=\"\(item.color)\"/>"
                 case .cross:
                     svg += cross(x0 + 12, cy, color: item.color, title: item.label)
                 }
@@ -916,6 +965,7 @@ enum MathLite {
         }
         // Scale by 2^k in two steps to stay clear of overflow in the intermediate.
         let k1 = Int(k) / 2, k2 = Int(k) - Int(k) / 2
-        return sum * Double(sign: .plus, exponent: k1, significand: 1) * Double(sign: .plus, exponent: k2, significand: 1)
+        return sum * Double(sign: .plus, exponent: k1, significand: 1)
+            * Double(sign: .plus, exponent: k2, significand: 1)
     }
 }

@@ -1,0 +1,93 @@
+import ScopeBackends
+import ScopeBench
+import ScopeEngine
+import Testing
+
+/// Records what reaches the sink.
+final class MemorySink: ResultSink {
+    var outcomes: [String] = []
+    var maxContexts: [MaxContextResult] = []
+    func record(_ outcome: PointOutcome, run: Int64) throws {
+        switch outcome {
+        case .measured(let r): outcomes.append("ok \(r.config.key)")
+        case .failed(let c, let reason, _): outcomes.append("failed \(c.key): \(reason)")
+        }
+    }
+    func record(_ result: MaxContextResult, run: Int64) throws { maxContexts.append(result) }
+}
+
+@Suite struct SweepRunnerTests {
+    func runner() -> NativeRunner {
+        NativeRunner(settings: ProtocolSettings(warmups: 0, repeats: 2, decodeSteps: 16, profile: true),
+                     memoryLimit: nil) { name, limit in try BackendRegistry.make(name, memoryLimit: limit) }
+    }
+
+    @Test func measuresEveryPointFollowingTheProtocol() throws {
+        let sink = MemorySink()
+        let plan = SweepPlan(models: ["tiny-mamba2"], contexts: [64, 128], generate: [4],
+                             settings: ProtocolSettings(warmups: 0, repeats: 2))
+        let summary = try SweepRunner(plan: plan, measurers: ["cpu": runner()], sink: sink, run: 1, skip: [],
+                                      progress: ProgressLine(quiet: true), probeSearch: nil).execute()
+        #expect(summary.measured == 2 && summary.failed == 0)
+        guard case .measured(let r) = try runner().measure(PointConfig(model: "tiny-mamba2", context: 64, generate: 4))
+        else {
+            Issue.record("expected a measurement")
+            return
+        }
+        #expect(r.ttft.count == 2 && r.tpot.count == 32 && r.endToEnd.count == 2)
+        #expect(r.ttft.min > 0 && r.endToEnd.median >= r.ttft.min)
+        #expect(abs(r.prefillTokensPerSecond - 64 / r.ttft.median) < 1e-6)
+        #expect(r.peakEngineBytes > r.weightBytes + r.cacheBytes && r.peakProcessBytes > 0)
+        #expect((r.prefillBreakdown["ssd_chunk_scan"] ?? 0) > 0 && (r.decodeBreakdown["ssd_step"] ?? 0) > 0)
+    }
+
+    @Test func skipsStoredPointsOnResume() throws {
+        let sink = MemorySink()
+        let plan = SweepPlan(models: ["tiny-llama"], contexts: [32, 64, 128], settings: ProtocolSettings(warmups: 0, repeats: 1, profile: false))
+        let done = Set(plan.points.prefix(2).map(\.key))
+        let summary = try SweepRunner(plan: plan, measurers: ["cpu": runner()], sink: sink, run: 1, skip: done,
+                                      progress: ProgressLine(quiet: true), probeSearch: nil).execute()
+        #expect(summary.skipped == 2 && summary.measured == 1)
+        #expect(sink.outcomes == ["ok \(plan.points[2].key)"])
+    }
+
+    @Test func outOfMemoryIsAStoredResultAndTheSweepGoesOn() throws {
+        let sink = MemorySink()
+        let limited = NativeRunner(settings: ProtocolSettings(warmups: 0, repeats: 1, profile: false),
+                                   memoryLimit: 24 << 20) { name, limit in try BackendRegistry.make(name, memoryLimit: limit) }
+        let plan = SweepPlan(models: ["tiny-llama"], contexts: [64, 16384], settings: ProtocolSettings(warmups: 0, repeats: 1, profile: false))
+        let summary = try SweepRunner(plan: plan, measurers: ["cpu": limited], sink: sink, run: 1, skip: [],
+                                      progress: ProgressLine(quiet: true), probeSearch: nil).execute()
+        #expect(summary.measured == 1 && summary.failed == 1)
+        #expect(sink.outcomes[1].contains("out of memory"))
+        // Weights that do not fit are a failed point too, not a crash.
+        let tiny = NativeRunner(settings: ProtocolSettings(warmups: 0, repeats: 1, profile: false),
+                                memoryLimit: 1 << 20) { name, limit in try BackendRegistry.make(name, memoryLimit: limit) }
+        guard case .failed(_, let reason, true) = try tiny.measure(PointConfig(model: "tiny-llama", context: 8)) else {
+            Issue.record("expected an out-of-memory failure")
+            return
+        }
+        #expect(reason.hasSuffix("while loading the weights"))
+    }
+
+    /// The probe finds the exact longest context: one more token no longer fits on the real backend either.
+    @Test func maxContextProbeAgreesWithTheRealBackend() throws {
+        let limit = 24 << 20
+        let result = try MaxContextProbe.search(model: "tiny-llama", batch: 1, dtype: "fp32", backend: "cpu",
+                                                memoryLimit: limit, measure: false, prefillChunk: nil, progress: nil)
+        #expect(!result.reachedSearchLimit && result.tokens > 1000)
+        let measured = try MaxContextProbe.search(model: "tiny-llama", batch: 1, dtype: "fp32", backend: "cpu",
+                                                  memoryLimit: limit, measure: true, prefillChunk: nil, progress: nil)
+        #expect(measured.tokens == result.tokens && measured.method == "measured")
+        #expect(result.probes.contains { $0.tokens == result.tokens && $0.fits })
+        #expect(result.probes.contains { $0.tokens == result.tokens + 1 && !$0.fits })
+    }
+
+    @Test func contextSearchBisectsToTheToken() {
+        let answer = ContextSearch.largest(limit: 1 << 30) { $0 <= 123_457 }
+        #expect(answer.tokens == 123_457 && !answer.reachedLimit)
+        #expect(ContextSearch.largest(limit: 4096) { _ in true } == (4096, true))
+        #expect(ContextSearch.largest(limit: 4096) { _ in false }.tokens == 0)
+        #expect(ContextSearch.largest(start: 1024, limit: 1 << 20) { $0 <= 10 }.tokens == 10)
+    }
+}
