@@ -52,12 +52,16 @@ public enum HostCalibration {
         memset(source, 1, bytes)
         memset(destination, 0, bytes)
         var best = Double.infinity
-        for _ in 0..<3 {
+        var check = 0
+        for round in 0..<3 {
+            memset(source, Int32(round + 1), 1)
             let start = now()
             memcpy(destination, source, bytes)
             best = min(best, now() - start)
+            // Read the copy so the compiler cannot drop it as a dead store.
+            check += Int(destination.load(as: UInt8.self))
         }
-        return 2 * Double(bytes) / best  // bytes read plus bytes written
+        return check > 0 ? 2 * Double(bytes) / best : 0  // bytes read plus bytes written
     }
 
     static func vectorFlops() -> Double {
@@ -79,15 +83,22 @@ public enum HostCalibration {
         return sums.reduce(0, +).isNaN ? 0 : 2 * Double(count * repeats * Parallel.workers) / best
     }
 
-    /// Sums v*v over the buffer `repeats` times with 8-wide fused multiply-adds.
+    /// Sums v*v over the buffer `repeats` times with 8-wide fused multiply-adds into four independent
+    /// accumulators (enough to hide the multiply-add latency).
     static func fmaLoop(_ raw: UnsafeRawPointer, count: Int, repeats: Int) -> Float {
-        var acc = SIMD8<Float>(repeating: 0)
+        var a = SIMD8<Float>(repeating: 0), b = a, c = a, d = a
         for _ in 0..<repeats {
-            for i in stride(from: 0, to: count, by: 8) {
-                let v = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
-                acc.addProduct(v, v)
+            for i in stride(from: 0, to: count, by: 32) {
+                let v0 = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+                let v1 = raw.loadUnaligned(fromByteOffset: (i + 8) * 4, as: SIMD8<Float>.self)
+                let v2 = raw.loadUnaligned(fromByteOffset: (i + 16) * 4, as: SIMD8<Float>.self)
+                let v3 = raw.loadUnaligned(fromByteOffset: (i + 24) * 4, as: SIMD8<Float>.self)
+                a.addProduct(v0, v0)
+                b.addProduct(v1, v1)
+                c.addProduct(v2, v2)
+                d.addProduct(v3, v3)
             }
         }
-        return acc.sum()
+        return (a + b + c + d).sum()
     }
 }

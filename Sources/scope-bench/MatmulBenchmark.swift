@@ -1,6 +1,7 @@
 import Foundation
 import ScopeCPU
 import ScopeEngine
+import ScopeCost
 import ScopeSupport
 
 /// Swift GEMM throughput beside numpy (OpenBLAS) on the same machine in the same run.
@@ -23,6 +24,10 @@ enum MatmulBenchmark {
         }
         print(table.render())
         if numpy.isEmpty { print("numpy: not available (python3 -m pip install numpy)") }
+        let host = HostCalibration.device(name: "host")
+        print("host calibration: gemm 512^3 \(Format.fixed(host.matrixRate(.fp32) / 1e9, 1)) GFLOP/s, fma loop "
+            + "\(Format.fixed(host.vectorRate / 1e9, 1)) GFLOP/s, 256 MiB copy "
+            + "\(Format.fixed(host.memoryBandwidthBytesPerSecond / 1e9, 1)) GB/s (read + write)")
         let gemv = gemvSeconds(2048)
         print("GEMV m=1, k=n=2048, fp32 weights: \(Format.duration(gemv)) "
             + "(\(Format.fixed(2048.0 * 2048 * 4 / gemv / 1e9, 1)) GB/s of weights)")
