@@ -42,14 +42,21 @@ let package = Package(
         .target(name: "ScopeStore", dependencies: [
             "ScopeBench", "ScopeCost", .product(name: "GRDB", package: "GRDB.swift"),
         ]),
+        // CUDA backend: driver API, NVRTC, cuBLAS(Lt) and NVML opened with dlopen at run time (never linked), kernels
+        // compiled from the embedded sources in Kernels/ (see tools/embed-all.sh) and cached on disk.
+        .target(name: "ScopeCUDA", dependencies: ["ScopeEngine", "ScopeModels", "ScopeCost", "ScopeSupport"],
+                exclude: ["Kernels"], swiftSettings: [.swiftLanguageMode(.v5)]),
         // The backends this build measures on, by name, and what the CLIs need to know about the machine.
         .target(name: "ScopeBackends", dependencies: [
-            "ScopeBench", "ScopeCPU", "ScopeEngine", "ScopeModels", "ScopeSupport",
+            "ScopeBench", "ScopeCost", "ScopeCPU", "ScopeCUDA", "ScopeTorch", "ScopeEngine", "ScopeModels", "ScopeSupport",
         ]),
         // Command-line options shared by both executables (plan flags, protocol knobs).
         .target(name: "ScopeCommandLine", dependencies: [
             "ScopeBench", "ScopeSupport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // The PyTorch / Hugging Face peer backend ("torch"): runs the Python worker embedded from
+        // tools/torch_worker as a child process (FoundationEssentials only, so the static worker carries it too).
+        .target(name: "ScopeTorch", dependencies: ["ScopeBench", "ScopeModels", "ScopeSupport"]),
         // Tables and HTML reports.
         .target(name: "ScopeReport", dependencies: ["ScopeBench", "ScopeCost", "ScopeModels", "ScopeSupport"]),
         // The command line: parsing and printing only.
@@ -57,7 +64,8 @@ let package = Package(
             name: "ssm-scope",
             dependencies: [
                 "ScopeModels", "ScopeCost", "ScopeReport", "ScopeSupport", "ScopeBench", "ScopeStore", "ScopeEngine",
-                "ScopeBackends", "ScopeCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "ScopeBackends", "ScopeCommandLine", "ScopeTorch",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // The static measuring binary for machines without a Swift toolchain (GPU machines): no SQLite, no full
         // Foundation; it writes results as JSON lines that `ssm-scope results import` stores.
@@ -76,10 +84,12 @@ let package = Package(
         .testTarget(name: "ScopeCostTests", dependencies: ["ScopeCost", "ScopeModels"]),
         .testTarget(name: "ScopeCLITests", dependencies: ["ssm-scope", "ScopeReport"]),
         .testTarget(name: "ScopeBenchTests", dependencies: ["ScopeBench", "ScopeBackends", "ScopeEngine", "ScopeModels"]),
+        .testTarget(name: "ScopeTorchTests", dependencies: ["ScopeTorch", "ScopeBench", "ScopeReport", "ssm-scope"]),
         .testTarget(name: "ScopeStoreTests", dependencies: ["ScopeStore", "ScopeBench", "ScopeCost"]),
         .testTarget(name: "ScopeReportTests", dependencies: ["ScopeReport", "ScopeBench", "ScopeCost", "ScopeModels"]),
         .testTarget(name: "ScopeCPUTests", dependencies: ["ScopeCPU", "ScopeEngine", "ScopeModels"],
                     swiftSettings: cpuKernelSettings),
+        .testTarget(name: "ScopeCUDATests", dependencies: ["ScopeCUDA", "ScopeEngine"]),
         .testTarget(name: "ScopeEngineTests", dependencies: ["ScopeEngine", "ScopeCPU", "ScopeModels", "ScopeCost"],
                     resources: [.copy("Fixtures")]),
     ]

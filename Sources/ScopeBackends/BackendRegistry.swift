@@ -4,19 +4,26 @@ import Glibc
 import Darwin
 #endif
 import ScopeBench
+import ScopeCost
 import ScopeCPU
+import ScopeCUDA
 import ScopeEngine
 import ScopeModels
 import ScopeSupport
 
 /// The in-process backends this build can measure on, by name.
 public enum BackendRegistry {
-    public static let names = ["cpu"]
+    /// "cpu", and "cuda" where the CUDA driver reports a GPU.
+    public static let names = ["cpu"] + (CUDARuntime.gpuPresent ? ["cuda"] : [])
 
     /// A fresh backend with an optional memory cap.
     public static func make(_ name: String, memoryLimit: Int?) throws -> Backend {
         switch name {
         case "cpu": return CPUBackend(memoryLimit: memoryLimit)
+        case "cuda" where names.contains("cuda"): return try CUDABackend(memoryLimit: memoryLimit)
+        case "cuda":
+            throw ScopeError("backend 'cuda' is unavailable: no NVIDIA GPU or CUDA driver here "
+                + "(run 'doctor' for details); available: \(names.joined(separator: ", "))")
         default:
             throw ScopeError("unknown backend '\(name)'\(Suggestions.hint(for: name, in: names)); "
                 + "available: \(names.joined(separator: ", "))")
@@ -27,8 +34,15 @@ public enum BackendRegistry {
     public static func activationType(of name: String) throws -> ElementType {
         switch name {
         case "cpu": return .fp32
+        case "cuda": return .bf16
         default: return try make(name, memoryLimit: nil).activationType
         }
+    }
+
+    /// The memory a backend's tensors live in: the GPU's for "cuda", this machine's otherwise.
+    public static func memoryCapacity(of name: String) -> Int {
+        if name == "cuda", let runtime = try? CUDARuntime.shared() { return runtime.device.totalMemory }
+        return physicalMemory
     }
 
     /// Physical memory of this machine, in bytes.
@@ -84,10 +98,28 @@ public enum MachineFacts {
     public static func environment(backend: String, dtype: String, gitRevision: String, commandLine: String,
                                    startedAt: String) -> RunEnvironment {
         let cpu = cpuName
+        if backend.split(separator: ",").contains("cuda"), let runtime = try? CUDARuntime.shared() {
+            let gpu = runtime.device
+            return RunEnvironment(device: gpu.name, driver: "CUDA " + ((try? runtime.driver.version()) ?? "?"),
+                                  os: osName, cpu: cpu, backend: backend, dtype: dtype, gitRevision: gitRevision,
+                                  commandLine: commandLine, startedAt: startedAt,
+                                  costDevice: catalogDevice(gpuName: gpu.name, memory: gpu.totalMemory))
+        }
         let device = "cpu: \(cpu) (\(Parallel.workers) threads)"
         return RunEnvironment(device: device, driver: "", os: osName, cpu: cpu, backend: backend, dtype: dtype,
                               gitRevision: gitRevision, commandLine: commandLine, startedAt: startedAt,
                               costDevice: HostCalibration.device(name: device))
+    }
+
+    /// The device catalog's entry for a GPU the driver names, where the catalog has it.
+    static func catalogDevice(gpuName: String, memory: Int) -> Device? {
+        let name = gpuName.lowercased()
+        let id: String
+        if name.contains("h200") { id = "h200" }
+        else if name.contains("h100") { id = name.contains("pcie") ? "h100-pcie" : "h100-sxm" }
+        else if name.contains("a100") { id = memory > 50 << 30 ? "a100-80gb" : "a100-40gb" }
+        else { return nil }
+        return try? DeviceCatalog.builtIn.device(id)
     }
 
     /// UTC now in ISO 8601.

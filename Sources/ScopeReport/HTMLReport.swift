@@ -137,6 +137,8 @@ public enum HTMLReport {
                 return row
             })
         }
+        // Backends side by side (only when points of several backends exist).
+        h += BackendComparison.html(data)
 
         // Failures.
         h += "<h2>\(sectionTitles[9])</h2>\n"

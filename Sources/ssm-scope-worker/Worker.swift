@@ -14,7 +14,7 @@ struct Worker: ParsableCommand {
         commandName: "ssm-scope-worker",
         abstract: "Measure on machines without a Swift toolchain; write results as JSON lines for "
             + "'ssm-scope results import'.",
-        subcommands: [WorkerSweep.self])
+        subcommands: [WorkerSweep.self, WorkerDoctor.self, WorkerSelfTest.self])
 }
 
 struct WorkerSweep: ParsableCommand {
@@ -30,8 +30,8 @@ struct WorkerSweep: ParsableCommand {
     var resume = false
 
     func run() throws {
-        let plan = try planOptions.plan(fallback: .cpuDefault)
-        try plan.validate(knownBackends: BackendRegistry.names)
+        let plan = MeasuringBackends.resolve(try planOptions.plan(fallback: .cpuDefault))
+        try MeasuringBackends.validate(plan)
         var skip = Set<String>()
         if resume {
             for record in try ResultLog.read(path: out) {
@@ -53,18 +53,42 @@ struct WorkerSweep: ParsableCommand {
         let runner = NativeRunner(settings: plan.settings, memoryLimit: plan.memoryLimit) { name, limit in
             try BackendRegistry.make(name, memoryLimit: limit)
         }
-        let measurers = Dictionary(uniqueKeysWithValues: BackendRegistry.names.map { ($0, runner as PointMeasurer) })
-        let limit = plan.memoryLimit ?? BackendRegistry.physicalMemory
+        let measurers = MeasuringBackends.measurers(native: runner, plan: plan)
         let sweep = SweepRunner(plan: plan, measurers: measurers, sink: log, run: 0, skip: skip,
                                 progress: ProgressLine(quiet: planOptions.protocolOptions.quiet)) { point in
             try MaxContextProbe.search(model: point.model, batch: point.batch, dtype: point.dtype,
-                                       backend: point.backend, memoryLimit: limit, measure: false,
+                                       backend: point.backend,
+                                       memoryLimit: plan.memoryLimit ?? BackendRegistry.memoryCapacity(of: point.backend),
+                                       measure: false,
                                        prefillChunk: plan.settings.prefillChunk, progress: nil)
         }
         Interruption.install()
         let summary = try sweep.execute()
         print("results: \(out); import them with 'ssm-scope results import \(out)'")
         if summary.interrupted { throw ExitCode(130) }
+    }
+}
+
+struct WorkerDoctor: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "doctor", abstract: "Show the CUDA libraries and GPUs found here (exits 0 without them).")
+
+    func run() throws { print(MachineDoctor.report()) }
+}
+
+struct WorkerSelfTest: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "selftest",
+        abstract: "Check the CUDA backend against the CPU engine, the golden fixtures and prefill/step parity.")
+
+    @Option(help: "The golden fixtures folder.")
+    var fixtures = "Tests/ScopeEngineTests/Fixtures"
+
+    func run() throws {
+        // Each progress line is flushed, so that it survives a check that crashes the process.
+        let results = try CUDASelfTest.run(fixtures: fixtures) { print($0); fflush(nil) }
+        print(CUDASelfTest.table(results))
+        if results.contains(where: { !$0.passed }) { throw ExitCode(1) }
     }
 }
 

@@ -34,8 +34,8 @@ struct SweepCommand: ParsableCommand {
     @OptionGroup var store: StoreOptions
 
     func run() throws {
-        let plan = try planOptions.plan(fallback: .cpuDefault)
-        try plan.validate(knownBackends: BackendRegistry.names)
+        let plan = MeasuringBackends.resolve(try planOptions.plan(fallback: .cpuDefault))
+        try MeasuringBackends.validate(plan)
         let store = try ResultsStore(path: self.store.db)
         let outcome = try SweepExecution.execute(plan: plan, store: store, resume: resume,
                                                  quiet: planOptions.protocolOptions.quiet)
@@ -64,7 +64,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Tokens generated for the end-to-end latency.")
     var generate: Int = 16
 
-    @Option(help: "Backend: \(BackendRegistry.names.joined(separator: ", ")).")
+    @Option(help: "\(MeasuringBackends.help)")
     var backend: String = "cpu"
 
     @Option(help: "Weight type: fp32, bf16, fp16.")
@@ -100,7 +100,7 @@ struct ProfileCommand: ParsableCommand {
     @Option(help: "Sequences per batch.")
     var batch: String = "1"
 
-    @Option(help: "Backend: \(BackendRegistry.names.joined(separator: ", ")).")
+    @Option(help: "\(MeasuringBackends.help)")
     var backend: String = "cpu"
 
     @Option(help: "Weight type: fp32, bf16, fp16.")
@@ -161,7 +161,7 @@ struct MaxContextCommand: ParsableCommand {
 
     func run() throws {
         let limit = try memoryLimit.map { Int(try SizeParsing.bytes($0, what: "--memory-limit")) }
-            ?? BackendRegistry.physicalMemory
+            ?? BackendRegistry.memoryCapacity(of: backend)
         let batch = try SizeParsing.tokens(self.batch, what: "batch size")
         let chunk = try prefillChunk.map { try SizeParsing.tokens($0, what: "--prefill-chunk") }
         for model in models { _ = try ModelCatalog.resolve(model) }

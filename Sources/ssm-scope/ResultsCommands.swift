@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
+import ScopeBackends
 import ScopeBench
+import ScopeCommandLine
 import ScopeReport
 import ScopeStore
 import ScopeSupport
@@ -140,20 +142,71 @@ struct ReportCommand: ParsableCommand {
 
 struct CompareCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "compare", abstract: "Two runs side by side with ratio columns.")
-    @Argument(help: "The first run id.")
-    var runA: Int64
-    @Argument(help: "The second run id.")
-    var runB: Int64
+        commandName: "compare",
+        abstract: "Two runs side by side, or one plan measured on two backends in one run, with ratio columns.",
+        discussion: """
+            'ssm-scope compare RUN_A RUN_B' compares two stored runs. With plan flags instead of run ids, e.g. \
+            'ssm-scope compare --backend native --backend torch --model llama-3.2-1b --context 1k..64k --dtype bf16', \
+            it measures the plan on both backends as one run, prints both and their ratio per model and context, \
+            and writes the report.
+            """)
+    @Argument(help: "Two run ids (or none, with plan flags).")
+    var runs: [Int64] = []
+    @OptionGroup var planOptions: PlanOptions
+    @Option(help: "Where to write the HTML report when measuring (a markdown summary goes beside it).")
+    var report: String = "ssm-scope-report.html"
+    @Flag(help: "Continue the latest run of the same plan, skipping points already stored.")
+    var resume = false
     @OptionGroup var store: StoreOptions
 
+    func validate() throws {
+        let measures = !planOptions.models.isEmpty || planOptions.spec != nil
+        if runs.isEmpty ? !measures : (runs.count != 2 || measures || !planOptions.backends.isEmpty || resume) {
+            throw ValidationError("give two run ids, or plan flags with two backends "
+                + "(e.g. --backend native --backend torch --model llama-3.2-1b), not both")
+        }
+    }
+
     func run() throws {
+        if runs.isEmpty { return try measureBackends() }
         let store = try ExistingStore.open(self.store.db)
-        let a = try store.run(runA), b = try store.run(runB)
+        let a = try store.run(runs[0]), b = try store.run(runs[1])
         print("A = run \(a.id): \(a.environment.device), \(a.environment.backend)/\(a.environment.dtype)")
         print("B = run \(b.id): \(b.environment.device), \(b.environment.backend)/\(b.environment.dtype)")
-        print(ResultTables.compare(try store.points(runs: [runA]).map(\.result),
-                                   try store.points(runs: [runB]).map(\.result), labels: ("A", "B")))
+        print(ResultTables.compare(try store.points(runs: [a.id]).map(\.result),
+                                   try store.points(runs: [b.id]).map(\.result), labels: ("A", "B")))
+    }
+
+    /// Measures the plan on its two backends in one run, then prints them side by side per weight type.
+    private func measureBackends() throws {
+        let plan = MeasuringBackends.resolve(try planOptions.plan(fallback: .cpuDefault))
+        guard plan.backends.count == 2 else {
+            throw ScopeError("compare measures two backends; give --backend twice (e.g. --backend native --backend "
+                + "torch), not \(plan.backends.count)")
+        }
+        try MeasuringBackends.validate(plan)
+        let store = try ResultsStore(path: self.store.db)
+        let outcome = try SweepExecution.execute(plan: plan, store: store, resume: resume,
+                                                 quiet: planOptions.protocolOptions.quiet)
+        let points = try store.points(runs: [outcome.runID]).map(\.result)
+        let (a, b) = (plan.backends[0], plan.backends[1])
+        for dtype in plan.dtypes {
+            if plan.dtypes.count > 1 { print("\(dtype):") }
+            let of = { (backend: String) in points.filter { $0.config.backend == backend && $0.config.dtype == dtype } }
+            print(ResultTables.compare(of(a), of(b), labels: (a, b)))
+        }
+        var seen = Set<String>()
+        for p in points where seen.insert("\(p.config.backend)|\(p.config.model)").inserted {
+            print("\(p.config.backend) \(p.config.model): \(p.notes)")
+        }
+        let failed = try store.failures(runs: [outcome.runID]).count
+        if failed > 0 {
+            print("\(failed) point\(failed == 1 ? "" : "s") failed; 'ssm-scope results show \(outcome.runID)' gives the "
+                + "reasons")
+        }
+        let files = try ReportWriter.write(store: store, runs: [outcome.runID], html: report)
+        print("report: \(files.html) and \(files.markdown)")
+        if outcome.summary.interrupted { throw ExitCode(130) }
     }
 }
 

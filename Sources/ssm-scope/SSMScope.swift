@@ -11,7 +11,7 @@ struct SSMScope: ParsableCommand {
         abstract: "Characterise long-context inference of Transformer, SSM and hybrid language models.",
         subcommands: [SweepCommand.self, RunCommand.self, ProfileCommand.self, MaxContextCommand.self,
                       ResultsCommand.self, ReportCommand.self, CompareCommand.self, ModelsCommand.self,
-                      ModelCommand.self, DevicesCommand.self, PredictCommand.self])
+                      ModelCommand.self, DevicesCommand.self, PredictCommand.self, DoctorCommand.self])
 }
 
 /// Options shared by commands that cost a model.

@@ -16,7 +16,8 @@ enum SweepExecution {
     }
 
     static func execute(plan: SweepPlan, store: ResultsStore, resume: Bool, quiet: Bool) throws -> Outcome {
-        try plan.validate(knownBackends: BackendRegistry.names)
+        let plan = MeasuringBackends.resolve(plan)
+        try MeasuringBackends.validate(plan)
         var runID: Int64
         var skip = Set<String>()
         if resume {
@@ -35,12 +36,13 @@ enum SweepExecution {
         let runner = NativeRunner(settings: plan.settings, memoryLimit: plan.memoryLimit) { name, limit in
             try BackendRegistry.make(name, memoryLimit: limit)
         }
-        let measurers: [String: PointMeasurer] = Dictionary(uniqueKeysWithValues: BackendRegistry.names.map { ($0, runner) })
-        let limit = plan.memoryLimit ?? BackendRegistry.physicalMemory
+        let measurers = MeasuringBackends.measurers(native: runner, plan: plan)
         let sweep = SweepRunner(plan: plan, measurers: measurers, sink: store, run: runID, skip: skip,
                                 progress: progress) { point in
             try MaxContextProbe.search(model: point.model, batch: point.batch, dtype: point.dtype,
-                                       backend: point.backend, memoryLimit: limit, measure: false,
+                                       backend: point.backend,
+                                       memoryLimit: plan.memoryLimit ?? BackendRegistry.memoryCapacity(of: point.backend),
+                                       measure: false,
                                        prefillChunk: plan.settings.prefillChunk, progress: nil)
         }
         Interruption.install()

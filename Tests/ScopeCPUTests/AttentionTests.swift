@@ -151,3 +151,25 @@ func wideHeadsMatchNaiveSoftmax(headDim: Int) {
     let c = AttentionCase(batch: 1, length: 40, heads: 2, kvHeads: 1, headDim: headDim, window: nil, seed: 28)
     #expect(relativeError(c.chunked([37, 1, 1, 1], capacity: 40), c.reference()) < 1e-4)
 }
+
+@Test func longContextSplitsKeysAcrossWorkers() {
+    // Long enough that decode steps and a short chunk (register-tiled) split their keys into slices merged by
+    // log-sum-exp; four query heads per KV head (the four-row decode kernel).
+    let c = AttentionCase(batch: 1, length: 1100, heads: 8, kvHeads: 2, headDim: 32, window: nil, seed: 29)
+    #expect(relativeError(c.chunked([1080, 17, 1, 1, 1], capacity: 1100), c.reference()) < 1e-4)
+}
+
+@Test func longWindowedDecodeSplitsKeys() {
+    // Split key slices that start at the window edge and wrap around the ring buffer.
+    let c = AttentionCase(batch: 2, length: 1400, heads: 4, kvHeads: 1, headDim: 16, window: 1100, seed: 30)
+    #expect(relativeError(c.chunked([1300, 96, 1, 1, 1, 1], capacity: 1200), c.reference()) < 1e-4)
+}
+
+@Test(arguments: [[16, 2, 12], [6, 1, 20], [5, 1, 32], [3, 1, 18]])
+func decodeQueryHeadGroupsMatchNaiveSoftmax(shape: [Int]) {
+    // Groups of 8, 6 and 5 query heads per KV head (four-row blocks plus single rows) and head sizes without the
+    // four-feature steps, over short decode chunks.
+    let c = AttentionCase(batch: 2, length: 60, heads: shape[0], kvHeads: shape[1], headDim: shape[2], window: nil,
+                          seed: 31 + UInt64(shape[2]))
+    #expect(relativeError(c.chunked([50, 1, 2, 3, 1, 3], capacity: 60), c.reference()) < 1e-4)
+}

@@ -1,0 +1,44 @@
+import ScopeBackends
+import ScopeBench
+import ScopeSupport
+import ScopeTorch
+
+/// The backends both executables measure on: the in-process engines of `BackendRegistry` and the PyTorch peer
+/// ("torch"), plus the alias "native" for the best in-process engine of this machine.
+public enum MeasuringBackends {
+    public static let native = "native"
+
+    /// Backend names a plan may use.
+    public static var names: [String] { BackendRegistry.names + [TorchMeasurer.backendName] }
+
+    /// For --backend help texts.
+    public static var help: String {
+        "Backend: \((names + [native]).joined(separator: ", ")) (native: the GPU engine where there is one, else cpu)."
+    }
+
+    /// The plan with "native" replaced by this machine's in-process engine: the GPU engine where the registry
+    /// lists one (it lists only those this machine can run), else the CPU.
+    public static func resolve(_ plan: SweepPlan) -> SweepPlan {
+        guard plan.backends.contains(native) else { return plan }
+        let engine = BackendRegistry.names.first { $0 != "cpu" } ?? "cpu"
+        var resolved = plan, seen = Set<String>()
+        resolved.backends = plan.backends.map { $0 == native ? engine : $0 }.filter { seen.insert($0).inserted }
+        return resolved
+    }
+
+    /// Checks a plan (after `resolve`).
+    public static func validate(_ plan: SweepPlan) throws {
+        try plan.validate(knownBackends: names)
+        if plan.maxContext && plan.backends.contains(TorchMeasurer.backendName) {
+            throw ScopeError("--max-context searches the memory schedule of ssm-scope's own engines and cannot run "
+                + "on the torch backend; drop --max-context or leave torch out of that sweep")
+        }
+    }
+
+    /// A measurer for every backend name: the native runner for in-process engines, a torch worker for "torch".
+    public static func measurers(native runner: NativeRunner, plan: SweepPlan) -> [String: PointMeasurer] {
+        var measurers: [String: PointMeasurer] = Dictionary(uniqueKeysWithValues: BackendRegistry.names.map { ($0, runner) })
+        measurers[TorchMeasurer.backendName] = TorchMeasurer(settings: plan.settings, memoryLimit: plan.memoryLimit)
+        return measurers
+    }
+}

@@ -1,0 +1,285 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ScopeCPU
+import ScopeCUDA
+import ScopeEngine
+import ScopeModels
+import ScopeSupport
+
+/// Each CUDA operator against the CPU backend on fresh random inputs. Inputs are rounded to bf16 first, so both
+/// backends see the same values; bf16 outputs must agree to 1e-2, fp32 outputs (SSM states) to 1e-3.
+final class KernelChecks {
+    static let bf16Tolerance = 1e-2
+    static let fp32Tolerance = 1e-3
+
+    let cpu = CPUBackend()
+    let gpu: CUDABackend
+    private var rng = SplitMix64(seed: 2026)
+    private let report: (SelfTestResult) -> Void
+    private var results: [SelfTestResult] = [] {
+        didSet { if let last = results.last { report(last) } }
+    }
+
+    /// `report` sees each result as soon as it exists.
+    init(gpu: CUDABackend, report: @escaping (SelfTestResult) -> Void) {
+        self.gpu = gpu
+        self.report = report
+    }
+
+    /// The same values on both backends: fp32 on the CPU; `type` on the GPU.
+    struct Pair {
+        let cpu: Tensor
+        let gpu: Tensor
+    }
+
+    func run() throws -> [SelfTestResult] {
+        try dense()
+        try attention()
+        try ssm()
+        return results
+    }
+
+    // MARK: Inputs and comparisons
+
+    private func random(_ count: Int, _ low: Float, _ high: Float) -> [Float] {
+        (0..<count).map { _ in
+            ElementConversion.float(bf16: ElementConversion.bf16(Float(rng.uniform(Double(low), Double(high)))))
+        }
+    }
+
+    private func pair(_ shape: [Int], _ type: ElementType = .bf16, values: [Float]) throws -> Pair {
+        let c = try cpu.makeTensor(shape, .fp32), g = try gpu.makeTensor(shape, type)
+        try cpu.upload(values, into: c)
+        try gpu.upload(values, into: g)
+        return Pair(cpu: c, gpu: g)
+    }
+
+    private func pair(_ shape: [Int], _ type: ElementType = .bf16, _ low: Float = -1, _ high: Float = 1) throws -> Pair {
+        try pair(shape, type, values: random(shape.reduce(1, *), low, high))
+    }
+
+    private func zeros(_ shape: [Int], _ type: ElementType = .bf16) throws -> Pair {
+        Pair(cpu: try cpu.makeTensor(shape, .fp32), gpu: try gpu.makeTensor(shape, type))
+    }
+
+    private func compare(_ group: String, _ name: String, _ p: Pair) {
+        let tolerance = p.gpu.type == .fp32 ? Self.fp32Tolerance : Self.bf16Tolerance
+        do {
+            let error = CUDASelfTest.relativeError(try gpu.download(p.gpu), try cpu.download(p.cpu))
+            results.append(SelfTestResult(group: group, name: name, error: error, tolerance: tolerance, failure: nil))
+        } catch {
+            results.append(SelfTestResult(group: group, name: name, error: .infinity, tolerance: tolerance,
+                                          failure: "\(error)"))
+        }
+    }
+
+    /// Runs `body` on both backends; an error from either is recorded as a failed check.
+    private func check(_ group: String, _ name: String, _ body: () throws -> [Pair]) {
+        do {
+            let outputs = try body()
+            for (i, p) in outputs.enumerated() {
+                compare(group, outputs.count > 1 && i > 0 ? "\(name) #\(i)" : name, p)
+            }
+        } catch {
+            results.append(SelfTestResult(group: group, name: name, error: .infinity, tolerance: Self.bf16Tolerance,
+                                          failure: "\(error)"))
+        }
+    }
+
+    // MARK: Dense operators
+
+    private func dense() throws {
+        check("dense", "embedding (bf16 table)") {
+            let table = try pair([50, 96]), out = try zeros([7, 96])
+            let ids: [Int32] = [3, 0, 49, 7, 7, 12, 31]
+            try cpu.embedding(table: table.cpu, ids: ids, out: out.cpu)
+            try gpu.embedding(table: table.gpu, ids: ids, out: out.gpu)
+            return [out]
+        }
+        let linearCases: [(ElementType, Range<Int>?, Int)] = [
+            (.bf16, nil, 37), (.bf16, 16..<56, 37), (.fp16, nil, 37), (.fp32, 8..<40, 37), (.bf16, nil, 3),
+            (.bf16, 16..<56, 1),
+        ]
+        for (type, rows, m) in linearCases {
+            check("dense", "linear \(m) rows, \(type) weight\(rows.map { " rows \($0)" } ?? "") + bias") {
+                let x = try pair([m, 96]), w = try pair([80, 96], type, -0.2, 0.2)
+                let n = rows?.count ?? 80
+                let bias = try pair([n], .fp32), out = try zeros([m, n])
+                try cpu.linear(x.cpu, weight: w.cpu, rows: rows, bias: bias.cpu, out: out.cpu)
+                try gpu.linear(x.gpu, weight: w.gpu, rows: rows, bias: bias.gpu, out: out.gpu)
+                return [out]
+            }
+        }
+        for weighted in [true, false] {
+            check("dense", "rmsNorm\(weighted ? "" : " (no weight)")") {
+                let x = try pair([33, 1000], .bf16, -3, 3), w = try pair([1000], .fp32, 0.5, 1.5)
+                let out = try zeros([33, 1000])
+                try cpu.rmsNorm(x.cpu, weight: weighted ? w.cpu : nil, eps: 1e-5, out: out.cpu)
+                try gpu.rmsNorm(x.gpu, weight: weighted ? w.gpu : nil, eps: 1e-5, out: out.gpu)
+                return [out]
+            }
+        }
+        for explicit in [false, true] {
+            check("dense", "rope (\(explicit ? "explicit" : "contiguous") positions, partial rotary)") {
+                let x = try pair([2 * 40, 4 * 64])
+                let positions: [Int32] = explicit ? (0..<80).map { Int32(($0 * 37) % 5000) }
+                    : (0..<80).map { Int32(1000 + $0 % 40) }
+                let invFreq = (0..<24).map { Float(pow(10000.0, -Double(2 * $0) / 48)) }
+                try cpu.rope(x.cpu, heads: 4, headDim: 64, rotaryDim: 48, positions: positions, invFreq: invFreq,
+                             scale: 1.1)
+                try gpu.rope(x.gpu, heads: 4, headDim: 64, rotaryDim: 48, positions: positions, invFreq: invFreq,
+                             scale: 1.1)
+                return [x]
+            }
+        }
+        for kind in [Activation.silu, .gelu, .geluTanh, .relu, .relu2] {
+            check("dense", "activation \(kind) and gated") {
+                let x = try pair([3000], .bf16, -4, 4), up = try pair([3000]), out = try zeros([3000]),
+                    gated = try zeros([3000])
+                try cpu.activation(kind, x.cpu, out: out.cpu)
+                try gpu.activation(kind, x.gpu, out: out.gpu)
+                try cpu.gatedActivation(kind, gate: x.cpu, up: up.cpu, out: gated.cpu)
+                try gpu.gatedActivation(kind, gate: x.gpu, up: up.gpu, out: gated.gpu)
+                return [out, gated]
+            }
+        }
+        check("dense", "add, scale") {
+            let a = try pair([5000]), b = try pair([5000]), sum = try zeros([5000])
+            try cpu.add(a.cpu, b.cpu, out: sum.cpu)
+            try gpu.add(a.gpu, b.gpu, out: sum.gpu)
+            try cpu.scale(a.cpu, by: 0.37, out: a.cpu)
+            try gpu.scale(a.gpu, by: 0.37, out: a.gpu)
+            return [sum, a]
+        }
+        check("dense", "split, concat, gather, scatter-add rows") {
+            let s = try pair([21, 50]), a = try zeros([21, 20]), b = try zeros([21, 30]), joined = try zeros([21, 50])
+            try cpu.splitColumns(s.cpu, [5..<25, 20..<50], into: [a.cpu, b.cpu])
+            try gpu.splitColumns(s.gpu, [5..<25, 20..<50], into: [a.gpu, b.gpu])
+            try cpu.concatColumns(a.cpu, b.cpu, out: joined.cpu)
+            try gpu.concatColumns(a.gpu, b.gpu, out: joined.gpu)
+            let rows = [20, 3, 7, 0, 11], picked = try zeros([5, 50]), target = try pair([21, 50])
+            try cpu.gatherRows(s.cpu, rows: rows, out: picked.cpu)
+            try gpu.gatherRows(s.gpu, rows: rows, out: picked.gpu)
+            try cpu.scatterAddRows(picked.cpu, rows: rows, weights: [0.5, 1, -2, 0.25, 3], out: target.cpu)
+            try gpu.scatterAddRows(picked.gpu, rows: rows, weights: [0.5, 1, -2, 0.25, 3], out: target.gpu)
+            return [joined, picked, target]
+        }
+    }
+
+    // MARK: Attention
+
+    private struct AttentionCase {
+        let name: String
+        let batch, newTokens, past, heads, kvHeads, headDim: Int
+        let window: Int?
+        let capacity: Int
+    }
+
+    private func attention() throws {
+        let cases = [
+            AttentionCase(name: "prefill d64 GQA 8/2 (tensor cores)", batch: 2, newTokens: 150, past: 0, heads: 8,
+                          kvHeads: 2, headDim: 64, window: nil, capacity: 0),
+            AttentionCase(name: "prefill d128 after 70 cached (tensor cores)", batch: 1, newTokens: 90, past: 70,
+                          heads: 4, kvHeads: 4, headDim: 128, window: nil, capacity: 256),
+            AttentionCase(name: "prefill d64 window 32, ring of 32 (tensor cores)", batch: 1, newTokens: 48,
+                          past: 70, heads: 4, kvHeads: 2, headDim: 64, window: 32, capacity: 32),
+            AttentionCase(name: "prefill d8 (split-KV)", batch: 2, newTokens: 24, past: 5, heads: 4, kvHeads: 2,
+                          headDim: 8, window: nil, capacity: 64),
+            AttentionCase(name: "decode d64 past 3000 (split-KV)", batch: 2, newTokens: 1, past: 3000, heads: 8,
+                          kvHeads: 2, headDim: 64, window: nil, capacity: 4096),
+            AttentionCase(name: "decode d128 window 100 ring 100", batch: 1, newTokens: 1, past: 777, heads: 4,
+                          kvHeads: 1, headDim: 128, window: 100, capacity: 100),
+        ]
+        for c in cases {
+            check("attention", c.name) {
+                let rows = c.batch * c.newTokens, kvWidth = c.kvHeads * c.headDim
+                let q = try pair([rows, c.heads * c.headDim], .bf16, -2, 2)
+                let k = try pair([rows, kvWidth], .bf16, -2, 2), v = try pair([rows, kvWidth])
+                let out = try zeros([rows, c.heads * c.headDim])
+                var caches: (cpu: KVCacheLayer, gpu: KVCacheLayer)?
+                if c.capacity > 0 {
+                    let kc = try pair([c.batch, c.capacity, kvWidth], .bf16, -2, 2)
+                    let vc = try pair([c.batch, c.capacity, kvWidth])
+                    caches = (KVCacheLayer(keys: kc.cpu, values: vc.cpu, capacity: c.capacity),
+                              KVCacheLayer(keys: kc.gpu, values: vc.gpu, capacity: c.capacity))
+                }
+                let scale = 1 / Float(c.headDim).squareRoot()
+                try cpu.attention(q: q.cpu, kNew: k.cpu, vNew: v.cpu, cache: c.past > 0 ? caches?.cpu : nil,
+                                  batch: c.batch, newTokens: c.newTokens, past: c.past, heads: c.heads,
+                                  kvHeads: c.kvHeads, headDim: c.headDim, window: c.window, scale: scale, out: out.cpu)
+                try gpu.attention(q: q.gpu, kNew: k.gpu, vNew: v.gpu, cache: c.past > 0 ? caches?.gpu : nil,
+                                  batch: c.batch, newTokens: c.newTokens, past: c.past, heads: c.heads,
+                                  kvHeads: c.kvHeads, headDim: c.headDim, window: c.window, scale: scale, out: out.gpu)
+                guard let caches else { return [out] }
+                try cpu.appendKV(kNew: k.cpu, vNew: v.cpu, cache: caches.cpu, batch: c.batch, newTokens: c.newTokens,
+                                 past: c.past)
+                try gpu.appendKV(kNew: k.gpu, vNew: v.gpu, cache: caches.gpu, batch: c.batch, newTokens: c.newTokens,
+                                 past: c.past)
+                return [out, Pair(cpu: caches.cpu.keys, gpu: caches.gpu.keys),
+                        Pair(cpu: caches.cpu.values, gpu: caches.gpu.values)]
+            }
+        }
+    }
+
+    // MARK: State-space operators
+
+    private func ssm() throws {
+        for (tokens, kernel) in [(100, 4), (1, 4), (2, 4), (37, 2)] {
+            check("ssm", "conv1d \(tokens) tokens, kernel \(kernel) (out, state)") {
+                let channels = 200
+                let x = try pair([2 * tokens, channels]), w = try pair([channels, kernel], .fp32, -0.5, 0.5)
+                let bias = try pair([channels], .fp32), state = try pair([2, kernel - 1, channels])
+                let out = try zeros([2 * tokens, channels])
+                try cpu.conv1d(x.cpu, weight: w.cpu, bias: bias.cpu, state: state.cpu, batch: 2, tokens: tokens,
+                               silu: true, out: out.cpu)
+                try gpu.conv1d(x.gpu, weight: w.gpu, bias: bias.gpu, state: state.gpu, batch: 2, tokens: tokens,
+                               silu: true, out: out.gpu)
+                return [out, state]
+            }
+        }
+        for (tokens, dState, gated) in [(150, 16, true), (1, 16, true), (40, 8, false)] {
+            check("ssm", "selective scan \(tokens) tokens, N \(dState)\(gated ? ", gated" : "") (out, state)") {
+                let dInner = 96
+                let u = try pair([2 * tokens, dInner]), delta = try pair([2 * tokens, dInner], .bf16, -4, 0)
+                let a = try pair([dInner, dState], .fp32, values: (0..<(dInner * dState)).map { -Float($0 % dState + 1) })
+                let b = try pair([2 * tokens, dState]), c = try pair([2 * tokens, dState])
+                let d = try pair([dInner], .fp32, 0.5, 1.5), z = try pair([2 * tokens, dInner], .bf16, -2, 2)
+                let state = try pair([2, dInner, dState], .fp32, -0.5, 0.5), out = try zeros([2 * tokens, dInner])
+                try cpu.selectiveScan(u: u.cpu, delta: delta.cpu, A: a.cpu, B: b.cpu, C: c.cpu, D: d.cpu,
+                                      z: gated ? z.cpu : nil, state: state.cpu, batch: 2, tokens: tokens, out: out.cpu)
+                try gpu.selectiveScan(u: u.gpu, delta: delta.gpu, A: a.gpu, B: b.gpu, C: c.gpu, D: d.gpu,
+                                      z: gated ? z.gpu : nil, state: state.gpu, batch: 2, tokens: tokens, out: out.gpu)
+                return [out, state]
+            }
+        }
+        for (tokens, p, n) in [(150, 64, 128), (1, 64, 128), (77, 8, 8), (1, 8, 8)] {
+            check("ssm", "ssd \(tokens) tokens, P \(p), N \(n), 4 heads, 2 groups (out, state)") {
+                let heads = 4, groups = 2, rows = 2 * tokens
+                let x = try pair([rows, heads * p]), dt = try pair([rows, heads], .bf16, -4, 0)
+                let dtBias = try pair([heads], .fp32, -1, 1), a = try pair([heads], .fp32, -8, -1)
+                let b = try pair([rows, groups * n]), c = try pair([rows, groups * n])
+                let d = try pair([heads], .fp32, 0.5, 1.5), state = try pair([2, heads, p, n], .fp32, -0.5, 0.5)
+                let out = try zeros([rows, heads * p])
+                try cpu.ssd(x: x.cpu, dt: dt.cpu, dtBias: dtBias.cpu, A: a.cpu, B: b.cpu, C: c.cpu, D: d.cpu,
+                            state: state.cpu, batch: 2, tokens: tokens, heads: heads, headDim: p, groups: groups,
+                            stateSize: n, chunkSize: 64, dtMin: 0.001, dtMax: .infinity, out: out.cpu)
+                try gpu.ssd(x: x.gpu, dt: dt.gpu, dtBias: dtBias.gpu, A: a.gpu, B: b.gpu, C: c.gpu, D: d.gpu,
+                            state: state.gpu, batch: 2, tokens: tokens, heads: heads, headDim: p, groups: groups,
+                            stateSize: n, chunkSize: 64, dtMin: 0.001, dtMax: .infinity, out: out.gpu)
+                return [out, state]
+            }
+        }
+        for normBeforeGate in [false, true] {
+            check("ssm", "gated RMSNorm, 2 groups, norm \(normBeforeGate ? "before" : "after") gate") {
+                let x = try pair([19, 256], .bf16, -3, 3), z = try pair([19, 256], .bf16, -3, 3)
+                let w = try pair([256], .fp32, 0.5, 1.5), out = try zeros([19, 256])
+                try cpu.gatedRMSNorm(x.cpu, gate: z.cpu, weight: w.cpu, groups: 2, eps: 1e-6,
+                                     normBeforeGate: normBeforeGate, out: out.cpu)
+                try gpu.gatedRMSNorm(x.gpu, gate: z.gpu, weight: w.gpu, groups: 2, eps: 1e-6,
+                                     normBeforeGate: normBeforeGate, out: out.gpu)
+                return [out]
+            }
+        }
+    }
+}

@@ -1,0 +1,68 @@
+import ScopeEngine
+import ScopeSupport
+
+private enum K {
+    static let split = Kernel(module: "attention", name: "attn_split")
+    static let combine = Kernel(module: "attention", name: "attn_combine")
+    static let append = Kernel(module: "attention", name: "append_kv")
+    static func prefill(_ headDim: Int) -> Kernel { Kernel(module: "attention_prefill", name: "attn_prefill_d\(headDim)") }
+    /// Head sizes the tensor-core prefill kernel is instantiated for.
+    static let prefillHeadDims: Set<Int> = [16, 32, 64, 128]
+}
+
+/// Attention: the tensor-core prefill kernel where it applies (16+ new tokens, head size 16/32/64/128, 16-byte
+/// aligned rows), otherwise split-KV (decode steps, other head sizes); appending to the ring-buffer cache.
+extension CUDABackend {
+    public func attention(q: Tensor, kNew: Tensor, vNew: Tensor, cache: KVCacheLayer?, batch: Int, newTokens: Int,
+                          past: Int, heads: Int, kvHeads: Int, headDim: Int, window: Int?, scale: Float,
+                          out: Tensor) throws {
+        try requireActivations(q, kNew, vNew, out, cache?.keys, cache?.values, in: "attention")
+        guard batch > 0, newTokens > 0, heads > 0, headDim > 0 else { return }
+        try check(kvHeads > 0 && heads % kvHeads == 0, "heads \(heads) must be a multiple of kvHeads \(kvHeads)")
+        try check(q.count == batch * newTokens * heads * headDim && out.count == q.count
+                  && kNew.count == batch * newTokens * kvHeads * headDim && vNew.count == kNew.count,
+                  "attention shapes q \(q.shape), k \(kNew.shape), out \(out.shape)")
+        try check(window.map { $0 > 0 } ?? true, "window must be positive")
+        let capacity = cache?.capacity ?? 0
+        let earliestNeeded = min(past, window.map { max(0, past - $0 + 1) } ?? 0)
+        try check(earliestNeeded >= past - capacity, "the cache no longer holds keys the queries attend to")
+        try check(earliestNeeded == past || cache != nil, "cached keys and values are required (past \(past))")
+        let pointers: [KernelArgument] = [.tensor(q), .tensor(kNew), .tensor(vNew), .tensor(cache?.keys),
+                                          .tensor(cache?.values)]
+        let aligned = [q, kNew, vNew, out].allSatisfy { $0.address % 16 == 0 }
+            && (cache.map { $0.keys.address % 16 == 0 && $0.values.address % 16 == 0 } ?? true)
+        if newTokens >= 16, K.prefillHeadDims.contains(headDim), aligned {
+            try check(batch <= 65535 && heads <= 65535, "attention grid too large")
+            try launch(K.prefill(headDim), grid: ((newTokens + 63) / 64, heads, batch), block: 128, pointers + [
+                .tensor(out), .int(capacity), .int(newTokens), .int(past), .int(heads), .int(kvHeads),
+                .int(window ?? 0), .float(scale)])
+            return
+        }
+        let rows = batch * newTokens
+        try check(rows <= 65535 && headDim <= 256,
+                  "split-KV attention takes at most 65535 query rows and head size 256 (got \(rows), \(headDim))")
+        let maxKeys = min(past + newTokens, window ?? Int.max)
+        let wanted = (4 * device.multiprocessors + rows * heads - 1) / (rows * heads)
+        let splits = max(1, min(wanted, (maxKeys + 63) / 64))
+        let splitSize = (maxKeys + splits - 1) / splits
+        let partial = try scratch(rows * heads * splits * (headDim + 2), .fp32)
+        try launch(K.split, grid: (splits, heads, rows), block: 128, pointers + [
+            .tensor(partial), .int(capacity), .int(newTokens), .int(past), .int(heads), .int(kvHeads),
+            .int(headDim), .int(window ?? 0), .float(scale), .int(splitSize)])
+        try launch(K.combine, grid: (heads, rows, 1), block: min(256, max(32, (headDim + 31) / 32 * 32)), [
+            .tensor(partial), .tensor(out), .int(heads), .int(headDim), .int(splits)])
+    }
+
+    public func appendKV(kNew: Tensor, vNew: Tensor, cache: KVCacheLayer, batch: Int, newTokens: Int,
+                         past: Int) throws {
+        try requireActivations(kNew, vNew, cache.keys, cache.values, in: "appendKV")
+        let width = kNew.columns, capacity = cache.capacity
+        try check(cache.keys.columns == width && kNew.rows == batch * newTokens && capacity > 0,
+                  "appendKV \(kNew.shape) into \(cache.keys.shape)")
+        let first = max(0, newTokens - capacity)
+        let total = batch * (newTokens - first) * width
+        try launchElementwise(K.append, count: total, [
+            .tensor(kNew), .tensor(vNew), .tensor(cache.keys), .tensor(cache.values), .int(capacity),
+            .int(newTokens), .int(past), .int(first), .int(width), .int64(total)])
+    }
+}

@@ -1,0 +1,209 @@
+import ScopeEngine
+import ScopeModels
+import ScopeSupport
+
+/// Kernels of the modules "elementwise", "gemv", "norms" and "rope".
+private enum K {
+    static let embedding = Kernel(module: "elementwise", name: "embedding")
+    static let add = Kernel(module: "elementwise", name: "add")
+    static let scale = Kernel(module: "elementwise", name: "scale")
+    static let activation = Kernel(module: "elementwise", name: "activation")
+    static let gated = Kernel(module: "elementwise", name: "gated_activation")
+    static let copyColumns = Kernel(module: "elementwise", name: "copy_columns")
+    static let gather = Kernel(module: "elementwise", name: "gather_rows")
+    static let scatterAdd = Kernel(module: "elementwise", name: "scatter_add_rows")
+    static let convert = Kernel(module: "elementwise", name: "convert")
+    static let biasStore = Kernel(module: "elementwise", name: "bias_store")
+    static let gemv = Kernel(module: "gemv", name: "gemv_bf16")
+    static let rmsnorm = Kernel(module: "norms", name: "rmsnorm")
+    static let rope = Kernel(module: "rope", name: "rope")
+}
+
+/// Dense operators: embedding, linear (cuBLAS), RMSNorm, RoPE, activations, sums and copies.
+extension CUDABackend {
+    public func embedding(table: Tensor, ids: [Int32], out: Tensor) throws {
+        try requireActivations(out, in: "embedding")
+        let vocab = table.rows
+        try check(out.rows == ids.count && out.columns == table.columns, "embedding \(table.shape) -> \(out.shape)")
+        if let bad = ids.first(where: { $0 < 0 || Int($0) >= vocab }) {
+            throw ScopeError("cuda backend: token id \(bad) outside the vocabulary of \(vocab)")
+        }
+        let device = try staging.upload(ids)
+        try launchElementwise(K.embedding, count: out.count, [
+            .tensor(table), table.type.kernelCode, .pointer(device), .tensor(out), .int(table.columns),
+            .int64(ids.count)])
+    }
+
+    /// out = x W[rows]^T (+ bias) with fp32 accumulation: up to 8 rows (decode) with bf16 weights by the gemv
+    /// kernel; otherwise cublasGemmEx, bf16 weights multiplying the bf16 activations directly, fp16 and fp32
+    /// weights with a converted copy of x and an fp32 result, rounded to bf16 with the bias.
+    public func linear(_ x: Tensor, weight: Tensor, rows: Range<Int>?, bias: Tensor?, out: Tensor) throws {
+        try requireActivations(x, out, in: "linear")
+        try requireFP32(bias, in: "linear bias")
+        let k = weight.columns, range = rows ?? 0..<weight.rows, m = x.rows, n = range.count
+        try check(x.columns == k && out.columns == n && out.rows == m && range.upperBound <= weight.rows,
+                  "linear \(x.shape) x \(weight.shape)[\(range)] -> \(out.shape)")
+        guard m > 0, n > 0 else { return }
+        let w = CUdeviceptr(weight.address) + CUdeviceptr(range.lowerBound * k * weight.type.byteSize)
+        if weight.type == .bf16, m <= 8, k % 8 == 0, w % 16 == 0, x.address % 16 == 0 {
+            try launch(K.gemv, grid: ((n + 7) / 8, 1, 1), block: 256, [
+                .tensor(x), .pointer(w), .tensor(bias), .tensor(out), .int(m), .int(n), .int(k)])
+            return
+        }
+        if weight.type == .bf16 {
+            try gemm(w, x: CUdeviceptr(x.address), out: CUdeviceptr(out.address), type: .bf16, outType: .bf16,
+                     m: m, n: n, k: k)
+            if let bias {
+                try launchElementwise(K.biasStore, count: out.count, [
+                    .tensor(out), ElementType.bf16.kernelCode, .tensor(bias), .tensor(out), .int(n), .int64(m)])
+            }
+            return
+        }
+        let converted = try scratch(x.count, weight.type), result = try scratch(out.count, .fp32)
+        try launchElementwise(K.convert, count: x.count, [
+            .tensor(x), ElementType.bf16.kernelCode, .tensor(converted), weight.type.kernelCode, .int64(x.count)])
+        try gemm(w, x: CUdeviceptr(converted.address), out: CUdeviceptr(result.address), type: weight.type,
+                 outType: .fp32, m: m, n: n, k: k)
+        try launchElementwise(K.biasStore, count: out.count, [
+            .tensor(result), ElementType.fp32.kernelCode, .tensor(bias), .tensor(out), .int(n), .int64(m)])
+    }
+
+    /// Row-major out[m, n] = x[m, k] W[n, k]^T, i.e. column-major out^T = W^T(op T) x^T.
+    private func gemm(_ w: CUdeviceptr, x: CUdeviceptr, out: CUdeviceptr, type: ElementType, outType: ElementType,
+                      m: Int, n: Int, k: Int) throws {
+        func code(_ t: ElementType) -> Int32 {
+            switch t {
+            case .fp32: CUBLAS.DataType.fp32
+            case .bf16: CUBLAS.DataType.bf16
+            case .fp16: CUBLAS.DataType.fp16
+            }
+        }
+        var alpha: Float = 1, beta: Float = 0
+        let blas = runtime.cublas
+        let status = blas.cublasGemmEx(
+            self.blas, 1, 0, Int32(n), Int32(m), Int32(k), &alpha,
+            UnsafeRawPointer(bitPattern: UInt(w)), code(type), Int32(k),
+            UnsafeRawPointer(bitPattern: UInt(x)), code(type), Int32(k), &beta,
+            UnsafeMutableRawPointer(bitPattern: UInt(out)), code(outType), Int32(n),
+            CUBLAS.computeFP32, CUBLAS.defaultAlgorithm)
+        try blas.check(status, "cublasGemmEx(\(type), m \(m), n \(n), k \(k))")
+    }
+
+    public func rmsNorm(_ x: Tensor, weight: Tensor?, eps: Float, out: Tensor) throws {
+        try requireActivations(x, out, in: "rmsNorm")
+        try requireFP32(weight, in: "rmsNorm weight")
+        try check(x.count == out.count && (weight?.count ?? x.columns) == x.columns, "rmsNorm \(x.shape)")
+        try launch(K.rmsnorm, grid: (x.rows, 1, 1), block: x.columns >= 1024 ? 512 : 128, [
+            .tensor(x), .tensor(weight), .float(eps), .tensor(out), .int(x.columns)])
+    }
+
+    public func rope(_ x: Tensor, heads: Int, headDim: Int, rotaryDim: Int, positions: [Int32], invFreq: [Float],
+                     scale: Float) throws {
+        try requireActivations(x, in: "rope")
+        try check(x.columns == heads * headDim && x.rows == positions.count && rotaryDim % 2 == 0
+                  && rotaryDim <= headDim && invFreq.count >= rotaryDim / 2, "rope on \(x.shape)")
+        guard rotaryDim > 0, !positions.isEmpty else { return }
+        // Positions base + t % period (every executor pass) need no upload.
+        let pattern = Self.periodicPattern(positions)
+        let table = try staging.upload(Array(invFreq.prefix(rotaryDim / 2)))
+        let explicit = pattern == nil ? try staging.upload(positions) : 0
+        try launchElementwise(K.rope, count: positions.count * heads * rotaryDim / 2, [
+            .tensor(x), .int(heads), .int(headDim), .int(rotaryDim), .pointer(explicit),
+            .int(Int(pattern?.base ?? 0)), .int(pattern?.period ?? 1), .pointer(table), .float(scale),
+            .int64(positions.count)])
+    }
+
+    /// (base, period) when positions[i] == base + i % period for every i.
+    static func periodicPattern(_ positions: [Int32]) -> (base: Int32, period: Int)? {
+        let base = positions[0]
+        var period = positions.count
+        for i in 1..<max(1, positions.count) where positions[i] != base + Int32(i) {
+            period = i
+            break
+        }
+        for i in positions.indices where positions[i] != base + Int32(i % period) { return nil }
+        return (base, period)
+    }
+
+    public func activation(_ kind: Activation, _ x: Tensor, out: Tensor) throws {
+        try requireActivations(x, out, in: "activation")
+        try check(x.count == out.count, "activation \(x.shape) -> \(out.shape)")
+        try launchElementwise(K.activation, count: x.count, [Self.code(kind), .tensor(x), .tensor(out), .int64(x.count)])
+    }
+
+    public func gatedActivation(_ kind: Activation, gate: Tensor, up: Tensor, out: Tensor) throws {
+        try requireActivations(gate, up, out, in: "gatedActivation")
+        try check(gate.count == up.count && up.count == out.count, "gatedActivation \(gate.shape) x \(up.shape)")
+        try launchElementwise(K.gated, count: up.count, [
+            Self.code(kind), .tensor(gate), .tensor(up), .tensor(out), .int64(up.count)])
+    }
+
+    public func add(_ a: Tensor, _ b: Tensor, out: Tensor) throws {
+        try requireActivations(a, b, out, in: "add")
+        try check(a.count == b.count && b.count == out.count, "add \(a.shape) + \(b.shape)")
+        try launchElementwise(K.add, count: a.count, [.tensor(a), .tensor(b), .tensor(out), .int64(a.count)])
+    }
+
+    public func scale(_ x: Tensor, by factor: Float, out: Tensor) throws {
+        try requireActivations(x, out, in: "scale")
+        try check(x.count == out.count, "scale \(x.shape)")
+        try launchElementwise(K.scale, count: x.count, [.tensor(x), .float(factor), .tensor(out), .int64(x.count)])
+    }
+
+    public func splitColumns(_ source: Tensor, _ ranges: [Range<Int>], into outputs: [Tensor]) throws {
+        try requireActivations(source, in: "splitColumns")
+        for (range, output) in zip(ranges, outputs) {
+            try requireActivations(output, in: "splitColumns")
+            try check(output.columns == range.count && output.rows == source.rows
+                      && range.upperBound <= source.columns, "splitColumns \(source.shape)[\(range)]")
+            try copyColumns(source, offset: range.lowerBound, into: output, at: 0, count: range.count)
+        }
+    }
+
+    public func concatColumns(_ a: Tensor, _ b: Tensor, out: Tensor) throws {
+        try requireActivations(a, b, out, in: "concatColumns")
+        try check(a.rows == b.rows && out.rows == a.rows && out.columns == a.columns + b.columns,
+                  "concatColumns \(a.shape) | \(b.shape) -> \(out.shape)")
+        try copyColumns(a, offset: 0, into: out, at: 0, count: a.columns)
+        try copyColumns(b, offset: 0, into: out, at: a.columns, count: b.columns)
+    }
+
+    private func copyColumns(_ source: Tensor, offset: Int, into destination: Tensor, at: Int, count: Int) throws {
+        try launchElementwise(K.copyColumns, count: source.rows * count, [
+            .tensor(source), .int(source.columns), .int(offset), .tensor(destination), .int(destination.columns),
+            .int(at), .int(count), .int64(source.rows)])
+    }
+
+    public func gatherRows(_ source: Tensor, rows: [Int], out: Tensor) throws {
+        try requireActivations(source, out, in: "gatherRows")
+        try check(out.rows == rows.count && out.columns == source.columns
+                  && rows.allSatisfy { $0 >= 0 && $0 < source.rows }, "gatherRows \(source.shape) -> \(out.shape)")
+        guard !rows.isEmpty else { return }
+        let indices = try staging.upload(rows.map { Int32($0) })
+        try launchElementwise(K.gather, count: out.count, [
+            .tensor(source), .pointer(indices), .tensor(out), .int(source.columns), .int64(rows.count)])
+    }
+
+    /// out[rows[i]] += weights[i] * source[i]; the rows must be distinct (as the executor's routing gives them).
+    public func scatterAddRows(_ source: Tensor, rows: [Int], weights: [Float], out: Tensor) throws {
+        try requireActivations(source, out, in: "scatterAddRows")
+        try check(source.rows == rows.count && weights.count == rows.count && out.columns == source.columns
+                  && rows.allSatisfy { $0 >= 0 && $0 < out.rows } && Set(rows).count == rows.count,
+                  "scatterAddRows \(source.shape) -> \(out.shape) (rows must be distinct and in range)")
+        guard !rows.isEmpty else { return }
+        let indices = try staging.upload(rows.map { Int32($0) }), factors = try staging.upload(weights)
+        try launchElementwise(K.scatterAdd, count: source.count, [
+            .tensor(source), .pointer(indices), .pointer(factors), .tensor(out), .int(source.columns),
+            .int64(rows.count)])
+    }
+
+    static func code(_ kind: Activation) -> KernelArgument {
+        switch kind {
+        case .silu: .int(Int32(0))
+        case .gelu: .int(Int32(1))
+        case .geluTanh: .int(Int32(2))
+        case .relu: .int(Int32(3))
+        case .relu2: .int(Int32(4))
+        }
+    }
+}

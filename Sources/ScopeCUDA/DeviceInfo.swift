@@ -1,0 +1,36 @@
+/// What the driver says about one GPU.
+public struct DeviceInfo: Sendable, Equatable {
+    public let index: Int
+    public let name: String
+    public let totalMemory: Int
+    public let multiprocessors: Int
+    public let computeCapability: (major: Int, minor: Int)
+    /// Shared memory a block may use after opting in (bytes).
+    public let sharedMemoryPerBlock: Int
+    public let l2CacheBytes: Int
+
+    /// The NVRTC architecture flag value ("sm_90").
+    public var architecture: String { "sm_\(computeCapability.major)\(computeCapability.minor)" }
+
+    public static func == (a: DeviceInfo, b: DeviceInfo) -> Bool {
+        a.index == b.index && a.name == b.name && a.architecture == b.architecture
+    }
+
+    /// Reads device `index` through `driver` (cuInit must have been called).
+    public init(driver: Driver, index: Int) throws {
+        var device: Int32 = 0
+        try driver.check(driver.cuDeviceGet(&device, Int32(index)), "cuDeviceGet(\(index))")
+        var name = [CChar](repeating: 0, count: 256)
+        try driver.check(driver.cuDeviceGetName(&name, Int32(name.count), device), "cuDeviceGetName")
+        var bytes = 0
+        try driver.check(driver.cuDeviceTotalMem(&bytes, device), "cuDeviceTotalMem_v2")
+        self.index = index
+        self.name = String(cString: name)
+        totalMemory = bytes
+        multiprocessors = try driver.attribute(DeviceAttribute.multiprocessorCount, of: device)
+        computeCapability = (try driver.attribute(DeviceAttribute.computeCapabilityMajor, of: device),
+                             try driver.attribute(DeviceAttribute.computeCapabilityMinor, of: device))
+        sharedMemoryPerBlock = try driver.attribute(DeviceAttribute.maxSharedMemoryPerBlockOptin, of: device)
+        l2CacheBytes = try driver.attribute(DeviceAttribute.l2CacheSize, of: device)
+    }
+}

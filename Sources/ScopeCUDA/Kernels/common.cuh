@@ -1,0 +1,64 @@
+// Shared helpers of every kernel module: element access, reductions, pointwise functions.
+// Activations and caches are bf16; parameters, biases and SSM states are fp32; accumulation is fp32.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+typedef __nv_bfloat16 bf16;
+typedef long long i64;
+
+#define NEG_INF (__int_as_float(0xff800000))
+
+// Element type codes shared with the host (ElementType: fp32 0, bf16 1, fp16 2).
+__device__ __forceinline__ float load_any(const void* p, int type, i64 i) {
+    if (type == 1) return __bfloat162float(((const bf16*)p)[i]);
+    if (type == 2) return __half2float(((const __half*)p)[i]);
+    return ((const float*)p)[i];
+}
+
+__device__ __forceinline__ void store_any(void* p, int type, i64 i, float v) {
+    if (type == 1) ((bf16*)p)[i] = __float2bfloat16(v);
+    else if (type == 2) ((__half*)p)[i] = __float2half(v);
+    else ((float*)p)[i] = v;
+}
+
+__device__ __forceinline__ float ld(const bf16* p, i64 i) { return __bfloat162float(p[i]); }
+__device__ __forceinline__ void st(bf16* p, i64 i, float v) { p[i] = __float2bfloat16(v); }
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
+__device__ __forceinline__ float block_sum(float v) {
+    __shared__ float partial[32];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    float total = lane < warps ? partial[lane] : 0.0f;
+    return warp_sum(total);
+}
+
+// PyTorch softplus (beta 1, threshold 20).
+__device__ __forceinline__ float softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
+
+__device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
+
+// Activation codes shared with the host: silu 0, gelu 1, gelu_tanh 2, relu 3, relu2 4.
+__device__ __forceinline__ float activate(int kind, float x) {
+    switch (kind) {
+    case 0: return silu(x);
+    case 1: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+    case 2: return 0.5f * x * (1.0f + tanhf(0.79788456080286536f * (x + 0.044715f * x * x * x)));
+    case 3: return fmaxf(x, 0.0f);
+    default: { float r = fmaxf(x, 0.0f); return r * r; }
+    }
+}

@@ -1,0 +1,54 @@
+// Causal depthwise conv1d with a rolling [batch, kernel - 1, channels] state (Conv1d.causal's contract), kernel
+// size up to 8. conv1d_forward: one thread per (channel, run of `chunk` tokens, sequence), reading the kernel - 1
+// inputs before its run from x or the old state; conv1d_roll then moves the newest inputs into the state (a second
+// launch, so that no thread overwrites state another still reads).
+#include "common.cuh"
+
+#define KMAX 8
+
+extern "C" __global__ void conv1d_forward(const bf16* x, const float* weight, const float* bias, const bf16* state,
+                                          bf16* out, int tokens, int channels, int kernel, int silu_out, int chunk) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= channels) return;
+    int b = blockIdx.z, t0 = blockIdx.y * chunk, t1 = min(tokens, t0 + chunk), history = kernel - 1;
+    // Right-aligned window: win[KMAX - 1] is the newest input, w the weights aligned with it.
+    float w[KMAX], win[KMAX];
+#pragma unroll
+    for (int j = 0; j < KMAX; j++) {
+        int k = j - (KMAX - kernel);
+        w[j] = k >= 0 ? weight[(i64)c * kernel + k] : 0.0f;
+        win[j] = 0.0f;
+        // Slot j < KMAX - 1 holds input t0 - (KMAX - 1 - j).
+        int index = t0 - (KMAX - 1 - j);
+        if (j < KMAX - 1 && k >= 0) {
+            win[j] = index >= 0 ? ld(x, ((i64)b * tokens + index) * channels + c)
+                                : ld(state, ((i64)b * history + history + index) * channels + c);
+        }
+    }
+    float bc = bias ? bias[c] : 0.0f;
+    for (int t = t0; t < t1; t++) {
+        win[KMAX - 1] = ld(x, ((i64)b * tokens + t) * channels + c);
+        float acc = bc;
+#pragma unroll
+        for (int j = 0; j < KMAX; j++) acc += w[j] * win[j];
+        st(out, ((i64)b * tokens + t) * channels + c, silu_out ? silu(acc) : acc);
+#pragma unroll
+        for (int j = 0; j < KMAX - 1; j++) win[j] = win[j + 1];
+    }
+}
+
+// state <- the last kernel - 1 inputs of (old state, x). One thread per (channel, sequence).
+extern "C" __global__ void conv1d_roll(const bf16* x, bf16* state, int tokens, int channels, int kernel) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= channels) return;
+    int b = blockIdx.y, history = kernel - 1;
+    bf16* s = state + (i64)b * history * channels + c;
+    const bf16* xb = x + (i64)b * tokens * channels + c;
+    if (tokens >= history) {
+        for (int i = 0; i < history; i++) s[(i64)i * channels] = xb[(i64)(tokens - history + i) * channels];
+    } else {
+        int kept = history - tokens;
+        for (int i = 0; i < kept; i++) s[(i64)i * channels] = s[(i64)(i + tokens) * channels];
+        for (int i = 0; i < tokens; i++) s[(i64)(kept + i) * channels] = xb[(i64)i * channels];
+    }
+}

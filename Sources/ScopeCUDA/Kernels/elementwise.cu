@@ -1,0 +1,71 @@
+// Memory-bound elementwise kernels: embedding lookup, sums, scaling, activations, column and row copies, type
+// conversion and bias. Grid-stride loops over 64-bit element counts.
+#include "common.cuh"
+
+#define GRID_STRIDE(i, n) for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
+
+// out[r, c] = table[ids[r], c] (table of any element type).
+extern "C" __global__ void embedding(const void* table, int type, const int* ids, bf16* out, int width, i64 rows) {
+    GRID_STRIDE(i, rows * width) {
+        i64 r = i / width, c = i % width;
+        st(out, i, load_any(table, type, (i64)ids[r] * width + c));
+    }
+}
+
+extern "C" __global__ void add(const bf16* a, const bf16* b, bf16* out, i64 n) {
+    GRID_STRIDE(i, n) st(out, i, ld(a, i) + ld(b, i));
+}
+
+extern "C" __global__ void scale(const bf16* x, float factor, bf16* out, i64 n) {
+    GRID_STRIDE(i, n) st(out, i, ld(x, i) * factor);
+}
+
+extern "C" __global__ void activation(int kind, const bf16* x, bf16* out, i64 n) {
+    GRID_STRIDE(i, n) st(out, i, activate(kind, ld(x, i)));
+}
+
+// out = act(gate) * up.
+extern "C" __global__ void gated_activation(int kind, const bf16* gate, const bf16* up, bf16* out, i64 n) {
+    GRID_STRIDE(i, n) st(out, i, activate(kind, ld(gate, i)) * ld(up, i));
+}
+
+// dst[r, dstOffset + c] = src[r, srcOffset + c] for c < count (split and concatenation of column blocks).
+extern "C" __global__ void copy_columns(const bf16* src, int srcWidth, int srcOffset, bf16* dst, int dstWidth,
+                                        int dstOffset, int count, i64 rows) {
+    GRID_STRIDE(i, rows * count) {
+        i64 r = i / count, c = i % count;
+        dst[r * dstWidth + dstOffset + c] = src[r * srcWidth + srcOffset + c];
+    }
+}
+
+// out[i, c] = src[rows[i], c].
+extern "C" __global__ void gather_rows(const bf16* src, const int* rows, bf16* out, int width, i64 n) {
+    GRID_STRIDE(i, n * width) {
+        i64 r = i / width, c = i % width;
+        out[i] = src[(i64)rows[r] * width + c];
+    }
+}
+
+// out[rows[i], c] += weights[i] * src[i, c] (rows distinct).
+extern "C" __global__ void scatter_add_rows(const bf16* src, const int* rows, const float* weights, bf16* out,
+                                            int width, i64 n) {
+    GRID_STRIDE(i, n * width) {
+        i64 r = i / width, c = i % width;
+        i64 o = (i64)rows[r] * width + c;
+        st(out, o, ld(out, o) + weights[r] * ld(src, i));
+    }
+}
+
+// dst = src converted between element types.
+extern "C" __global__ void convert(const void* src, int srcType, void* dst, int dstType, i64 n) {
+    GRID_STRIDE(i, n) store_any(dst, dstType, i, load_any(src, srcType, i));
+}
+
+// out[r, c] = src[r, c] + bias[c] (bias may be null; src of any type, may alias out).
+extern "C" __global__ void bias_store(const void* src, int srcType, const float* bias, bf16* out, int cols, i64 rows) {
+    GRID_STRIDE(i, rows * cols) {
+        float v = load_any(src, srcType, i);
+        if (bias) v += bias[i % cols];
+        st(out, i, v);
+    }
+}

@@ -1,0 +1,127 @@
+import ScopeSupport
+
+/// A kernel: an `extern "C"` function of one embedded module.
+struct Kernel: Hashable {
+    let module: String
+    let name: String
+}
+
+/// One argument of a kernel launch.
+enum KernelArgument {
+    case pointer(CUdeviceptr)
+    case int(Int32)
+    case int64(Int64)
+    case float(Float)
+
+    static func int(_ v: Int) -> KernelArgument { .int(Int32(v)) }
+    static func int64(_ v: Int) -> KernelArgument { .int64(Int64(v)) }
+}
+
+/// The process-wide CUDA state: libraries, GPU 0 with its primary context, cuBLAS, and the kernel modules
+/// (compiled on first use and cached on disk). Backends share it.
+public final class CUDARuntime: @unchecked Sendable {
+    public let driver: Driver
+    public let device: DeviceInfo
+    public let cublas: CUBLAS
+    public let compiler: KernelCompiler
+    let context: OpaquePointer?
+    private var modules: [String: OpaquePointer?] = [:]
+    private var functions: [Kernel: OpaquePointer?] = [:]
+    private var sharedLimit: [Kernel: Int] = [:]
+
+    private static var instance: Result<CUDARuntime, Error>?
+
+    /// The runtime, created on first use (the error of a failed start is kept and thrown again).
+    public static func shared() throws -> CUDARuntime {
+        if let instance { return try instance.get() }
+        let result = Result { try CUDARuntime() }
+        instance = result
+        return try result.get()
+    }
+
+    /// Whether the driver loads and reports at least one GPU (no other library is needed for the answer).
+    public static var gpuPresent: Bool {
+        guard let driver = try? Driver(), let count = try? driver.deviceCount() else { return false }
+        return count > 0
+    }
+
+    private init() throws {
+        driver = try Driver()
+        guard try driver.deviceCount() > 0 else { throw ScopeError("the CUDA driver reports no GPU") }
+        device = try DeviceInfo(driver: driver, index: 0)
+        var context: OpaquePointer?
+        try driver.check(driver.cuDevicePrimaryCtxRetain(&context, 0), "cuDevicePrimaryCtxRetain")
+        self.context = context
+        try driver.check(driver.cuCtxSetCurrent(context), "cuCtxSetCurrent")
+        cublas = try CUBLAS()
+        compiler = try KernelCompiler(nvrtc: try NVRTC(), cache: KernelCache(), architecture: device.architecture)
+    }
+
+    /// Makes the primary context current on the calling thread.
+    func makeCurrent() throws {
+        try driver.check(driver.cuCtxSetCurrent(context), "cuCtxSetCurrent")
+    }
+
+    /// Loads every module now (compiling what the cache lacks), so that compile time stays out of measurements.
+    public func loadAllModules() throws {
+        for module in KernelCompiler.modules { _ = try self.module(module) }
+    }
+
+    private func module(_ name: String) throws -> OpaquePointer? {
+        if let loaded = modules[name] { return loaded }
+        let (bytes, hit) = try compiler.cubin(name)
+        var module: OpaquePointer?
+        var status = bytes.withUnsafeBytes { driver.cuModuleLoadData(&module, $0.baseAddress!) }
+        if status != 0 && hit {  // a cached cubin the driver rejects: compile it again
+            let fresh = try compiler.recompile(name)
+            status = fresh.withUnsafeBytes { driver.cuModuleLoadData(&module, $0.baseAddress!) }
+        }
+        try driver.check(status, "cuModuleLoadData(\(name))")
+        modules[name] = module
+        return module
+    }
+
+    private func function(_ kernel: Kernel) throws -> OpaquePointer? {
+        if let f = functions[kernel] { return f }
+        let module = try self.module(kernel.module)
+        var f: OpaquePointer?
+        try driver.check(driver.cuModuleGetFunction(&f, module, kernel.name), "cuModuleGetFunction(\(kernel.name))")
+        functions[kernel] = f
+        return f
+    }
+
+    /// Launches `kernel` on `stream` with `block` threads per block and `shared` bytes of dynamic shared memory.
+    func launch(_ kernel: Kernel, grid: (Int, Int, Int), block: Int, shared: Int = 0, stream: OpaquePointer?,
+                _ arguments: [KernelArgument]) throws {
+        let f = try function(kernel)
+        if shared > 48 * 1024, (sharedLimit[kernel] ?? 0) < shared {
+            guard shared <= device.sharedMemoryPerBlock else {
+                throw ScopeError("\(kernel.name) needs \(shared) bytes of shared memory; \(device.name) allows "
+                    + "\(device.sharedMemoryPerBlock) per block")
+            }
+            try driver.check(driver.cuFuncSetAttribute(f, 8, Int32(shared)),
+                             "cuFuncSetAttribute(\(kernel.name), MAX_DYNAMIC_SHARED_SIZE_BYTES, \(shared))")
+            sharedLimit[kernel] = shared
+        }
+        guard grid.0 > 0, grid.1 > 0, grid.2 > 0 else { return }
+        guard grid.1 <= 65535, grid.2 <= 65535, grid.0 < Int(Int32.max) else {
+            throw ScopeError("\(kernel.name): grid \(grid) exceeds the device's limits")
+        }
+        // Each argument in its own 8-byte slot; kernelParams points at the slots.
+        var slots = [UInt64](repeating: 0, count: arguments.count)
+        for (i, argument) in arguments.enumerated() {
+            switch argument {
+            case .pointer(let p): slots[i] = p
+            case .int(let v): slots[i] = UInt64(UInt32(bitPattern: v))
+            case .int64(let v): slots[i] = UInt64(bitPattern: v)
+            case .float(let v): slots[i] = UInt64(v.bitPattern)
+            }
+        }
+        let status = slots.withUnsafeMutableBytes { raw -> Int32 in
+            var pointers: [UnsafeMutableRawPointer?] = (0..<arguments.count).map { raw.baseAddress! + 8 * $0 }
+            return driver.cuLaunchKernel(f, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2), UInt32(block), 1, 1,
+                                         UInt32(shared), stream, &pointers, nil)
+        }
+        try driver.check(status, "cuLaunchKernel(\(kernel.name), grid \(grid), block \(block))")
+    }
+}

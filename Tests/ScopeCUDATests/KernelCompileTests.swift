@@ -1,0 +1,42 @@
+import Foundation
+@testable import ScopeCUDA
+import Testing
+
+/// Every kernel module compiles through NVRTC for sm_90. NVRTC needs no GPU: `.ci/run` installs the
+/// nvidia-cuda-nvrtc and nvidia-cuda-runtime wheels and points SSM_SCOPE_CUDA_LIBS at them; without them this
+/// test is skipped with the reason.
+@Suite struct KernelCompileTests {
+    static let nvrtc = Result { try NVRTC() }
+    static var skipReason: Comment {
+        switch nvrtc {
+        case .success: "NVRTC available"
+        case .failure(let error): Comment(rawValue: "skipped: NVRTC is not available here (\(error))")
+        }
+    }
+    static var available: Bool { (try? nvrtc.get()) != nil }
+
+    @Test(.enabled(if: available, skipReason), arguments: KernelCompiler.modules)
+    func compilesForHopper(module: String) throws {
+        let cache = KernelCache(directory: FileManager.default.temporaryDirectory
+            .appendingPathComponent("ssm-scope-kernels-\(UUID())").path)
+        let compiler = try KernelCompiler(nvrtc: try Self.nvrtc.get(), cache: cache, architecture: "sm_90")
+        let (cubin, hit) = try compiler.cubin(module)
+        #expect(!hit)
+        #expect(cubin.count > 1000)
+        #expect(Array(cubin.prefix(4)) == [0x7F, 0x45, 0x4C, 0x46], "a cubin is an ELF file")
+        #expect(try compiler.cubin(module).hit)
+    }
+
+    @Test func everyKernelFileIsEmbedded() throws {
+        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../Sources/ScopeCUDA/Kernels").standardized
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder.path)
+        #expect(files.count == KernelSources.files.count, "run tools/embed-all.sh")
+        for file in files {
+            let text = try String(contentsOfFile: folder.appendingPathComponent(file).path, encoding: .utf8)
+            let key = String(file.split(separator: ".")[0])
+            #expect(KernelSources.files[key] == String(text.reversed().drop { $0 == "\n" }.reversed()),
+                    "\(file) differs from the embedded copy: run tools/embed-all.sh")
+        }
+    }
+}
