@@ -41,4 +41,20 @@ public enum MeasuringBackends {
         measurers[TorchMeasurer.backendName] = TorchMeasurer(settings: plan.settings, memoryLimit: plan.memoryLimit)
         return measurers
     }
+
+    /// A sweep of `plan` into `sink`: the native runner for in-process engines, a torch worker for "torch", and
+    /// max-context searches by allocation probe under the plan's memory limit (or the backend's memory).
+    public static func sweep(plan: SweepPlan, sink: ResultSink, run: Int64, skip: Set<String>,
+                             progress: ProgressLine) -> SweepRunner {
+        let runner = NativeRunner(settings: plan.settings, memoryLimit: plan.memoryLimit) { name, limit in
+            try BackendRegistry.make(name, memoryLimit: limit)
+        }
+        return SweepRunner(plan: plan, measurers: measurers(native: runner, plan: plan), sink: sink, run: run,
+                           skip: skip, progress: progress) { point in
+            try MaxContextProbe.search(model: point.model, batch: point.batch, dtype: point.dtype,
+                                       backend: point.backend,
+                                       memoryLimit: plan.memoryLimit ?? BackendRegistry.memoryCapacity(of: point.backend),
+                                       measure: false, prefillChunk: plan.settings.prefillChunk, progress: nil)
+        }
+    }
 }

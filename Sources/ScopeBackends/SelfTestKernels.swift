@@ -238,7 +238,7 @@ final class KernelChecks {
                 return [out, state]
             }
         }
-        for (tokens, dState, gated) in [(150, 16, true), (1, 16, true), (40, 8, false)] {
+        for (tokens, dState, gated) in [(150, 16, true), (1, 16, true), (40, 8, false), (3000, 16, true), (70, 1, true), (90, 100, false)] {
             check("ssm", "selective scan \(tokens) tokens, N \(dState)\(gated ? ", gated" : "") (out, state)") {
                 let dInner = 96
                 let u = try pair([2 * tokens, dInner]), delta = try pair([2 * tokens, dInner], .bf16, -4, 0)
@@ -253,7 +253,7 @@ final class KernelChecks {
                 return [out, state]
             }
         }
-        for (tokens, p, n) in [(150, 64, 128), (1, 64, 128), (77, 8, 8), (1, 8, 8)] {
+        for (tokens, p, n) in [(150, 64, 128), (1, 64, 128), (77, 8, 8), (1, 8, 8), (40, 12, 20)] {
             check("ssm", "ssd \(tokens) tokens, P \(p), N \(n), 4 heads, 2 groups (out, state)") {
                 let heads = 4, groups = 2, rows = 2 * tokens
                 let x = try pair([rows, heads * p]), dt = try pair([rows, heads], .bf16, -4, 0)

@@ -14,8 +14,8 @@ public enum Attention {
     /// holds positions max(0, past - capacity) ..< past (capacity may be 0 / the pointers unused when past == 0).
     /// A query at position i attends to keys at positions j <= i, and when `window` is non-nil only to j > i - window.
     /// Query head h uses KV head h / (heads / kvHeads). q: [batch * newTokens, heads * headDim]; out same shape.
-    /// scores = q.k * scale. Parallelise over (batch, KV head, query tiles) — all query heads of a group together, as
-    /// they read the same keys and values — and, when that gives too few tasks (decode), also over slices of the keys,
+    /// scores = q.k * scale. Parallelise over (batch, KV head, query tiles), all query heads of a group together as
+    /// they read the same keys and values, and when that gives too few tasks (decode) also over slices of the keys,
     /// merged at the end by their log-sum-exp.
     ///
     /// Every key a query needs must still be cached: without a window that means past <= capacity, with one
@@ -33,8 +33,9 @@ public enum Attention {
         precondition(earliestNeeded == past || (kCache != nil && vCache != nil), "cached keys and values are required")
 
         let group = heads / kvHeads
-        // A unit of work: the query heads of one group for a tile of consecutive queries (rows t * group + g), against
-        // one slice of the keys. Many rows go through register-tiled matrix products; few (decode) through dot products.
+        // A unit of work: a tile of consecutive queries times the query heads of one KV head's group (of every group
+        // for dot-product units), against one slice of the keys. Many rows go through register-tiled matrix
+        // products, few (decode) through dot products.
         let tiledQueries = min(newTokens, max(1, tiledRows / group))
         let tiled = tiledQueries * group >= minimumTiledRows
         let queriesPerTile = tiled ? tiledQueries : min(newTokens, max(1, dotRows / group))
@@ -77,21 +78,22 @@ public enum Attention {
     // MARK: - Work decomposition
 
     /// Rows aimed for in a register-tiled unit, the fewest rows worth tiling, and rows of a dot-product unit.
-    private static let tiledRows = 72
+    private static let tiledRows = 144
     private static let minimumTiledRows = 16
     private static let dotRows = 16
-    /// Rows per register tile of the tiled kernels (three 8-lane vectors), and the keys or features broadcast against them.
+    /// Rows per register tile of the tiled kernels (three 8-lane vectors, against four broadcast keys or features).
     private static let rowBlock = 24
-    /// Keys per tile of a dot-product unit (a multiple of 8).
+    /// Keys per tile of a tiled unit (a multiple of 4) and of a dot-product unit (a multiple of 8).
+    private static let tiledKeyTile = 64
     private static let dotKeyTile = 64
+    /// Positions whose key and value rows a dot-product unit touches in one go, ahead of use.
+    private static let touchBurst = 256
     /// Fewest keys in one slice of a split unit.
     private static let minimumSplitKeys = 512
     /// The running maximum before any key: finite, so that a row without keys yet never computes -inf - -inf.
     private static let noMaximum = -Float.greatestFiniteMagnitude
-
-    /// Keys per tile of a tiled unit (a multiple of 4): smaller for wide heads so that the tile stays in cache.
-    @inline(__always)
-    private static func tiledKeyTile(_ headDim: Int) -> Int { headDim <= 64 ? 64 : 32 }
+    /// Written when the sum of the touched words has one particular value, so that the touching loads are kept.
+    private static var touchSink: UInt32 = 0
 
     private struct Problem {
         let q: UnsafePointer<Float>, kNew: UnsafePointer<Float>, vNew: UnsafePointer<Float>
@@ -273,11 +275,16 @@ public enum Attention {
     /// 64-byte aligned scratch, carved into pieces.
     private struct Arena {
         let base: UnsafeMutableRawPointer
+        let bytes: Int
         var used = 0
-        init(bytes: Int) { base = .allocate(byteCount: bytes, alignment: 64) }
+        init(bytes: Int) {
+            self.bytes = bytes
+            base = .allocate(byteCount: bytes, alignment: 64)
+        }
         mutating func take<T>(_ count: Int, _: T.Type) -> UnsafeMutablePointer<T> {
             let pointer = (base + used).bindMemory(to: T.self, capacity: count)
             used += (count &* MemoryLayout<T>.stride &+ 63) & ~63
+            precondition(used <= bytes, "attention scratch overflow")
             return pointer
         }
     }
@@ -291,9 +298,9 @@ public enum Attention {
         let headDim = p.headDim
         let maxRows = (p.queriesPerTile &* p.group &+ rowBlock &- 1) / rowBlock &* rowBlock
         let features = (headDim &+ 3) & ~3
-        let keyTile = tiledKeyTile(headDim)
+        let keyTile = tiledKeyTile
         var arena = Arena(bytes: 64 &* 16 &+ 4 &* maxRows &* (headDim &+ features &+ keyTile &+ 6)
-                                     &+ 16 &* keyTile)
+                                     &+ 32 &* keyTile)
         defer { arena.base.deallocate() }
         let qT = arena.take(headDim &* maxRows, Float.self)
         let oT = arena.take(features &* maxRows, Float.self)
@@ -304,8 +311,11 @@ public enum Attention {
         let tileMax = arena.take(maxRows, Float.self)
         let lo = arena.take(maxRows, Int32.self)
         let hi = arena.take(maxRows, Int32.self)
-        let keys = arena.take(keyTile, UnsafePointer<Float>.self)
-        let values = arena.take(keyTile, UnsafePointer<Float>.self)
+        var keys = arena.take(keyTile, UnsafePointer<Float>.self)
+        var values = arena.take(keyTile, UnsafePointer<Float>.self)
+        var nextKeys = arena.take(keyTile, UnsafePointer<Float>.self)
+        var nextValues = arena.take(keyTile, UnsafePointer<Float>.self)
+        var touched: UInt32 = 0
 
         for u in range {
             let unit = p.unit(u)
@@ -324,10 +334,23 @@ public enum Attention {
             runningSum.update(repeating: 0, count: rp)
 
             var j0 = unit.keyStart
+            if j0 < unit.keyEnd {
+                let n = min(keyTile, unit.keyEnd &- j0)
+                p.fillRows(unit, j0, n, (n &+ 3) & ~3, nextKeys, nextValues)
+            }
             while j0 < unit.keyEnd {
                 let n = min(keyTile, unit.keyEnd &- j0)
                 let n4 = (n &+ 3) & ~3
-                p.fillRows(unit, j0, n, n4, keys, values)
+                swap(&keys, &nextKeys)
+                swap(&values, &nextValues)
+                // The next tile's rows of this KV head, touched (one word loaded per cache line) now: their misses
+                // overlap one another rather than stalling the products of the next tile one by one.
+                let j1 = j0 &+ n
+                if j1 < unit.keyEnd {
+                    let m = min(keyTile, unit.keyEnd &- j1)
+                    p.fillRows(unit, j1, m, (m &+ 3) & ~3, nextKeys, nextValues)
+                    touched &+= touchRows(nextKeys, m, headDim &* 4) &+ touchRows(nextValues, m, headDim &* 4)
+                }
                 let masked = n != n4 || !p.unmasked(unit, j0, n)
                 if masked {
                     for r in 0..<rp {
@@ -355,6 +378,23 @@ public enum Attention {
                 }
             }
         }
+        if touched == 0x5EED_F00D { touchSink = touched }
+    }
+
+    /// Loads one word of every 64-byte line of bytes 0 ..< `bytes` of each of the n rows; returns their wrapping sum.
+    @inline(__always)
+    private static func touchRows(_ rows: UnsafePointer<UnsafePointer<Float>>, _ n: Int, _ bytes: Int) -> UInt32 {
+        var sum: UInt32 = 0
+        for i in 0..<n {
+            let row = UnsafeRawPointer(rows[i])
+            var o = 0
+            while o < bytes {
+                sum &+= row.load(fromByteOffset: o, as: UInt32.self)
+                o &+= 64
+            }
+            sum &+= row.load(fromByteOffset: bytes &- 4, as: UInt32.self)
+        }
+        return sum
     }
 
     /// scores[j * rp + r] = sum_d qT[d * rp + r] * keys[j][d] for j < n4 and all rp rows, with entries outside
@@ -398,7 +438,8 @@ public enum Attention {
                     let h0 = UnsafeRawPointer(hi + rb).load(as: SIMD8<Int32>.self)
                     let h1 = UnsafeRawPointer(hi + rb).load(fromByteOffset: 32, as: SIMD8<Int32>.self)
                     let h2 = UnsafeRawPointer(hi + rb).load(fromByteOffset: 64, as: SIMD8<Int32>.self)
-                    @inline(__always) func mask(_ a: inout SIMD8<Float>, _ j: Int, _ l: SIMD8<Int32>, _ h: SIMD8<Int32>) {
+                    @inline(__always)
+                    func mask(_ a: inout SIMD8<Float>, _ j: Int, _ l: SIMD8<Int32>, _ h: SIMD8<Int32>) {
                         let jv = SIMD8<Int32>(repeating: Int32(truncatingIfNeeded: j))
                         a.replace(with: -.infinity, where: (jv .< l) .| (jv .>= h))
                     }
@@ -408,11 +449,6 @@ public enum Attention {
                     mask(&a30, kb &+ 3, l0, h0); mask(&a31, kb &+ 3, l1, h1); mask(&a32, kb &+ 3, l2, h2)
                 }
                 let o = sr + (kb &* rp &+ rb) &* 4
-                @inline(__always) func put(_ a0: SIMD8<Float>, _ a1: SIMD8<Float>, _ a2: SIMD8<Float>, _ at: UnsafeMutableRawPointer) {
-                    at.storeBytes(of: a0, as: SIMD8<Float>.self)
-                    at.storeBytes(of: a1, toByteOffset: 32, as: SIMD8<Float>.self)
-                    at.storeBytes(of: a2, toByteOffset: 64, as: SIMD8<Float>.self)
-                }
                 put(a00, a01, a02, o)
                 put(a10, a11, a12, o + rowBytes)
                 put(a20, a21, a22, o + 2 &* rowBytes)
@@ -485,7 +521,8 @@ public enum Attention {
             let c2 = cr.load(fromByteOffset: 64, as: SIMD8<Float>.self)
             var f = 0
             while f < features {
-                let e0 = f, e1 = min(f &+ 1, headDim &- 1), e2 = min(f &+ 2, headDim &- 1), e3 = min(f &+ 3, headDim &- 1)
+                let last = headDim &- 1
+                let e0 = f, e1 = min(f &+ 1, last), e2 = min(f &+ 2, last), e3 = min(f &+ 3, last)
                 let o = or + (f &* rp &+ rb) &* 4
                 var a00 = o.load(as: SIMD8<Float>.self) * c0
                 var a01 = o.load(fromByteOffset: 32, as: SIMD8<Float>.self) * c1
@@ -515,11 +552,6 @@ public enum Attention {
                     a30.addProduct(w, x0); a31.addProduct(w, x1); a32.addProduct(w, x2)
                     wp += rowBytes
                 }
-                @inline(__always) func put(_ a0: SIMD8<Float>, _ a1: SIMD8<Float>, _ a2: SIMD8<Float>, _ at: UnsafeMutableRawPointer) {
-                    at.storeBytes(of: a0, as: SIMD8<Float>.self)
-                    at.storeBytes(of: a1, toByteOffset: 32, as: SIMD8<Float>.self)
-                    at.storeBytes(of: a2, toByteOffset: 64, as: SIMD8<Float>.self)
-                }
                 put(a00, a01, a02, o)
                 put(a10, a11, a12, o + rowBytes)
                 put(a20, a21, a22, o + 2 &* rowBytes)
@@ -545,7 +577,7 @@ public enum Attention {
         // Rows per quad block of a KV head's group, and the steps of four features of the quad kernel.
         let quadRows = headDim & 3 == 0 ? group & ~3 : 0
         let steps = headDim >> 2
-        var arena = Arena(bytes: 64 &* 12 &+ 4 &* maxRows &* (2 &* headDim &+ keyTile &+ 3) &+ 16 &* keyTile)
+        var arena = Arena(bytes: 64 &* 8 &+ 4 &* maxRows &* (2 &* headDim &+ keyTile &+ 3) &+ 16 &* keyTile)
         defer { arena.base.deallocate() }
         let queries = arena.take(maxRows &* headDim, Float.self)
         let acc = arena.take(maxRows &* headDim, Float.self)
@@ -555,7 +587,6 @@ public enum Attention {
         let correction = arena.take(maxRows, Float.self)
         let keys = arena.take(keyTile, UnsafePointer<Float>.self)
         let values = arena.take(keyTile, UnsafePointer<Float>.self)
-        let sink = arena.take(1, UInt32.self)
         var touched: UInt32 = 0
 
         for u in range {
@@ -583,15 +614,16 @@ public enum Attention {
             runningMax.update(repeating: noMaximum, count: rows)
             runningSum.update(repeating: 0, count: rows)
 
-            // Each tile starts by loading one word of every cache line of the next tile's key and value rows (and at
-            // first of its own): their misses then overlap one another, and the tile after works from the cache.
+            // Key and value rows are touched (one word loaded per cache line) in bursts of `touchBurst` positions, at
+            // least a tile ahead of use: the misses of a burst overlap one another and keep the hardware prefetcher
+            // streaming, and the tiles then work from the cache.
             var ahead = Toucher(p, unit, from: unit.keyStart)
             var j0 = unit.keyStart
             while j0 < unit.keyEnd {
                 let n = min(keyTile, unit.keyEnd &- j0)
                 let n8 = (n &+ 7) & ~7
                 p.fillRows(unit, j0, n, n8, keys, values)
-                ahead.touch(upTo: j0 &+ n &+ keyTile)
+                if ahead.position < j0 &+ n &+ keyTile { ahead.touch(upTo: j0 &+ n &+ touchBurst) }
 
                 // Scores, in base 2.
                 var r0 = 0
@@ -696,7 +728,7 @@ public enum Attention {
             }
             touched &+= ahead.sum
         }
-        sink.pointee = touched
+        if touched == 0x5EED_F00D { touchSink = touched }
     }
 
     /// Scores of four rows A, B, C, D against keys k[0 ..< 4] (+ offset): q holds per step of four features
@@ -728,9 +760,6 @@ public enum Attention {
             s &+= 1
         }
         // Lane-pair sums twice: lane l of each half becomes the sum of the four lanes of that half of a_l.
-        @inline(__always) func pairSums(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
-            SIMD8(a[0], a[2], b[0], b[2], a[4], a[6], b[4], b[6]) + SIMD8(a[1], a[3], b[1], b[3], a[5], a[7], b[5], b[7])
-        }
         return (pairSums(pairSums(a0, a1), pairSums(a2, a3)), pairSums(pairSums(c0, c1), pairSums(c2, c3)))
     }
 
@@ -808,9 +837,6 @@ public enum Attention {
             d &+= 8
         }
         // Transposing reduction: lane l of the result is the sum of a_l's lanes.
-        @inline(__always) func pairSums(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
-            SIMD8(a[0], a[2], b[0], b[2], a[4], a[6], b[4], b[6]) + SIMD8(a[1], a[3], b[1], b[3], a[5], a[7], b[5], b[7])
-        }
         let w0 = pairSums(pairSums(a0, a1), pairSums(a2, a3))
         let w1 = pairSums(pairSums(a4, a5), pairSums(a6, a7))
         var result = SIMD8(lowHalf: w0.lowHalf, highHalf: w1.lowHalf) + SIMD8(lowHalf: w0.highHalf, highHalf: w1.highHalf)
@@ -924,7 +950,8 @@ public enum Attention {
             var x = ar.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self) * sa
             for j in 0..<n {
                 x.addProduct(SIMD8<Float>(repeating: wa[j]),
-                             UnsafeRawPointer(values[j]).loadUnaligned(fromByteOffset: base &+ o, as: SIMD8<Float>.self))
+                             UnsafeRawPointer(values[j]).loadUnaligned(fromByteOffset: base &+ o,
+                                                                       as: SIMD8<Float>.self))
             }
             ar.storeBytes(of: x, toByteOffset: o, as: SIMD8<Float>.self)
             d &+= 8
@@ -939,6 +966,20 @@ public enum Attention {
 
     // MARK: - Vector helpers
 
+    /// Stores three vectors at consecutive 32-byte offsets.
+    @inline(__always)
+    private static func put(_ a0: SIMD8<Float>, _ a1: SIMD8<Float>, _ a2: SIMD8<Float>, _ at: UnsafeMutableRawPointer) {
+        at.storeBytes(of: a0, as: SIMD8<Float>.self)
+        at.storeBytes(of: a1, toByteOffset: 32, as: SIMD8<Float>.self)
+        at.storeBytes(of: a2, toByteOffset: 64, as: SIMD8<Float>.self)
+    }
+
+    /// Within each 128-bit half, [a0 + a1, a2 + a3, b0 + b1, b2 + b3] (vhaddps).
+    @inline(__always)
+    private static func pairSums(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
+        SIMD8(a[0], a[2], b[0], b[2], a[4], a[6], b[4], b[6]) + SIMD8(a[1], a[3], b[1], b[3], a[5], a[7], b[5], b[7])
+    }
+
     /// Lane-wise maximum (either operand when equal; no NaNs occur here).
     @inline(__always)
     private static func maximum(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
@@ -951,12 +992,12 @@ public enum Attention {
     @inline(__always)
     private static func exp2v(_ x: SIMD8<Float>) -> SIMD8<Float> {
         let lowest = SIMD8<Float>(repeating: -127)
-        let clamped = x.replacing(with: lowest, where: x .< lowest)
-        // Adding 1.5 * 2^23 rounds to an integer held in the low mantissa bits.
-        let shifter = SIMD8<Float>(repeating: 12_582_912)
+        let clamped = lowest.replacing(with: x, where: x .> lowest)
+        // Adding 1.5 * 2^23 + 127 rounds to an integer: the low mantissa bits of t hold n + 127, which shifted into
+        // the exponent field (the bits above shifted out) is 2^n.
+        let shifter = SIMD8<Float>(repeating: 12_583_039)
         let t = clamped + shifter
-        let n = t - shifter
-        let r = clamped - n
+        let r = clamped - (t - shifter)
         var y = SIMD8<Float>(repeating: 1.535_336_188_319_500e-4)
         y = SIMD8<Float>(repeating: 1.339_887_440_266_574e-3).addingProduct(y, r)
         y = SIMD8<Float>(repeating: 9.618_437_357_674_640e-3).addingProduct(y, r)
@@ -964,7 +1005,7 @@ public enum Attention {
         y = SIMD8<Float>(repeating: 2.402_264_791_363_012e-1).addingProduct(y, r)
         y = SIMD8<Float>(repeating: 6.931_472_028_550_421e-1).addingProduct(y, r)
         y = SIMD8<Float>(repeating: 1).addingProduct(y, r)
-        let bits = (unsafeBitCast(t, to: SIMD8<UInt32>.self) &- 0x4B40_0000 &+ 127) &<< 23
-        return y * unsafeBitCast(bits, to: SIMD8<Float>.self)
+        let scale = unsafeBitCast(unsafeBitCast(t, to: SIMD8<UInt32>.self) &<< 23, to: SIMD8<Float>.self)
+        return y * scale
     }
 }

@@ -33,7 +33,8 @@ extension CUDABackend {
             && (cache.map { $0.keys.address % 16 == 0 && $0.values.address % 16 == 0 } ?? true)
         if newTokens >= 16, K.prefillHeadDims.contains(headDim), aligned {
             try check(batch <= 65535 && heads <= 65535, "attention grid too large")
-            try launch(K.prefill(headDim), grid: ((newTokens + 63) / 64, heads, batch), block: 128, pointers + [
+            try launch(K.prefill(headDim), grid: ((newTokens + 63) / 64, heads, batch), block: 128,
+                       shared: 4 * 64 * (headDim + 8) * 2, pointers + [
                 .tensor(out), .int(capacity), .int(newTokens), .int(past), .int(heads), .int(kvHeads),
                 .int(window ?? 0), .float(scale)])
             return
@@ -42,7 +43,7 @@ extension CUDABackend {
         try check(rows <= 65535 && headDim <= 256,
                   "split-KV attention takes at most 65535 query rows and head size 256 (got \(rows), \(headDim))")
         let maxKeys = min(past + newTokens, window ?? Int.max)
-        let wanted = (4 * device.multiprocessors + rows * heads - 1) / (rows * heads)
+        let wanted = (16 * device.multiprocessors + rows * heads - 1) / (rows * heads)
         let splits = max(1, min(wanted, (maxKeys + 63) / 64))
         let splitSize = (maxKeys + splits - 1) / splits
         let partial = try scratch(rows * heads * splits * (headDim + 2), .fp32)

@@ -93,7 +93,7 @@ extension CUDABackend {
         try requireActivations(x, out, in: "rmsNorm")
         try requireFP32(weight, in: "rmsNorm weight")
         try check(x.count == out.count && (weight?.count ?? x.columns) == x.columns, "rmsNorm \(x.shape)")
-        try launch(K.rmsnorm, grid: (x.rows, 1, 1), block: x.columns >= 1024 ? 512 : 128, [
+        try launch(K.rmsnorm, grid: (x.rows, 1, 1), block: x.rows < 64 ? 1024 : 128, [
             .tensor(x), .tensor(weight), .float(eps), .tensor(out), .int(x.columns)])
     }
 

@@ -4,7 +4,10 @@ import ScopeSupport
 private enum K {
     static let convForward = Kernel(module: "conv1d", name: "conv1d_forward")
     static let convRoll = Kernel(module: "conv1d", name: "conv1d_roll")
-    static let scan = Kernel(module: "selective_scan", name: "selective_scan")
+    static func scan(statesPerThread: Int) -> Kernel {
+        Kernel(module: "selective_scan", name: "selective_scan_s\(statesPerThread)")
+    }
+    static let carry = Kernel(module: "selective_scan", name: "scan_carry")
     static let cb = Kernel(module: "ssd", name: "ssd_chunk_cb")
     static let chunkState = Kernel(module: "ssd", name: "ssd_chunk_state")
     static let statePass = Kernel(module: "ssd", name: "ssd_state_pass")
@@ -13,8 +16,8 @@ private enum K {
     static let gatedNorm = Kernel(module: "norms", name: "gated_rmsnorm")
 }
 
-/// State-space operators: causal conv1d, Mamba-1 selective scan, Mamba-2 SSD (chunked over 64 tokens; one token
-/// by the plain recurrence) and the gated RMSNorm.
+/// State-space operators: causal conv1d, Mamba-1 selective scan, Mamba-2 SSD (chunked over 64 tokens; one token,
+/// or head and state sizes that are not multiples of 8, by the plain recurrence) and the gated RMSNorm.
 extension CUDABackend {
     public func conv1d(_ x: Tensor, weight: Tensor, bias: Tensor?, state: Tensor, batch: Int, tokens: Int, silu: Bool,
                        out: Tensor) throws {
@@ -45,11 +48,31 @@ extension CUDABackend {
                   && u.rows == batch * tokens && state.count == batch * dInner * dState,
                   "selectiveScan u \(u.shape), A \(A.shape), B \(B.shape), state \(state.shape) (dState up to 128)")
         guard batch > 0, tokens > 0, dInner > 0 else { return }
+        // Two states per thread where dState allows (more threads in flight), at most four.
         var lanes = 1
-        while lanes * 4 < dState { lanes *= 2 }
-        try launch(K.scan, grid: ((dInner * lanes + 127) / 128, batch, 1), block: 128, [
-            .tensor(u), .tensor(delta), .tensor(A), .tensor(B), .tensor(C), .tensor(D), .tensor(z), .tensor(state),
-            .tensor(out), .int(tokens), .int(dInner), .int(dState), .int(lanes)])
+        while lanes * 2 < dState && lanes < 32 { lanes *= 2 }
+        let block = 128, perBlock = block / lanes, blocks = (dInner + perBlock - 1) / perBlock
+        let perThread = (dState + lanes - 1) / lanes
+        let kernel = K.scan(statesPerThread: perThread <= 2 ? perThread : 4)
+        let shared = 4 * 64 * (3 * perBlock + 2 * dState + block)
+        // Chunks of a multiple of 64 tokens, enough of them for about 8 blocks per multiprocessor.
+        let wanted = max(1, min(tokens / 256, 8 * device.multiprocessors / max(1, blocks * batch)))
+        let chunkTokens = ((tokens + wanted - 1) / wanted + 63) / 64 * 64
+        let chunks = (tokens + chunkTokens - 1) / chunkTokens
+        try check(chunks <= 65535 && batch <= 65535, "selectiveScan grid too large")
+        func scan(mode: Int, chunks: Int, carry: Tensor?, stepSum: Tensor?) throws {
+            try launch(kernel, grid: (blocks, batch, chunks), block: block, shared: shared, [
+                .tensor(u), .tensor(delta), .tensor(A), .tensor(B), .tensor(C), .tensor(D), .tensor(z),
+                .tensor(state), .tensor(out), .tensor(carry), .tensor(stepSum), .int(tokens), .int(dInner),
+                .int(dState), .int(lanes), .int(chunkTokens), .int(mode)])
+        }
+        guard chunks > 1 else { return try scan(mode: 2, chunks: 1, carry: nil, stepSum: nil) }
+        let carry = try scratch(batch * chunks * dInner * dState, .fp32)
+        let stepSum = try scratch(batch * chunks * dInner, .fp32)
+        try scan(mode: 0, chunks: chunks, carry: carry, stepSum: stepSum)
+        try launch(K.carry, grid: ((dInner * dState + 255) / 256, batch, 1), block: 256, [
+            .tensor(A), .tensor(state), .tensor(carry), .tensor(stepSum), .int(chunks), .int(dInner), .int(dState)])
+        try scan(mode: 1, chunks: chunks, carry: carry, stepSum: stepSum)
     }
 
     public func ssd(x: Tensor, dt: Tensor, dtBias: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, state: Tensor,
@@ -65,10 +88,10 @@ extension CUDABackend {
         guard batch > 0, tokens > 0, heads > 0, p > 0 else { return }
         try check(batch <= 65535 && heads <= 65535, "ssd grid too large")
         let common: [KernelArgument] = [.int(heads), .int(p), .int(groups), .int(n), .float(dtMin), .float(dtMax)]
-        if tokens == 1 {
+        if tokens == 1 || p % 8 != 0 || n % 8 != 0 {
             try launch(K.step, grid: ((p + 7) / 8, heads, batch), block: 256, [
                 .tensor(x), .tensor(dt), .tensor(dtBias), .tensor(A), .tensor(B), .tensor(C), .tensor(D),
-                .tensor(state), .tensor(out)] + common)
+                .tensor(state), .tensor(out), .int(tokens)] + common)
             return
         }
         let q = 64, chunks = (tokens + q - 1) / q
@@ -99,7 +122,8 @@ extension CUDABackend {
         try check(groups >= 1 && x.columns % groups == 0 && gate.count == x.count && out.count == x.count
                   && weight.count == x.columns && groups <= 65535, "gatedRMSNorm \(x.shape) in \(groups) groups")
         guard x.rows > 0 else { return }
-        try launch(K.gatedNorm, grid: (x.rows, groups, 1), block: 128, [
+        // Few rows (decode): wide blocks, so that one row's work is spread over many threads.
+        try launch(K.gatedNorm, grid: (x.rows, groups, 1), block: x.rows < 64 ? 1024 : 128, [
             .tensor(x), .tensor(gate), .tensor(weight), .float(eps), .int(normBeforeGate ? 1 : 0), .tensor(out),
             .int(x.columns), .int(groups)])
     }

@@ -20,7 +20,8 @@ __device__ __forceinline__ const bf16* kv_row(const bf16* fresh, const bf16* cac
 }
 
 // Grid (splits, heads, batch * newTokens); 128 threads. partial: [rows, heads, splits, headDim + 2] holding
-// (max, sum, unnormalised output) per split. window 0 means none.
+// (max, sum, unnormalised output) per split. window 0 means none. Each warp takes 32 keys at a time, one per lane
+// (so that 32 key rows are read at once), then accumulates their values with lanes over the head dimension.
 extern "C" __global__ void attn_split(const bf16* q, const bf16* kNew, const bf16* vNew, const bf16* kCache,
                                       const bf16* vCache, float* partial, int capacity, int newTokens, int past,
                                       int heads, int kvHeads, int headDim, int window, float scale, int splitSize) {
@@ -31,42 +32,61 @@ extern "C" __global__ void attn_split(const bf16* q, const bf16* kNew, const bf1
     int kvOffset = (h / (heads / kvHeads)) * headDim, kvStride = kvHeads * headDim;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
 
+    __shared__ float qs[256];
     const bf16* qp = q + (i64)row * heads * headDim + (i64)h * headDim;
-    float qv[MAX_PER_LANE], acc[MAX_PER_LANE];
+    for (int d = threadIdx.x; d < headDim; d += blockDim.x) qs[d] = ld(qp, d) * scale;
+    __syncthreads();
+    float acc[MAX_PER_LANE];
 #pragma unroll
-    for (int e = 0; e < MAX_PER_LANE; e++) {
-        int d = lane + 32 * e;
-        qv[e] = d < headDim ? ld(qp, d) : 0.0f;
-        acc[e] = 0.0f;
-    }
+    for (int e = 0; e < MAX_PER_LANE; e++) acc[e] = 0.0f;
     float m = NEG_INF, l = 0.0f;
-    for (int j = start + warp; j < end; j += warps) {
-        const bf16* kp = kv_row(kNew, kCache, j, b, newTokens, past, capacity, kvStride, kvOffset);
-        const bf16* vp = kv_row(vNew, vCache, j, b, newTokens, past, capacity, kvStride, kvOffset);
-        float dot = 0.0f;
+    for (int j0 = start + warp * 32; j0 < end; j0 += warps * 32) {
+        int j = j0 + lane;
+        float score = NEG_INF;
+        if (j < end) {
+            const bf16* kp = kv_row(kNew, kCache, j, b, newTokens, past, capacity, kvStride, kvOffset);
+            float dot = 0.0f;
+            if ((((unsigned long long)kp | (unsigned long long)(headDim * 2)) & 15) == 0) {  // 16-byte rows
+                for (int d = 0; d < headDim; d += 8) {
+                    uint4 raw = *(const uint4*)(kp + d);
+                    const __nv_bfloat162* k2 = (const __nv_bfloat162*)&raw;
 #pragma unroll
-        for (int e = 0; e < MAX_PER_LANE; e++) {
-            int d = lane + 32 * e;
-            if (d < headDim) dot += qv[e] * ld(kp, d);
+                    for (int e = 0; e < 4; e++) {
+                        float2 kf = __bfloat1622float2(k2[e]);
+                        dot += qs[d + 2 * e] * kf.x + qs[d + 2 * e + 1] * kf.y;
+                    }
+                }
+            } else {
+                for (int d = 0; d < headDim; d++) dot += qs[d] * ld(kp, d);
+            }
+            score = dot;
         }
-        float score = warp_sum(dot) * scale;
-        float mNew = fmaxf(m, score);
-        float correction = expf(m - mNew), p = expf(score - mNew);
-        l = l * correction + p;
+        float mNew = fmaxf(m, warp_max(score));
+        float correction = expf(m - mNew);
+        float p = j < end ? expf(score - mNew) : 0.0f;
+        l = l * correction + warp_sum(p);
 #pragma unroll
-        for (int e = 0; e < MAX_PER_LANE; e++) {
-            int d = lane + 32 * e;
-            acc[e] = acc[e] * correction + (d < headDim ? p * ld(vp, d) : 0.0f);
+        for (int e = 0; e < MAX_PER_LANE; e++) acc[e] *= correction;
+        int count = min(32, end - j0);
+#pragma unroll 8
+        for (int jj = 0; jj < count; jj++) {
+            float pj = __shfl_sync(0xffffffffu, p, jj);
+            const bf16* vp = kv_row(vNew, vCache, j0 + jj, b, newTokens, past, capacity, kvStride, kvOffset);
+#pragma unroll
+            for (int e = 0; e < MAX_PER_LANE; e++) {
+                int d = lane + 32 * e;
+                if (d < headDim) acc[e] += pj * ld(vp, d);
+            }
         }
         m = mNew;
     }
     // Merge the warps' states.
-    __shared__ float wm[32], wl[32], wacc[4][256];
+    __shared__ float wm[4], wl[4], wacc[4][256];
     if (lane == 0) { wm[warp] = m; wl[warp] = l; }
 #pragma unroll
     for (int e = 0; e < MAX_PER_LANE; e++) {
         int d = lane + 32 * e;
-        if (d < headDim && warp < 4) wacc[warp][d] = acc[e];
+        if (d < headDim) wacc[warp][d] = acc[e];
     }
     __syncthreads();
     float* dst = partial + (((i64)row * heads + h) * splits + s) * (headDim + 2);
@@ -124,7 +144,9 @@ extern "C" __global__ void append_kv(const bf16* kNew, const bf16* vNew, bf16* k
         "attention_prefill": ###"""
 // Causal prefill attention on tensor cores (FlashAttention-2 style, mma.sync m16n8k16 bf16 with fp32
 // accumulation): a block of 4 warps takes 64 queries of one head, each warp 16 of them; key/value tiles of 64 rows
-// go through shared memory; scores stay in registers with an online softmax, so no L x L matrix exists. Keys come
+// go through shared memory, double-buffered with cp.async so that the next tile loads while this one computes;
+// value fragments come from ldmatrix.trans; scores stay in registers with an online softmax, so no L x L matrix
+// exists. Dynamic shared memory: 4 tiles of 64 x (D + 8) bf16. Keys come
 // from the new rows or the ring-buffer cache (Attention.causal's contract); GQA by head / (heads / kvHeads);
 // window 0 means none. Grid (query tiles, heads, batch).
 #include "common.cuh"
@@ -136,9 +158,24 @@ __device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
 
 __device__ __forceinline__ unsigned pair(const bf16* p) { return *(const unsigned*)p; }
 
-__device__ __forceinline__ unsigned pair2(const bf16* lo, const bf16* hi) {
-    unsigned a = *(const unsigned short*)lo, b = *(const unsigned short*)hi;
-    return a | (b << 16);
+__device__ __forceinline__ unsigned smem_address(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
+
+__device__ __forceinline__ void copy16(void* dst, const void* src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_address(dst)), "l"(src));
+}
+
+// Four 8x8 b16 matrices, transposed: rows of matrix i at the addresses lanes 8i..8i+7 give.
+__device__ __forceinline__ void ldmatrix_trans(unsigned* r, const bf16* row) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_address(row)));
+}
+
+// 2^x by the special-function unit (2^-inf = 0).
+__device__ __forceinline__ float ex2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
 }
 
 // c += a (16x16, row) * b (16x8, col).
@@ -154,8 +191,8 @@ __device__ void prefill(const bf16* q, const bf16* kNew, const bf16* vNew, const
                         bf16* out, int capacity, int newTokens, int past, int heads, int kvHeads, int window,
                         float scale) {
     constexpr int QT = 64, KT = 64, STRIDE = D + 8;
-    __shared__ __align__(16) bf16 ks[KT * STRIDE];
-    __shared__ __align__(16) bf16 vs[KT * STRIDE];
+    extern __shared__ __align__(16) unsigned char raw[];
+    bf16* tiles = (bf16*)raw;  // [2 buffers][K, V][KT][STRIDE]
     int tile = gridDim.x - 1 - blockIdx.x;  // the longest tiles first
     int h = blockIdx.y, b = blockIdx.z;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
@@ -182,23 +219,35 @@ __device__ void prefill(const bf16* q, const bf16* kNew, const bf16* vNew, const
     float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.0f, l1 = 0.0f;
     const float scaleLog2 = scale * 1.4426950408889634f;
 
-    for (int j0 = window > 0 ? max(0, first - window + 1) : 0; j0 <= last; j0 += KT) {
-        __syncthreads();
+    // Issues the copies of the key and value rows j0 .. j0 + KT - 1 into buffer `buffer` (zeros past `last`).
+    auto load = [&](int buffer, int j0) {
+        bf16* ks = tiles + buffer * 2 * KT * STRIDE;
+        bf16* vs = ks + KT * STRIDE;
         for (int idx = threadIdx.x; idx < KT * (D / 8); idx += blockDim.x) {
             int r = idx / (D / 8), c = (idx % (D / 8)) * 8, j = j0 + r;
-            uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
             if (j <= last) {
-                const bf16* kp = j >= past ? kNew + ((i64)b * newTokens + j - past) * kvStride
-                                           : kCache + ((i64)b * capacity + j % capacity) * kvStride;
-                const bf16* vp = j >= past ? vNew + ((i64)b * newTokens + j - past) * kvStride
-                                           : vCache + ((i64)b * capacity + j % capacity) * kvStride;
-                kv = *(const uint4*)(kp + kvOffset + c);
-                vv = *(const uint4*)(vp + kvOffset + c);
+                i64 rowK = j >= past ? ((i64)b * newTokens + j - past) * kvStride : ((i64)b * capacity + j % capacity) * kvStride;
+                copy16(ks + r * STRIDE + c, (j >= past ? kNew : kCache) + rowK + kvOffset + c);
+                copy16(vs + r * STRIDE + c, (j >= past ? vNew : vCache) + rowK + kvOffset + c);
+            } else {
+                *(uint4*)(ks + r * STRIDE + c) = make_uint4(0, 0, 0, 0);
+                *(uint4*)(vs + r * STRIDE + c) = make_uint4(0, 0, 0, 0);
             }
-            *(uint4*)(ks + r * STRIDE + c) = kv;
-            *(uint4*)(vs + r * STRIDE + c) = vv;
+        }
+        asm volatile("cp.async.commit_group;");
+    };
+    int lo = window > 0 ? max(0, first - window + 1) : 0, buffer = 0;
+    load(0, lo);
+    for (int j0 = lo; j0 <= last; j0 += KT, buffer ^= 1) {
+        if (j0 + KT <= last) {
+            load(buffer ^ 1, j0 + KT);
+            asm volatile("cp.async.wait_group 1;");
+        } else {
+            asm volatile("cp.async.wait_group 0;");
         }
         __syncthreads();
+        const bf16* ks = tiles + buffer * 2 * KT * STRIDE;
+        const bf16* vs = ks + KT * STRIDE;
 
         float s[KT / 8][4];
 #pragma unroll
@@ -208,16 +257,23 @@ __device__ void prefill(const bf16* q, const bf16* kNew, const bf16* vNew, const
 #pragma unroll
             for (int kk = 0; kk < D / 16; kk++) mma(s[n], qf[kk], pair(krow + kk * 16), pair(krow + kk * 16 + 8));
         }
+        // Masks only where the tile crosses the diagonal, the window's edge or the last key; the running maxima
+        // are kept in the log2 domain of scaled scores, so p = 2^(s * scaleLog2 - m) is one FMA and one ex2.
+        bool interior = j0 + KT - 1 <= first && j0 + KT - 1 <= last && (window <= 0 || j0 > last - window);
+        if (!interior) {
+#pragma unroll
+            for (int n = 0; n < KT / 8; n++) {
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int j = j0 + n * 8 + tq * 2 + (e & 1);
+                    int pos = e < 2 ? pos0 : pos1;
+                    if (!(j <= pos && j <= last && (window <= 0 || j > pos - window))) s[n][e] = NEG_INF;
+                }
+            }
+        }
         float mx0 = NEG_INF, mx1 = NEG_INF;
 #pragma unroll
         for (int n = 0; n < KT / 8; n++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int j = j0 + n * 8 + tq * 2 + (e & 1);
-                int pos = e < 2 ? pos0 : pos1;
-                bool visible = j <= pos && j <= last && (window <= 0 || j > pos - window);
-                s[n][e] = visible ? s[n][e] * scaleLog2 : NEG_INF;
-            }
             mx0 = fmaxf(mx0, fmaxf(s[n][0], s[n][1]));
             mx1 = fmaxf(mx1, fmaxf(s[n][2], s[n][3]));
         }
@@ -225,16 +281,16 @@ __device__ void prefill(const bf16* q, const bf16* kNew, const bf16* vNew, const
         mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
         mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
         mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-        float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1);
+        float n0 = fmaxf(m0, mx0 * scaleLog2), n1 = fmaxf(m1, mx1 * scaleLog2);
         float base0 = n0 == NEG_INF ? 0.0f : n0, base1 = n1 == NEG_INF ? 0.0f : n1;
-        float c0 = exp2f(m0 - base0), c1 = exp2f(m1 - base1);
+        float c0 = ex2(m0 - base0), c1 = ex2(m1 - base1);
         float sum0 = 0.0f, sum1 = 0.0f;
 #pragma unroll
         for (int n = 0; n < KT / 8; n++) {
-            s[n][0] = exp2f(s[n][0] - base0);
-            s[n][1] = exp2f(s[n][1] - base0);
-            s[n][2] = exp2f(s[n][2] - base1);
-            s[n][3] = exp2f(s[n][3] - base1);
+            s[n][0] = ex2(fmaf(s[n][0], scaleLog2, -base0));
+            s[n][1] = ex2(fmaf(s[n][1], scaleLog2, -base0));
+            s[n][2] = ex2(fmaf(s[n][2], scaleLog2, -base1));
+            s[n][3] = ex2(fmaf(s[n][3], scaleLog2, -base1));
             sum0 += s[n][0] + s[n][1];
             sum1 += s[n][2] + s[n][3];
         }
@@ -256,13 +312,18 @@ __device__ void prefill(const bf16* q, const bf16* kNew, const bf16* vNew, const
             unsigned a[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
                              pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
                              pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-            const bf16* vrow = vs + (kk * 16 + tq * 2) * STRIDE + g;
+            // Lane l addresses row (l % 8) + 8 ((l / 8) % 2) of the 16 keys, at dims 8 (l / 16) of each pair of
+            // n-tiles: the four matrices are b0, b1 of n-tile n and b0, b1 of n-tile n + 1.
+            const bf16* vrow = vs + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * STRIDE + (lane >> 4) * 8;
 #pragma unroll
-            for (int n = 0; n < D / 8; n++) {
-                const bf16* v = vrow + n * 8;
-                mma(o[n], a, pair2(v, v + STRIDE), pair2(v + 8 * STRIDE, v + 9 * STRIDE));
+            for (int n = 0; n < D / 8; n += 2) {
+                unsigned f[4];
+                ldmatrix_trans(f, vrow + n * 8);
+                mma(o[n], a, f[0], f[1]);
+                mma(o[n + 1], a, f[2], f[3]);
             }
         }
+        __syncthreads();  // the next iteration prefetches into this buffer
     }
     bf16* ob = out + (i64)b * newTokens * qStride + (i64)h * D;
     float inv0 = 1.0f / l0, inv1 = 1.0f / l1;
@@ -589,56 +650,155 @@ extern "C" __global__ void rope(bf16* x, int heads, int headDim, int rotaryDim, 
 }
 """###,
         "selective_scan": ###"""
-// Mamba-1 selective scan (SelectiveScan.scan's contract): the state stays in registers while the tokens run.
-// `lanes` threads (a power of two up to 32) share one channel, each holding up to 4 of its dState states
-// (n = sub + k * lanes); y is reduced across them with shuffles. Grid (ceil(dInner * lanes / 128), batch); 128
-// threads. Per step: dA = exp(softplus(delta) A); h = dA h + softplus(delta) B u; y = C.h + D u; y *= silu(z).
+// Mamba-1 selective scan (SelectiveScan.scan's contract), chunked along the sequence in three steps so that long
+// prompts run thousands of independent recurrences instead of one per channel:
+//   mode 0  each chunk's own final state from a zero start, and its sum of time steps      grid (.., batch, chunks)
+//   scan_carry  chunk by chunk: the state entering each chunk, and the final state
+//   mode 1  each chunk again from its entering state, writing the outputs                   grid (.., batch, chunks)
+// (mode 2: one chunk from `state` to outputs and the new state, for short inputs and decode). Over a chunk the
+// decay of state n is prod_t exp(step_t a_n) = exp(a_n sum_t step_t), which is all scan_carry needs.
+// Each block stages 64 tokens of softplus(delta), u, silu(z), B and C in shared memory with coalesced loads; `lanes`
+// threads (a power of two up to 32) share one channel, each holding S = 1, 2 or 4 of its states. Per step:
+// dA = exp(step a); h = dA h + step B u; y = C.h + D u; y *= silu(z).
 #include "common.cuh"
 
-extern "C" __global__ void selective_scan(const bf16* u, const bf16* delta, const float* A, const bf16* B,
-                                          const bf16* C, const float* D, const bf16* z, float* state, bf16* out,
-                                          int tokens, int dInner, int dState, int lanes) {
-    int id = blockIdx.x * blockDim.x + threadIdx.x;
-    int channel = id / lanes, sub = id % lanes, b = blockIdx.y;
-    bool valid = channel < dInner;
-    int ch = valid ? channel : dInner - 1;  // idle threads still take part in the shuffles
-    float h[4], a[4];
+#define ST 64  // tokens staged per pass over shared memory
+
+__device__ __forceinline__ float ex2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
+// carry: [batch, chunks, dInner, dState] fp32; stepSum: [batch, chunks, dInner] fp32 (modes 0 and 1). S states
+// per thread (n = sub + k * lanes, k < S); the per-lane partial sums of y go to shared memory and are added up
+// when the chunk's outputs are written, so the recurrence itself needs no shuffles.
+template <int S>
+__device__ void scan(const bf16* u, const bf16* delta, const float* A, const bf16* B, const bf16* C, const float* D,
+                     const bf16* z, float* state, bf16* out, float* carry, float* stepSum, int tokens, int dInner,
+                     int dState, int lanes, int chunkTokens, int mode) {
+    extern __shared__ float4 smem4[];
+    float* sm = (float*)smem4;
+    int perBlock = blockDim.x / lanes, c0 = blockIdx.x * perBlock, b = blockIdx.y, chunk = blockIdx.z;
+    int chunks = gridDim.z;
+    int local = threadIdx.x / lanes, sub = threadIdx.x % lanes;
+    bool valid = c0 + local < dInner;
+    int ch = valid ? c0 + local : dInner - 1;
+    float* sStep = sm;                         // [ST][perBlock]
+    float* sU = sStep + ST * perBlock;
+    float* sGate = sU + ST * perBlock;
+    float* sB = sGate + ST * perBlock;         // [ST][dState]
+    float* sC = sB + ST * dState;
+    float* sY = sC + ST * dState;              // [ST][blockDim]: per-lane partial sums of y
+
+    float h[S], a[S];
+    bool live[S];
+    i64 slot = (((i64)b * chunks + chunk) * dInner + ch) * dState;
     float* hs = state + ((i64)b * dInner + ch) * dState;
 #pragma unroll
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < S; k++) {
         int n = sub + k * lanes;
-        h[k] = n < dState ? hs[n] : 0.0f;
-        a[k] = n < dState ? A[(i64)ch * dState + n] : 0.0f;
+        live[k] = n < dState;
+        h[k] = !live[k] || mode == 0 ? 0.0f : mode == 1 ? carry[slot + n] : hs[n];
+        a[k] = live[k] ? A[(i64)ch * dState + n] * 1.4426950408889634f : 0.0f;  // log2 domain
     }
-    float dskip = D[ch];
-    for (int t = 0; t < tokens; t++) {
-        i64 row = (i64)b * tokens + t;
-        float step = softplus(ld(delta, row * dInner + ch));
-        float uu = ld(u, row * dInner + ch);
-        float du = step * uu;
-        float y = 0.0f;
+    float steps = 0.0f;
+    int begin = chunk * chunkTokens, finish = min(tokens, begin + chunkTokens);
+    for (int t0 = begin; t0 < finish; t0 += ST) {
+        int len = min(ST, finish - t0);
+        __syncthreads();
+        for (int i = threadIdx.x; i < len * perBlock; i += blockDim.x) {
+            int t = i / perBlock, c = min(c0 + i % perBlock, dInner - 1);
+            i64 g = ((i64)b * tokens + t0 + t) * dInner + c;
+            sStep[i] = softplus(ld(delta, g));
+            sU[i] = ld(u, g);
+            if (mode != 0) sGate[i] = z ? silu(ld(z, g)) : 1.0f;
+        }
+        for (int i = threadIdx.x; i < len * dState; i += blockDim.x) {
+            i64 g = ((i64)b * tokens + t0) * dState + i;
+            sB[i] = ld(B, g);
+            if (mode != 0) sC[i] = ld(C, g);
+        }
+        __syncthreads();
+        const float* bRow = sB + sub;
+        const float* cRow = sC + sub;
+        if (mode == 0) {
+            for (int t = 0; t < len; t++) {
+                float step = sStep[t * perBlock + local], du = step * sU[t * perBlock + local];
+                steps += step;
 #pragma unroll
-        for (int k = 0; k < 4; k++) {
-            int n = sub + k * lanes;
-            if (n < dState) {
-                h[k] = expf(step * a[k]) * h[k] + du * ld(B, row * dState + n);
-                y += ld(C, row * dState + n) * h[k];
+                for (int k = 0; k < S; k++) h[k] = ex2(step * a[k]) * h[k] + du * bRow[t * dState + k * lanes];
+            }
+            continue;
+        }
+        // Eight tokens at a time with their partial outputs in registers: no shared-memory store inside a group,
+        // so the loads and exponentials of later tokens overlap the recurrence of earlier ones.
+        for (int g0 = 0; g0 < len; g0 += 8) {
+            float yv[8];
+#pragma unroll
+            for (int tt = 0; tt < 8; tt++) {
+                int t = min(g0 + tt, len - 1);
+                bool on = g0 + tt < len;
+                float step = on ? sStep[t * perBlock + local] : 0.0f;
+                float du = step * sU[t * perBlock + local], y = 0.0f;
+#pragma unroll
+                for (int k = 0; k < S; k++) {
+                    // A finished group (on == false) has step 0: dA = 1 and du = 0 leave h unchanged.
+                    h[k] = ex2(step * a[k]) * h[k] + du * bRow[t * dState + k * lanes];
+                    y += live[k] ? cRow[t * dState + k * lanes] * h[k] : 0.0f;
+                }
+                yv[tt] = y;
+            }
+#pragma unroll
+            for (int tt = 0; tt < 8; tt++) {
+                if (g0 + tt < len) sY[(g0 + tt) * blockDim.x + threadIdx.x] = yv[tt];
             }
         }
-        for (int o = lanes / 2; o > 0; o >>= 1) y += __shfl_xor_sync(0xffffffffu, y, o);
-        if (valid && sub == 0) {
-            y += dskip * uu;
-            if (z) y *= silu(ld(z, row * dInner + ch));
-            st(out, row * dInner + ch, y);
+        __syncthreads();
+        for (int i = threadIdx.x; i < len * perBlock; i += blockDim.x) {
+            int t = i / perBlock, l = i % perBlock, c = c0 + l;
+            if (c >= dInner) continue;
+            float y = 0.0f;
+            for (int j = 0; j < lanes; j++) y += sY[t * blockDim.x + l * lanes + j];
+            st(out, ((i64)b * tokens + t0 + t) * dInner + c, (y + D[c] * sU[i]) * sGate[i]);
         }
     }
-    if (valid) {
+    if (!valid || mode == 1) return;
 #pragma unroll
-        for (int k = 0; k < 4; k++) {
-            int n = sub + k * lanes;
-            if (n < dState) hs[n] = h[k];
-        }
+    for (int k = 0; k < S; k++) {
+        if (live[k]) (mode == 0 ? carry + slot : hs)[sub + k * lanes] = h[k];
     }
+    if (mode == 0 && sub == 0) stepSum[((i64)b * chunks + chunk) * dInner + ch] = steps;
+}
+
+#define SCAN(S)                                                                                                     \
+    extern "C" __global__ void selective_scan_s##S(                                                                \
+        const bf16* u, const bf16* delta, const float* A, const bf16* B, const bf16* C, const float* D,              \
+        const bf16* z, float* state, bf16* out, float* carry, float* stepSum, int tokens, int dInner, int dState,   \
+        int lanes, int chunkTokens, int mode) {                                                                     \
+        scan<S>(u, delta, A, B, C, D, z, state, out, carry, stepSum, tokens, dInner, dState, lanes, chunkTokens,    \
+                mode);                                                                                              \
+    }
+
+SCAN(1)
+SCAN(2)
+SCAN(4)
+
+// Chunk by chunk, per (channel, state, sequence): the state entering each chunk replaces the chunk's own final
+// state in `carry`, and `state` ends as the final state. Grid (ceil(dInner * dState / 256), batch); 256 threads.
+extern "C" __global__ void scan_carry(const float* A, float* state, float* carry, const float* stepSum, int chunks,
+                                      int dInner, int dState) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x, b = blockIdx.y;
+    if (i >= dInner * dState) return;
+    int ch = i / dState;
+    float a = A[i], run = state[(i64)b * dInner * dState + i];
+    for (int c = 0; c < chunks; c++) {
+        i64 slot = ((i64)b * chunks + c) * dInner * dState + i;
+        float own = carry[slot];
+        carry[slot] = run;
+        run = run * expf(a * stepSum[((i64)b * chunks + c) * dInner + ch]) + own;
+    }
+    state[(i64)b * dInner * dState + i] = run;
 }
 """###,
         "ssd": ###"""
@@ -649,7 +809,8 @@ extern "C" __global__ void selective_scan(const bf16* u, const bf16* delta, cons
 //   ssd_chunk_scan   y = (G o decay o dt) x + exp(cum) C h_in + D x            grid (chunks, heads, batch)
 // and ssd_step, the plain recurrence of one token. Matrix products run on 64x64 shared-memory tiles with a 4x4
 // register block per thread (256 threads). Workspaces: cb [batch, chunks, groups, 64, 64], states
-// [batch, chunks, heads, P, N], decay [batch, heads, chunks].
+// [batch, chunks, heads, P, N], decay [batch, heads, chunks]. The chunked kernels load rows 8 values at a time:
+// P and N must be multiples of 8 (the host runs ssd_step over all tokens otherwise).
 #include "common.cuh"
 
 #define Q 64
@@ -696,6 +857,18 @@ __device__ __forceinline__ void zero(float acc[4][4]) {
 
 __device__ __forceinline__ int round64(int n) { return (n + 63) / 64 * 64; }
 
+// Eight consecutive bf16 values (16-byte aligned) as floats, or zeros when !ok.
+__device__ __forceinline__ void load8(const bf16* p, bool ok, float* v) {
+    uint4 raw = ok ? *(const uint4*)p : make_uint4(0, 0, 0, 0);
+    const __nv_bfloat162* h = (const __nv_bfloat162*)&raw;
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+        float2 f = __bfloat1622float2(h[e]);
+        v[2 * e] = f.x;
+        v[2 * e + 1] = f.y;
+    }
+}
+
 extern "C" __global__ void ssd_chunk_cb(const bf16* B, const bf16* C, float* cb, int tokens, int groups, int N) {
     extern __shared__ float4 smem4[];
     float* sm = (float*)smem4;
@@ -703,12 +876,18 @@ extern "C" __global__ void ssd_chunk_cb(const bf16* B, const bf16* C, float* cb,
     int L = min(Q, tokens - c * Q), Nr = round64(N), lda = Nr + 1, ldb = Q + 4;
     float* cs = sm;                     // [Q][Nr + 1]
     float* bt = sm + round64(Q * lda);  // [Nr][Q + 4]: padded against bank conflicts
-    for (int i = threadIdx.x; i < Q * Nr; i += blockDim.x) {
-        int t = i / Nr, n = i % Nr;
+    for (int i = threadIdx.x; i < Q * Nr / 8; i += blockDim.x) {
+        int t = i / (Nr / 8), n = i % (Nr / 8) * 8;
         i64 src = ((i64)b * tokens + c * Q + t) * groups * N + (i64)g * N + n;
         bool ok = t < L && n < N;
-        cs[t * lda + n] = ok ? ld(C, src) : 0.0f;
-        bt[n * ldb + t] = ok ? ld(B, src) : 0.0f;
+        float cv[8], bv[8];
+        load8(C + src, ok, cv);
+        load8(B + src, ok, bv);
+#pragma unroll
+        for (int e = 0; e < 8; e++) {
+            cs[t * lda + n + e] = cv[e];
+            bt[(n + e) * ldb + t] = bv[e];
+        }
     }
     __syncthreads();
     float acc[4][4];
@@ -735,15 +914,20 @@ extern "C" __global__ void ssd_chunk_state(const bf16* x, const bf16* dt, const 
     float* bs = xt + round64(Pr * (Q + 1));  // [Q][Nr]
     chunk_steps(dt, dtBias, A, b, h, c, tokens, heads, dtMin, dtMax, L, step, cum);
     float end = cum[Q - 1];
-    for (int i = threadIdx.x; i < Q * Pr; i += blockDim.x) {
-        int t = i / Pr, p = i % Pr;
-        bool ok = t < L && p < P;
-        xt[p * (Q + 1) + t] = ok ? ld(x, ((i64)b * tokens + c * Q + t) * heads * P + (i64)h * P + p) * step[t]
-                                       * expf(end - cum[t]) : 0.0f;
+    for (int i = threadIdx.x; i < Q * Pr / 8; i += blockDim.x) {
+        int t = i / (Pr / 8), p = i % (Pr / 8) * 8;
+        float v[8];
+        load8(x + ((i64)b * tokens + c * Q + t) * heads * P + (i64)h * P + p, t < L && p < P, v);
+        float w = t < L ? step[t] * expf(end - cum[t]) : 0.0f;
+#pragma unroll
+        for (int e = 0; e < 8; e++) xt[(p + e) * (Q + 1) + t] = v[e] * w;
     }
-    for (int i = threadIdx.x; i < Q * Nr; i += blockDim.x) {
-        int t = i / Nr, n = i % Nr;
-        bs[t * Nr + n] = t < L && n < N ? ld(B, ((i64)b * tokens + c * Q + t) * groups * N + (i64)g * N + n) : 0.0f;
+    for (int i = threadIdx.x; i < Q * Nr / 8; i += blockDim.x) {
+        int t = i / (Nr / 8), n = i % (Nr / 8) * 8;
+        float v[8];
+        load8(B + ((i64)b * tokens + c * Q + t) * groups * N + (i64)g * N + n, t < L && n < N, v);
+#pragma unroll
+        for (int e = 0; e < 8; e++) bs[t * Nr + n + e] = v[e];
     }
     __syncthreads();
     if (threadIdx.x == 0) decay[((i64)b * heads + h) * chunks + c] = expf(end);
@@ -766,7 +950,7 @@ extern "C" __global__ void ssd_chunk_state(const bf16* x, const bf16* dt, const 
 }
 
 // state runs through the chunks; each chunk's slot of `states` is replaced by the state entering it. The chunks'
-// decay factors are staged in shared memory (chunks floats) and the next slot is loaded before this one is written.
+// decay factors are staged in shared memory (chunks floats).
 extern "C" __global__ void ssd_state_pass(float* __restrict__ states, const float* __restrict__ decay,
                                           float* __restrict__ state, int chunks, int heads, int size) {
     extern __shared__ float4 smem4[];
@@ -778,12 +962,19 @@ extern "C" __global__ void ssd_state_pass(float* __restrict__ states, const floa
     float* s = state + ((i64)b * heads + h) * size + i;
     float* slot = states + ((i64)b * chunks * heads + h) * size + i;
     i64 stride = (i64)heads * size;
-    float run = *s, own = slot[0];
-    for (int c = 0; c < chunks; c++) {
-        float next = c + 1 < chunks ? slot[(c + 1) * stride] : 0.0f;
-        slot[c * stride] = run;
-        run = run * factors[c] + own;
-        own = next;
+    // Sixteen chunks' slots are read ahead of the sequential update, so that the loads overlap.
+    float run = *s;
+    for (int c0 = 0; c0 < chunks; c0 += 16) {
+        float own[16];
+#pragma unroll
+        for (int k = 0; k < 16; k++) own[k] = c0 + k < chunks ? slot[(c0 + k) * stride] : 0.0f;
+#pragma unroll
+        for (int k = 0; k < 16; k++) {
+            if (c0 + k < chunks) {
+                slot[(c0 + k) * stride] = run;
+                run = run * factors[c0 + k] + own[k];
+            }
+        }
     }
     *s = run;
 }
@@ -808,19 +999,26 @@ extern "C" __global__ void ssd_chunk_scan(const bf16* x, const bf16* dt, const f
         int t = i / Q, s = i % Q;
         m[t * (Q + 1) + s] = s <= t && t < L ? g0[i] * expf(cum[t] - cum[s]) * step[s] : 0.0f;
     }
-    for (int i = threadIdx.x; i < Q * Pr; i += blockDim.x) {
-        int t = i / Pr, p = i % Pr;
-        xs[i] = t < L && p < P ? ld(x, ((i64)b * tokens + c * Q + t) * heads * P + (i64)h * P + p) : 0.0f;
+    for (int i = threadIdx.x; i < Q * Pr / 8; i += blockDim.x) {
+        int t = i / (Pr / 8), p = i % (Pr / 8) * 8;
+        load8(x + ((i64)b * tokens + c * Q + t) * heads * P + (i64)h * P + p, t < L && p < P, xs + t * Pr + p);
     }
-    for (int i = threadIdx.x; i < Q * Nr; i += blockDim.x) {
-        int t = i / Nr, n = i % Nr;
-        cs[t * (Nr + 1) + n] = t < L && n < N
-            ? ld(C, ((i64)b * tokens + c * Q + t) * groups * N + (i64)g * N + n) * expf(cum[t]) : 0.0f;
+    for (int i = threadIdx.x; i < Q * Nr / 8; i += blockDim.x) {
+        int t = i / (Nr / 8), n = i % (Nr / 8) * 8;
+        float v[8];
+        load8(C + ((i64)b * tokens + c * Q + t) * groups * N + (i64)g * N + n, t < L && n < N, v);
+        float scale = expf(cum[t]);
+#pragma unroll
+        for (int e = 0; e < 8; e++) cs[t * (Nr + 1) + n + e] = v[e] * scale;
     }
     const float* hin = states + (((i64)b * chunks + c) * heads + h) * P * N;
-    for (int i = threadIdx.x; i < Nr * Pr; i += blockDim.x) {
-        int p = i / Nr, n = i % Nr;  // consecutive threads read consecutive n
-        ht[n * (Pr + 4) + p] = n < N && p < P ? hin[(i64)p * N + n] : 0.0f;
+    for (int i = threadIdx.x; i < Pr * Nr / 4; i += blockDim.x) {
+        int p = i / (Nr / 4), n = i % (Nr / 4) * 4;  // consecutive threads read consecutive n
+        float4 v = p < P && n < N ? *(const float4*)(hin + (i64)p * N + n) : make_float4(0, 0, 0, 0);
+        ht[(n + 0) * (Pr + 4) + p] = v.x;
+        ht[(n + 1) * (Pr + 4) + p] = v.y;
+        ht[(n + 2) * (Pr + 4) + p] = v.z;
+        ht[(n + 3) * (Pr + 4) + p] = v.w;
     }
     __syncthreads();
     float dh = D[h];
@@ -842,29 +1040,33 @@ extern "C" __global__ void ssd_chunk_scan(const bf16* x, const bf16* dt, const f
     }
 }
 
-// One token: h = exp(dt A) h + dt x B; y = C.h + D x. Grid (ceil(P / 8), heads, batch); 8 warps, one per p; lane
-// holds n = lane + 32 k (N up to 256).
+// The plain recurrence, token by token: h = exp(dt A) h + dt x B; y = C.h + D x. Used for one token (decode) and
+// for head or state sizes the chunked kernels do not take. Grid (ceil(P / 8), heads, batch); 8 warps, one per p;
+// lane holds n = lane + 32 k.
 extern "C" __global__ void ssd_step(const bf16* x, const bf16* dt, const float* dtBias, const float* A,
-                                    const bf16* B, const bf16* C, const float* D, float* state, bf16* out, int heads,
-                                    int P, int groups, int N, float dtMin, float dtMax) {
+                                    const bf16* B, const bf16* C, const float* D, float* state, bf16* out, int tokens,
+                                    int heads, int P, int groups, int N, float dtMin, float dtMax) {
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int p = blockIdx.x * 8 + warp, h = blockIdx.y, b = blockIdx.z, g = h / (heads / groups);
     if (p >= P) return;
-    float step = fminf(fmaxf(softplus(ld(dt, (i64)b * heads + h) + dtBias[h]), dtMin), dtMax);
-    float dA = expf(step * A[h]);
-    float xv = ld(x, (i64)b * heads * P + (i64)h * P + p);
-    float coef = step * xv;
     float* hs = state + (((i64)b * heads + h) * P + p) * N;
-    const bf16* bRow = B + (i64)b * groups * N + (i64)g * N;
-    const bf16* cRow = C + (i64)b * groups * N + (i64)g * N;
-    float y = 0.0f;
-    for (int n = lane; n < N; n += 32) {
-        float v = dA * hs[n] + coef * ld(bRow, n);
-        hs[n] = v;
-        y += v * ld(cRow, n);
+    for (int t = 0; t < tokens; t++) {
+        i64 row = (i64)b * tokens + t;
+        float step = fminf(fmaxf(softplus(ld(dt, row * heads + h) + dtBias[h]), dtMin), dtMax);
+        float dA = expf(step * A[h]);
+        float xv = ld(x, row * heads * P + (i64)h * P + p);
+        float coef = step * xv;
+        const bf16* bRow = B + row * groups * N + (i64)g * N;
+        const bf16* cRow = C + row * groups * N + (i64)g * N;
+        float y = 0.0f;
+        for (int n = lane; n < N; n += 32) {
+            float v = dA * hs[n] + coef * ld(bRow, n);
+            hs[n] = v;
+            y += v * ld(cRow, n);
+        }
+        y = warp_sum(y);
+        if (lane == 0) st(out, row * heads * P + (i64)h * P + p, y + D[h] * xv);
     }
-    y = warp_sum(y);
-    if (lane == 0) st(out, (i64)b * heads * P + (i64)h * P + p, y + D[h] * xv);
 }
 """###,
     ]

@@ -165,8 +165,10 @@ public enum LibrarySearch {
         dlerror().map { String(cString: $0) } ?? "none"
     }
 
-    /// The file a library named `name` was mapped from, read from /proc/self/maps.
+    /// The file a library named `name` was mapped from, read from /proc/self/maps (the soname "libcuda.so.1" is
+    /// usually a link to a file such as libcuda.so.580.159.04, so the match is on "libcuda.so").
     private static func loadedPath(_ name: String) -> String? {
+        let stem = name.firstRange(of: ".so").map { String(name[..<$0.upperBound]) } ?? name
         guard let handle = fopen("/proc/self/maps", "r") else { return nil }
         defer { fclose(handle) }
         var line = [CChar](repeating: 0, count: 4096)
@@ -174,7 +176,7 @@ public enum LibrarySearch {
             let text = String(cString: line).trimmed
             guard let slash = text.firstIndex(of: "/") else { continue }
             let path = String(text[slash...])
-            if path.split(separator: "/").last.map({ $0.hasPrefix(name) }) == true { return path }
+            if path.split(separator: "/").last.map({ $0.hasPrefix(stem) }) == true { return path }
         }
         return nil
     }

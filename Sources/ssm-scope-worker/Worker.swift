@@ -50,18 +50,7 @@ struct WorkerSweep: ParsableCommand {
                 commandLine: CommandLine.arguments.joined(separator: " "), startedAt: MachineFacts.now)
             try log.append(.run(environment: environment, plan: plan, planHash: plan.hash))
         }
-        let runner = NativeRunner(settings: plan.settings, memoryLimit: plan.memoryLimit) { name, limit in
-            try BackendRegistry.make(name, memoryLimit: limit)
-        }
-        let measurers = MeasuringBackends.measurers(native: runner, plan: plan)
-        let sweep = SweepRunner(plan: plan, measurers: measurers, sink: log, run: 0, skip: skip,
-                                progress: ProgressLine(quiet: planOptions.protocolOptions.quiet)) { point in
-            try MaxContextProbe.search(model: point.model, batch: point.batch, dtype: point.dtype,
-                                       backend: point.backend,
-                                       memoryLimit: plan.memoryLimit ?? BackendRegistry.memoryCapacity(of: point.backend),
-                                       measure: false,
-                                       prefillChunk: plan.settings.prefillChunk, progress: nil)
-        }
+        let sweep = MeasuringBackends.sweep(plan: plan, sink: log, run: 0, skip: skip, progress: ProgressLine(quiet: planOptions.protocolOptions.quiet))
         Interruption.install()
         let summary = try sweep.execute()
         print("results: \(out); import them with 'ssm-scope results import \(out)'")

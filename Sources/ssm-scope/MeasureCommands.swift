@@ -52,32 +52,20 @@ struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run", abstract: "Measure one model at one or more contexts and store the points.")
 
-    @Argument(help: "A catalog name or a config.json path.")
-    var model: String
+    @OptionGroup var point: ModelPointOptions
 
     @Option(help: "Contexts: 1k,4k or 1k..32k.")
     var context: String = "1k"
 
-    @Option(help: "Sequences per batch.")
-    var batch: String = "1"
-
     @Option(help: "Tokens generated for the end-to-end latency.")
     var generate: Int = 16
-
-    @Option(help: "\(MeasuringBackends.help)")
-    var backend: String = "cpu"
-
-    @Option(help: "Weight type: fp32, bf16, fp16.")
-    var dtype: String = "fp32"
 
     @OptionGroup var store: StoreOptions
     @OptionGroup var protocolOptions: ProtocolOptions
 
     func run() throws {
-        let plan = SweepPlan(models: [model], contexts: try SizeParsing.tokenList(context),
-                             batches: [try SizeParsing.tokens(batch, what: "batch size")], generate: [generate],
-                             backends: [backend], dtypes: [dtype], settings: try protocolOptions.settings(),
-                             memoryLimit: try protocolOptions.limit())
+        let plan = try point.plan(contexts: try SizeParsing.tokenList(context), generate: generate,
+                                  settings: try protocolOptions.settings(), memoryLimit: try protocolOptions.limit())
         let store = try ResultsStore(path: self.store.db)
         let outcome = try SweepExecution.execute(plan: plan, store: store, resume: false, quiet: protocolOptions.quiet)
         print(ResultTables.points(try store.points(runs: [outcome.runID]).map(\.result),
@@ -91,20 +79,10 @@ struct ProfileCommand: ParsableCommand {
         commandName: "profile",
         abstract: "Operator breakdown of one model at one context: time by operator kind and category.")
 
-    @Argument(help: "A catalog name or a config.json path.")
-    var model: String
+    @OptionGroup var point: ModelPointOptions
 
     @Option(help: "Context length.")
     var context: String = "4k"
-
-    @Option(help: "Sequences per batch.")
-    var batch: String = "1"
-
-    @Option(help: "\(MeasuringBackends.help)")
-    var backend: String = "cpu"
-
-    @Option(help: "Weight type: fp32, bf16, fp16.")
-    var dtype: String = "fp32"
 
     @OptionGroup var store: StoreOptions
     @OptionGroup var protocolOptions: ProtocolOptions
@@ -112,10 +90,8 @@ struct ProfileCommand: ParsableCommand {
     func run() throws {
         var settings = try protocolOptions.settings()
         settings.profile = true
-        let plan = SweepPlan(models: [model], contexts: [try SizeParsing.tokens(context)],
-                             batches: [try SizeParsing.tokens(batch, what: "batch size")], generate: [0],
-                             backends: [backend], dtypes: [dtype], settings: settings,
-                             memoryLimit: try protocolOptions.limit())
+        let plan = try point.plan(contexts: [try SizeParsing.tokens(context)], generate: 0, settings: settings,
+                                  memoryLimit: try protocolOptions.limit())
         let store = try ResultsStore(path: self.store.db)
         let outcome = try SweepExecution.execute(plan: plan, store: store, resume: false, quiet: protocolOptions.quiet)
         if let point = try store.points(runs: [outcome.runID]).first {
@@ -185,5 +161,26 @@ struct MaxContextCommand: ParsableCommand {
         }
         try store.finishRun(run)
         print(table.render())
+    }
+}
+
+/// One model on one backend and weight type: the options `run` and `profile` share.
+struct ModelPointOptions: ParsableArguments {
+    @Argument(help: "A catalog name or a config.json path.")
+    var model: String
+
+    @Option(help: "Sequences per batch.")
+    var batch: String = "1"
+
+    @Option(help: "\(MeasuringBackends.help)")
+    var backend: String = "cpu"
+
+    @Option(help: "Weight type: fp32, bf16, fp16.")
+    var dtype: String = "fp32"
+
+    func plan(contexts: [Int], generate: Int, settings: ProtocolSettings, memoryLimit: Int?) throws -> SweepPlan {
+        SweepPlan(models: [model], contexts: contexts, batches: [try SizeParsing.tokens(batch, what: "batch size")],
+                  generate: [generate], backends: [backend], dtypes: [dtype], settings: settings,
+                  memoryLimit: memoryLimit)
     }
 }

@@ -33,18 +33,7 @@ enum SweepExecution {
         }
         let progress = ProgressLine(quiet: quiet)
         if !quiet { progress.note("run \(runID) -> \(store.path)") }
-        let runner = NativeRunner(settings: plan.settings, memoryLimit: plan.memoryLimit) { name, limit in
-            try BackendRegistry.make(name, memoryLimit: limit)
-        }
-        let measurers = MeasuringBackends.measurers(native: runner, plan: plan)
-        let sweep = SweepRunner(plan: plan, measurers: measurers, sink: store, run: runID, skip: skip,
-                                progress: progress) { point in
-            try MaxContextProbe.search(model: point.model, batch: point.batch, dtype: point.dtype,
-                                       backend: point.backend,
-                                       memoryLimit: plan.memoryLimit ?? BackendRegistry.memoryCapacity(of: point.backend),
-                                       measure: false,
-                                       prefillChunk: plan.settings.prefillChunk, progress: nil)
-        }
+        let sweep = MeasuringBackends.sweep(plan: plan, sink: store, run: runID, skip: skip, progress: progress)
         Interruption.install()
         let summary = try sweep.execute()
         if !summary.interrupted { try store.finishRun(runID) }

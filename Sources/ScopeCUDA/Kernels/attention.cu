@@ -13,7 +13,8 @@ __device__ __forceinline__ const bf16* kv_row(const bf16* fresh, const bf16* cac
 }
 
 // Grid (splits, heads, batch * newTokens); 128 threads. partial: [rows, heads, splits, headDim + 2] holding
-// (max, sum, unnormalised output) per split. window 0 means none.
+// (max, sum, unnormalised output) per split. window 0 means none. Each warp takes 32 keys at a time, one per lane
+// (so that 32 key rows are read at once), then accumulates their values with lanes over the head dimension.
 extern "C" __global__ void attn_split(const bf16* q, const bf16* kNew, const bf16* vNew, const bf16* kCache,
                                       const bf16* vCache, float* partial, int capacity, int newTokens, int past,
                                       int heads, int kvHeads, int headDim, int window, float scale, int splitSize) {
@@ -24,42 +25,61 @@ extern "C" __global__ void attn_split(const bf16* q, const bf16* kNew, const bf1
     int kvOffset = (h / (heads / kvHeads)) * headDim, kvStride = kvHeads * headDim;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
 
+    __shared__ float qs[256];
     const bf16* qp = q + (i64)row * heads * headDim + (i64)h * headDim;
-    float qv[MAX_PER_LANE], acc[MAX_PER_LANE];
+    for (int d = threadIdx.x; d < headDim; d += blockDim.x) qs[d] = ld(qp, d) * scale;
+    __syncthreads();
+    float acc[MAX_PER_LANE];
 #pragma unroll
-    for (int e = 0; e < MAX_PER_LANE; e++) {
-        int d = lane + 32 * e;
-        qv[e] = d < headDim ? ld(qp, d) : 0.0f;
-        acc[e] = 0.0f;
-    }
+    for (int e = 0; e < MAX_PER_LANE; e++) acc[e] = 0.0f;
     float m = NEG_INF, l = 0.0f;
-    for (int j = start + warp; j < end; j += warps) {
-        const bf16* kp = kv_row(kNew, kCache, j, b, newTokens, past, capacity, kvStride, kvOffset);
-        const bf16* vp = kv_row(vNew, vCache, j, b, newTokens, past, capacity, kvStride, kvOffset);
-        float dot = 0.0f;
+    for (int j0 = start + warp * 32; j0 < end; j0 += warps * 32) {
+        int j = j0 + lane;
+        float score = NEG_INF;
+        if (j < end) {
+            const bf16* kp = kv_row(kNew, kCache, j, b, newTokens, past, capacity, kvStride, kvOffset);
+            float dot = 0.0f;
+            if ((((unsigned long long)kp | (unsigned long long)(headDim * 2)) & 15) == 0) {  // 16-byte rows
+                for (int d = 0; d < headDim; d += 8) {
+                    uint4 raw = *(const uint4*)(kp + d);
+                    const __nv_bfloat162* k2 = (const __nv_bfloat162*)&raw;
 #pragma unroll
-        for (int e = 0; e < MAX_PER_LANE; e++) {
-            int d = lane + 32 * e;
-            if (d < headDim) dot += qv[e] * ld(kp, d);
+                    for (int e = 0; e < 4; e++) {
+                        float2 kf = __bfloat1622float2(k2[e]);
+                        dot += qs[d + 2 * e] * kf.x + qs[d + 2 * e + 1] * kf.y;
+                    }
+                }
+            } else {
+                for (int d = 0; d < headDim; d++) dot += qs[d] * ld(kp, d);
+            }
+            score = dot;
         }
-        float score = warp_sum(dot) * scale;
-        float mNew = fmaxf(m, score);
-        float correction = expf(m - mNew), p = expf(score - mNew);
-        l = l * correction + p;
+        float mNew = fmaxf(m, warp_max(score));
+        float correction = expf(m - mNew);
+        float p = j < end ? expf(score - mNew) : 0.0f;
+        l = l * correction + warp_sum(p);
 #pragma unroll
-        for (int e = 0; e < MAX_PER_LANE; e++) {
-            int d = lane + 32 * e;
-            acc[e] = acc[e] * correction + (d < headDim ? p * ld(vp, d) : 0.0f);
+        for (int e = 0; e < MAX_PER_LANE; e++) acc[e] *= correction;
+        int count = min(32, end - j0);
+#pragma unroll 8
+        for (int jj = 0; jj < count; jj++) {
+            float pj = __shfl_sync(0xffffffffu, p, jj);
+            const bf16* vp = kv_row(vNew, vCache, j0 + jj, b, newTokens, past, capacity, kvStride, kvOffset);
+#pragma unroll
+            for (int e = 0; e < MAX_PER_LANE; e++) {
+                int d = lane + 32 * e;
+                if (d < headDim) acc[e] += pj * ld(vp, d);
+            }
         }
         m = mNew;
     }
     // Merge the warps' states.
-    __shared__ float wm[32], wl[32], wacc[4][256];
+    __shared__ float wm[4], wl[4], wacc[4][256];
     if (lane == 0) { wm[warp] = m; wl[warp] = l; }
 #pragma unroll
     for (int e = 0; e < MAX_PER_LANE; e++) {
         int d = lane + 32 * e;
-        if (d < headDim && warp < 4) wacc[warp][d] = acc[e];
+        if (d < headDim) wacc[warp][d] = acc[e];
     }
     __syncthreads();
     float* dst = partial + (((i64)row * heads + h) * splits + s) * (headDim + 2);

@@ -1,6 +1,8 @@
 // Causal prefill attention on tensor cores (FlashAttention-2 style, mma.sync m16n8k16 bf16 with fp32
 // accumulation): a block of 4 warps takes 64 queries of one head, each warp 16 of them; key/value tiles of 64 rows
-// go through shared memory; scores stay in registers with an online softmax, so no L x L matrix exists. Keys come
+// go through shared memory, double-buffered with cp.async so that the next tile loads while this one computes;
+// value fragments come from ldmatrix.trans; scores stay in registers with an online softmax, so no L x L matrix
+// exists. Dynamic shared memory: 4 tiles of 64 x (D + 8) bf16. Keys come
 // from the new rows or the ring-buffer cache (Attention.causal's contract); GQA by head / (heads / kvHeads);
 // window 0 means none. Grid (query tiles, heads, batch).
 #include "common.cuh"
@@ -12,9 +14,24 @@ __device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
 
 __device__ __forceinline__ unsigned pair(const bf16* p) { return *(const unsigned*)p; }
 
-__device__ __forceinline__ unsigned pair2(const bf16* lo, const bf16* hi) {
-    unsigned a = *(const unsigned short*)lo, b = *(const unsigned short*)hi;
-    return a | (b << 16);
+__device__ __forceinline__ unsigned smem_address(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
+
+__device__ __forceinline__ void copy16(void* dst, const void* src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_address(dst)), "l"(src));
+}
+
+// Four 8x8 b16 matrices, transposed: rows of matrix i at the addresses lanes 8i..8i+7 give.
+__device__ __forceinline__ void ldmatrix_trans(unsigned* r, const bf16* row) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_address(row)));
+}
+
+// 2^x by the special-function unit (2^-inf = 0).
+__device__ __forceinline__ float ex2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
 }
 
 // c += a (16x16, row) * b (16x8, col).
@@ -30,8 +47,8 @@ __device__ void prefill(const bf16* q, const bf16* kNew, const bf16* vNew, const
                         bf16* out, int capacity, int newTokens, int past, int heads, int kvHeads, int window,
                         float scale) {
     constexpr int QT = 64, KT = 64, STRIDE = D + 8;
-    __shared__ __align__(16) bf16 ks[KT * STRIDE];
-    __shared__ __align__(16) bf16 vs[KT * STRIDE];
+    extern __shared__ __align__(16) unsigned char raw[];
+    bf16* tiles = (bf16*)raw;  // [2 buffers][K, V][KT][STRIDE]
     int tile = gridDim.x - 1 - blockIdx.x;  // the longest tiles first
     int h = blockIdx.y, b = blockIdx.z;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
@@ -58,23 +75,35 @@ __device__ void prefill(const bf16* q, const bf16* kNew, const bf16* vNew, const
     float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.0f, l1 = 0.0f;
     const float scaleLog2 = scale * 1.4426950408889634f;
 
-    for (int j0 = window > 0 ? max(0, first - window + 1) : 0; j0 <= last; j0 += KT) {
-        __syncthreads();
+    // Issues the copies of the key and value rows j0 .. j0 + KT - 1 into buffer `buffer` (zeros past `last`).
+    auto load = [&](int buffer, int j0) {
+        bf16* ks = tiles + buffer * 2 * KT * STRIDE;
+        bf16* vs = ks + KT * STRIDE;
         for (int idx = threadIdx.x; idx < KT * (D / 8); idx += blockDim.x) {
             int r = idx / (D / 8), c = (idx % (D / 8)) * 8, j = j0 + r;
-            uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
             if (j <= last) {
-                const bf16* kp = j >= past ? kNew + ((i64)b * newTokens + j - past) * kvStride
-                                           : kCache + ((i64)b * capacity + j % capacity) * kvStride;
-                const bf16* vp = j >= past ? vNew + ((i64)b * newTokens + j - past) * kvStride
-                                           : vCache + ((i64)b * capacity + j % capacity) * kvStride;
-                kv = *(const uint4*)(kp + kvOffset + c);
-                vv = *(const uint4*)(vp + kvOffset + c);
+                i64 rowK = j >= past ? ((i64)b * newTokens + j - past) * kvStride : ((i64)b * capacity + j % capacity) * kvStride;
+                copy16(ks + r * STRIDE + c, (j >= past ? kNew : kCache) + rowK + kvOffset + c);
+                copy16(vs + r * STRIDE + c, (j >= past ? vNew : vCache) + rowK + kvOffset + c);
+            } else {
+                *(uint4*)(ks + r * STRIDE + c) = make_uint4(0, 0, 0, 0);
+                *(uint4*)(vs + r * STRIDE + c) = make_uint4(0, 0, 0, 0);
             }
-            *(uint4*)(ks + r * STRIDE + c) = kv;
-            *(uint4*)(vs + r * STRIDE + c) = vv;
+        }
+        asm volatile("cp.async.commit_group;");
+    };
+    int lo = window > 0 ? max(0, first - window + 1) : 0, buffer = 0;
+    load(0, lo);
+    for (int j0 = lo; j0 <= last; j0 += KT, buffer ^= 1) {
+        if (j0 + KT <= last) {
+            load(buffer ^ 1, j0 + KT);
+            asm volatile("cp.async.wait_group 1;");
+        } else {
+            asm volatile("cp.async.wait_group 0;");
         }
         __syncthreads();
+        const bf16* ks = tiles + buffer * 2 * KT * STRIDE;
+        const bf16* vs = ks + KT * STRIDE;
 
         float s[KT / 8][4];
 #pragma unroll
@@ -84,16 +113,23 @@ __device__ void prefill(const bf16* q, const bf16* kNew, const bf16* vNew, const
 #pragma unroll
             for (int kk = 0; kk < D / 16; kk++) mma(s[n], qf[kk], pair(krow + kk * 16), pair(krow + kk * 16 + 8));
         }
+        // Masks only where the tile crosses the diagonal, the window's edge or the last key; the running maxima
+        // are kept in the log2 domain of scaled scores, so p = 2^(s * scaleLog2 - m) is one FMA and one ex2.
+        bool interior = j0 + KT - 1 <= first && j0 + KT - 1 <= last && (window <= 0 || j0 > last - window);
+        if (!interior) {
+#pragma unroll
+            for (int n = 0; n < KT / 8; n++) {
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int j = j0 + n * 8 + tq * 2 + (e & 1);
+                    int pos = e < 2 ? pos0 : pos1;
+                    if (!(j <= pos && j <= last && (window <= 0 || j > pos - window))) s[n][e] = NEG_INF;
+                }
+            }
+        }
         float mx0 = NEG_INF, mx1 = NEG_INF;
 #pragma unroll
         for (int n = 0; n < KT / 8; n++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int j = j0 + n * 8 + tq * 2 + (e & 1);
-                int pos = e < 2 ? pos0 : pos1;
-                bool visible = j <= pos && j <= last && (window <= 0 || j > pos - window);
-                s[n][e] = visible ? s[n][e] * scaleLog2 : NEG_INF;
-            }
             mx0 = fmaxf(mx0, fmaxf(s[n][0], s[n][1]));
             mx1 = fmaxf(mx1, fmaxf(s[n][2], s[n][3]));
         }
@@ -101,16 +137,16 @@ __device__ void prefill(const bf16* q, const bf16* kNew, const bf16* vNew, const
         mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
         mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
         mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-        float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1);
+        float n0 = fmaxf(m0, mx0 * scaleLog2), n1 = fmaxf(m1, mx1 * scaleLog2);
         float base0 = n0 == NEG_INF ? 0.0f : n0, base1 = n1 == NEG_INF ? 0.0f : n1;
-        float c0 = exp2f(m0 - base0), c1 = exp2f(m1 - base1);
+        float c0 = ex2(m0 - base0), c1 = ex2(m1 - base1);
         float sum0 = 0.0f, sum1 = 0.0f;
 #pragma unroll
         for (int n = 0; n < KT / 8; n++) {
-            s[n][0] = exp2f(s[n][0] - base0);
-            s[n][1] = exp2f(s[n][1] - base0);
-            s[n][2] = exp2f(s[n][2] - base1);
-            s[n][3] = exp2f(s[n][3] - base1);
+            s[n][0] = ex2(fmaf(s[n][0], scaleLog2, -base0));
+            s[n][1] = ex2(fmaf(s[n][1], scaleLog2, -base0));
+            s[n][2] = ex2(fmaf(s[n][2], scaleLog2, -base1));
+            s[n][3] = ex2(fmaf(s[n][3], scaleLog2, -base1));
             sum0 += s[n][0] + s[n][1];
             sum1 += s[n][2] + s[n][3];
         }
@@ -132,13 +168,18 @@ __device__ void prefill(const bf16* q, const bf16* kNew, const bf16* vNew, const
             unsigned a[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
                              pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
                              pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-            const bf16* vrow = vs + (kk * 16 + tq * 2) * STRIDE + g;
+            // Lane l addresses row (l % 8) + 8 ((l / 8) % 2) of the 16 keys, at dims 8 (l / 16) of each pair of
+            // n-tiles: the four matrices are b0, b1 of n-tile n and b0, b1 of n-tile n + 1.
+            const bf16* vrow = vs + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * STRIDE + (lane >> 4) * 8;
 #pragma unroll
-            for (int n = 0; n < D / 8; n++) {
-                const bf16* v = vrow + n * 8;
-                mma(o[n], a, pair2(v, v + STRIDE), pair2(v + 8 * STRIDE, v + 9 * STRIDE));
+            for (int n = 0; n < D / 8; n += 2) {
+                unsigned f[4];
+                ldmatrix_trans(f, vrow + n * 8);
+                mma(o[n], a, f[0], f[1]);
+                mma(o[n + 1], a, f[2], f[3]);
             }
         }
+        __syncthreads();  // the next iteration prefetches into this buffer
     }
     bf16* ob = out + (i64)b * newTokens * qStride + (i64)h * D;
     float inv0 = 1.0f / l0, inv1 = 1.0f / l1;
