@@ -1,5 +1,5 @@
 /// What the driver says about one GPU.
-public struct DeviceInfo: Sendable, Equatable {
+public struct DeviceInfo: Sendable {
     public let index: Int
     public let name: String
     public let totalMemory: Int
@@ -11,10 +11,6 @@ public struct DeviceInfo: Sendable, Equatable {
 
     /// The NVRTC architecture flag value ("sm_90").
     public var architecture: String { "sm_\(computeCapability.major)\(computeCapability.minor)" }
-
-    public static func == (a: DeviceInfo, b: DeviceInfo) -> Bool {
-        a.index == b.index && a.name == b.name && a.architecture == b.architecture
-    }
 
     /// Reads device `index` through `driver` (cuInit must have been called).
     public init(driver: Driver, index: Int) throws {

@@ -18,6 +18,14 @@ __device__ __forceinline__ float ex2(float x) {
     return y;
 }
 
+// softplus and silu with the fast exponential and logarithm (relative error ~1e-6; log1p's series below 1e-4).
+__device__ __forceinline__ float fast_softplus(float x) {
+    float e = __expf(x);
+    return x > 20.0f ? x : e < 1e-4f ? e * (1.0f - 0.5f * e) : __logf(1.0f + e);
+}
+
+__device__ __forceinline__ float fast_silu(float x) { return __fdividef(x, 1.0f + __expf(-x)); }
+
 // carry: [batch, chunks, dInner, dState] fp32; stepSum: [batch, chunks, dInner] fp32 (modes 0 and 1). S states
 // per thread (n = sub + k * lanes, k < S); the per-lane partial sums of y go to shared memory and are added up
 // when the chunk's outputs are written, so the recurrence itself needs no shuffles.
@@ -58,9 +66,9 @@ __device__ void scan(const bf16* u, const bf16* delta, const float* A, const bf1
         for (int i = threadIdx.x; i < len * perBlock; i += blockDim.x) {
             int t = i / perBlock, c = min(c0 + i % perBlock, dInner - 1);
             i64 g = ((i64)b * tokens + t0 + t) * dInner + c;
-            sStep[i] = softplus(ld(delta, g));
+            sStep[i] = fast_softplus(ld(delta, g));
             sU[i] = ld(u, g);
-            if (mode != 0) sGate[i] = z ? silu(ld(z, g)) : 1.0f;
+            if (mode != 0) sGate[i] = z ? fast_silu(ld(z, g)) : 1.0f;
         }
         for (int i = threadIdx.x; i < len * dState; i += blockDim.x) {
             i64 g = ((i64)b * tokens + t0) * dState + i;
