@@ -41,6 +41,9 @@ public final class NativeRunner {
         }
     }
 
+    /// Drops the loaded model and with it the backend and its memory.
+    public func release() { loaded = nil }
+
     private func executorFor(_ point: PointConfig) throws -> ModelExecutor {
         let key = "\(point.model)|\(point.backend)|\(point.dtype)"
         if let loaded, loaded.key == key { return loaded.executor }

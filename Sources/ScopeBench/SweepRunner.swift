@@ -10,6 +10,9 @@ import ScopeSupport
 /// Something that measures points of one backend kind.
 public protocol PointMeasurer: AnyObject {
     func measure(_ point: PointConfig) throws -> PointOutcome
+    /// Frees what the measurer holds between points (loaded models, device memory pools), so that the next
+    /// backend of a sweep measures on a machine that is not holding the previous one's memory.
+    func release()
 }
 
 extension NativeRunner: PointMeasurer {}
@@ -75,6 +78,7 @@ public final class SweepRunner {
         let todo = points.filter { !skip.contains($0.key) }
         summary.skipped = points.count - todo.count
         progress.begin(total: todo.count, skipped: summary.skipped)
+        var previous: PointMeasurer?
         for point in todo {
             if Interruption.isRequested {
                 summary.interrupted = true
@@ -83,6 +87,8 @@ public final class SweepRunner {
             guard let measurer = measurers[point.backend] else {
                 throw ScopeError("no measurer for backend '\(point.backend)'")
             }
+            if let previous, previous !== measurer { previous.release() }
+            previous = measurer
             progress.starting(point)
             let outcome = try measurer.measure(point)
             try sink.record(outcome, run: run)
@@ -112,6 +118,7 @@ public final class SweepRunner {
                     + Format.bytes(Double(result.memoryLimitBytes)) + " [\(result.method)]")
             }
         }
+        previous?.release()
         progress.end(summary)
         return summary
     }

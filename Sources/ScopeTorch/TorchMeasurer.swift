@@ -49,6 +49,12 @@ public final class TorchMeasurer: PointMeasurer {
 
     deinit { worker?.close() }
 
+    /// Stops the worker, returning its GPU memory; the next point starts a fresh one.
+    public func release() {
+        worker?.close()
+        worker = nil
+    }
+
     /// Measures one point in the worker. Worker and engine failures become failed outcomes; a model whose
     /// config cannot be read is thrown, as the native engines do.
     public func measure(_ point: PointConfig) throws -> PointOutcome {

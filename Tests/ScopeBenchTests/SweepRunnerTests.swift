@@ -91,3 +91,26 @@ final class MemorySink: ResultSink {
         #expect(ContextSearch.largest(start: 1024, limit: 1 << 20) { $0 <= 10 }.tokens == 10)
     }
 }
+
+/// Counts what a sweep asks of it.
+final class CountingMeasurer: PointMeasurer {
+    var measured = 0, released = 0
+    func measure(_ point: PointConfig) throws -> PointOutcome {
+        measured += 1
+        return .failed(point, reason: "not measured", outOfMemory: false)
+    }
+    func release() { released += 1 }
+}
+
+@Suite struct SweepBackendSwitchTests {
+    /// A backend's models and memory are released before the next backend starts, so the second one measures on
+    /// a machine that is not holding the first one's memory.
+    @Test func releasesTheLastBackendBeforeTheNext() throws {
+        let a = CountingMeasurer(), b = CountingMeasurer()
+        let plan = SweepPlan(models: ["tiny-llama"], contexts: [32, 64], backends: ["a", "b"])
+        _ = try SweepRunner(plan: plan, measurers: ["a": a, "b": b], sink: MemorySink(), run: 1, skip: [],
+                            progress: ProgressLine(quiet: true), probeSearch: nil).execute()
+        #expect(a.measured == 2 && b.measured == 2)
+        #expect(a.released == 1 && b.released == 1)
+    }
+}
