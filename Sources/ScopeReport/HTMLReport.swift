@@ -133,7 +133,7 @@ public enum HTMLReport {
                 row += [esc(ttftText(p)), esc(Format.duration(p.tpot.median)), esc(Format.duration(p.endToEnd.median)),
                         esc(Format.count(p.prefillTokensPerSecond)), esc(Format.count(p.decodeTokensPerSecond)),
                         esc(Format.bytes(Double(p.peakEngineBytes))), esc(Format.bytes(Double(p.peakProcessBytes))),
-                        esc(p.notes)]
+                        notesCell(p.notes)]
                 return row
             })
         }
@@ -195,6 +195,12 @@ public enum HTMLReport {
 
     static func ttftText(_ p: PointResult) -> String {
         Format.duration(p.ttft.median) + (p.ttft.count > 1 ? " \u{00b1} " + Format.duration(p.ttft.stddev) : "")
+    }
+
+    /// Short notes as they are; long ones (the torch worker's versions and code paths) folded behind their start.
+    static func notesCell(_ notes: String) -> String {
+        guard notes.count > 60 else { return esc(notes) }
+        return "<details><summary>\(esc(String(notes.prefix(48))))…</summary>\(esc(notes))</details>"
     }
 
     static func sortedPoints(_ data: ReportData, _ findings: Findings) -> [PointResult] {
