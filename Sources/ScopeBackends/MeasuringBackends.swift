@@ -57,4 +57,9 @@ public enum MeasuringBackends {
                                        measure: false, prefillChunk: plan.settings.prefillChunk, progress: nil)
         }
     }
+
+    /// The sweep to run when none is given: the GPU default where a GPU engine is available, else the CPU one.
+    public static var defaultPlan: SweepPlan {
+        BackendRegistry.names.first { $0 != "cpu" }.map(SweepPlan.gpuDefault) ?? .cpuDefault
+    }
 }

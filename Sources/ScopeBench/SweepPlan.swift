@@ -35,6 +35,14 @@ public struct SweepPlan: Sendable, Codable, Hashable {
     public static let cpuDefault = SweepPlan(models: ModelCatalog.tinyModels, contexts: [512, 1024, 2048, 4096, 8192],
                                              memoryLimit: 2 << 30, maxContext: true)
 
+    /// The default sweep on a machine with a GPU: one Transformer, one SSM and one hybrid of real size from 1K to
+    /// 64K tokens in bf16 on `backend`, with their longest context searched under the GPU's memory.
+    public static func gpuDefault(backend: String) -> SweepPlan {
+        SweepPlan(models: ["llama-3.2-1b", "mamba2-1.3b", "zamba2-1.2b"],
+                  contexts: [1024, 2048, 4096, 8192, 16384, 32768, 65536], backends: [backend], dtypes: ["bf16"],
+                  maxContext: true)
+    }
+
     /// Points in the order they run: per backend and dtype, per model (so weights load once), per batch and
     /// generation length, contexts ascending.
     public var points: [PointConfig] {

@@ -30,7 +30,7 @@ struct WorkerSweep: ParsableCommand {
     var resume = false
 
     func run() throws {
-        let plan = MeasuringBackends.resolve(try planOptions.plan(fallback: .cpuDefault))
+        let plan = MeasuringBackends.resolve(try planOptions.plan(fallback: MeasuringBackends.defaultPlan))
         try MeasuringBackends.validate(plan)
         var skip = Set<String>()
         if resume {

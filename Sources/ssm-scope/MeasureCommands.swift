@@ -17,7 +17,8 @@ struct SweepCommand: ParsableCommand {
         discussion: """
             With no plan flags and no --spec it runs the default sweep for the device present: on a machine \
             without a GPU, the three tiny models from 512 to 8K tokens on the CPU, plus their longest context \
-            under 2 GiB.
+            under 2 GiB; with a GPU, Llama-3.2-1B, Mamba2-1.3B and Zamba2-1.2B from 1K to 64K in bf16 on it, plus \
+            their longest context in its memory.
             """)
 
     @OptionGroup var planOptions: PlanOptions
@@ -34,7 +35,7 @@ struct SweepCommand: ParsableCommand {
     @OptionGroup var store: StoreOptions
 
     func run() throws {
-        let plan = MeasuringBackends.resolve(try planOptions.plan(fallback: .cpuDefault))
+        let plan = MeasuringBackends.resolve(try planOptions.plan(fallback: MeasuringBackends.defaultPlan))
         try MeasuringBackends.validate(plan)
         let store = try ResultsStore(path: self.store.db)
         let outcome = try SweepExecution.execute(plan: plan, store: store, resume: resume,
