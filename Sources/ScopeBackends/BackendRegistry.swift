@@ -137,7 +137,7 @@ public enum MachineFacts {
         defer { fclose(handle) }
         var buffer = [CChar](repeating: 0, count: 4096)
         while fgets(&buffer, Int32(buffer.count), handle) != nil {
-            let line = String(cString: buffer)
+            let line = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             if line.hasPrefix(key), let index = line.firstIndex(of: separator) {
                 return String(line[line.index(after: index)...]).trimmed
             }

@@ -1,4 +1,3 @@
-import ScopeBackends
 import ScopeBench
 import ScopeSupport
 import ScopeTorch

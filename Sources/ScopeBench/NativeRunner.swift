@@ -80,7 +80,8 @@ public final class NativeRunner {
             let prefillSeconds = try backend.timeRegion {
                 result = try executor.prefill(prompts, capacity: capacity, chunk: settings.prefillChunk)
             }
-            guard var (logits, cache) = result else { continue }
+            guard let (firstLogits, cache) = result else { continue }
+            var logits = firstLogits
             cacheBytes = cache.byteCount
             var stepSeconds: [Double] = []
             for _ in 0..<steps {
@@ -131,7 +132,7 @@ public enum ProcessMemory {
         defer { fclose(file) }
         var line = [CChar](repeating: 0, count: 256)
         while fgets(&line, Int32(line.count), file) != nil {
-            let text = String(cString: line)
+            let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             if text.hasPrefix("VmHWM:") {
                 let digits = text.filter(\.isNumber)
                 return (Int(digits) ?? 0) * 1024
