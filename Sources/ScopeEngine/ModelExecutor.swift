@@ -83,7 +83,7 @@ public final class ModelExecutor {
         var embeddings: Tensor?
         if !spec.sharedBlocks.isEmpty {
             let copy = try tensor(x.shape)
-            try timed(.concat) { try backend.add(x, copy, out: copy) }
+            try timed(.concat) { try backend.gatherRows(x, rows: Array(0..<pass.rows), out: copy) }
             embeddings = copy
         }
         for (index, layer) in spec.layers.enumerated() {
