@@ -1,6 +1,7 @@
 import ScopeCPU
 import ScopeCUDA
 import ScopeEngine
+import ScopeModels
 import ScopeSupport
 
 /// One comparison of the CUDA backend with a reference.
@@ -27,6 +28,27 @@ public enum CUDASelfTest {
         let report = { (r: SelfTestResult) in progress("  \(r.passed ? "ok  " : "FAIL") \(r.group): \(r.name)") }
         return try KernelChecks(gpu: gpu, report: report).run() + ModelChecks(gpu: gpu).run(fixtures: fixtures) {
             progress("  checking \($0)")
+        }
+    }
+
+    /// One line with the energy of a prefill (catalog `model` with random bf16 weights, `tokens` tokens, after one
+    /// unmeasured warm-up prefill), or a line saying why there is none (no power readings, an NVML error).
+    public static func energyLine(model: String = "mamba2-130m", tokens: Int = 16384) -> String {
+        do {
+            let gpu = try CUDABackend()
+            let spec = try ModelCatalog.resolve(model)
+            let weights = try ModelWeights(spec: spec, source: RandomWeights(seed: 11), type: .bf16, backend: gpu)
+            let executor = ModelExecutor(spec: spec, weights: weights, backend: gpu)
+            var rng = SplitMix64(seed: 7)
+            let ids = [(0..<tokens).map { _ in Int32(rng.next() % UInt64(spec.vocabSize)) }]
+            _ = try executor.prefill(ids, capacity: tokens + 1, chunk: nil)
+            guard let sample = try gpu.measureEnergy({ _ = try executor.prefill(ids, capacity: tokens + 1, chunk: nil) })
+            else { return "energy: \(gpu.device.name) reports no power readings" }
+            return "energy: \(model) prefill of \(tokens) tokens: \(Format.significant(sample.joules, 3)) J in "
+                + "\(Format.significant(sample.seconds * 1000, 3)) ms, average \(Format.significant(sample.averageWatts, 3)) W, "
+                + "peak \(Format.significant(sample.peakWatts, 3)) W"
+        } catch {
+            return "energy: not measured: \(error)"
         }
     }
 

@@ -74,21 +74,39 @@ public final class NativeRunner {
 
         var ttft: [Double] = [], tpot: [Double] = [], endToEnd: [Double] = []
         var cacheBytes = 0
+        // Energy of each timed repeat's prefill and of its decode steps, where the backend meters it (GPUs).
+        let meter = backend as? EnergyMetering
+        var prefillEnergy: [EnergySample] = [], decodeEnergy: [EnergySample] = []
+        func metered(_ timed: Bool, _ body: () throws -> Void) throws -> EnergySample? {
+            guard timed, let meter else {
+                try body()
+                return nil
+            }
+            return try meter.measureEnergy(body)
+        }
         backend.memory.resetPeak()
         for repeatIndex in 0..<(settings.warmups + settings.repeats) {
+            let timed = repeatIndex >= settings.warmups
             var result: (logits: [[Float]], cache: InferenceCache)?
-            let prefillSeconds = try backend.timeRegion {
-                result = try executor.prefill(prompts, capacity: capacity, chunk: settings.prefillChunk)
+            var prefillSeconds = 0.0
+            let prefillSample = try metered(timed) {
+                prefillSeconds = try backend.timeRegion {
+                    result = try executor.prefill(prompts, capacity: capacity, chunk: settings.prefillChunk)
+                }
             }
             guard let (firstLogits, cache) = result else { continue }
             var logits = firstLogits
             cacheBytes = cache.byteCount
             var stepSeconds: [Double] = []
-            for _ in 0..<steps {
-                let next = logits.map(Self.argmax)
-                stepSeconds.append(try backend.timeRegion { logits = try executor.step(next, cache: cache) })
+            let decodeSample = try metered(timed && steps > 0) {
+                for _ in 0..<steps {
+                    let next = logits.map(Self.argmax)
+                    stepSeconds.append(try backend.timeRegion { logits = try executor.step(next, cache: cache) })
+                }
             }
-            guard repeatIndex >= settings.warmups else { continue }
+            guard timed else { continue }
+            if let prefillSample { prefillEnergy.append(prefillSample) }
+            if let decodeSample { decodeEnergy.append(decodeSample) }
             ttft.append(prefillSeconds)
             tpot += stepSeconds.prefix(settings.decodeSteps)
             endToEnd.append(prefillSeconds + stepSeconds.prefix(point.generate).reduce(0, +))
@@ -113,8 +131,23 @@ public final class NativeRunner {
             decodeTokensPerSecond: Double(point.batch) / tpotStats.median,
             peakEngineBytes: peak, weightBytes: weightBytes, cacheBytes: cacheBytes,
             peakProcessBytes: ProcessMemory.peakResidentBytes(), prefillBreakdown: prefillBreakdown,
-            decodeBreakdown: decodeBreakdown, energy: nil,
+            decodeBreakdown: decodeBreakdown,
+            energy: Self.energy(prefill: prefillEnergy, decode: decodeEnergy, tokensPerDecode: steps * point.batch),
             notes: settings.prefillChunk.map { "prefill chunked by \($0) tokens" } ?? "prefill in one pass")
+    }
+
+    /// Joules per prefill (median over the timed repeats), joules per generated token (median decode region over
+    /// `tokensPerDecode` tokens), and average and peak watts over all those regions; nil without samples.
+    static func energy(prefill: [EnergySample], decode: [EnergySample], tokensPerDecode: Int) -> EnergyResult? {
+        let all = prefill + decode
+        guard !prefill.isEmpty, !all.isEmpty else { return nil }
+        let seconds = all.map(\.seconds).reduce(0, +)
+        let joules = all.map(\.joules).reduce(0, +)
+        let perToken = decode.isEmpty || tokensPerDecode == 0
+            ? 0 : Statistics(decode.map(\.joules)).median / Double(tokensPerDecode)
+        return EnergyResult(joulesPerPrefill: Statistics(prefill.map(\.joules)).median, joulesPerToken: perToken,
+                            averageWatts: seconds > 0 ? joules / seconds : 0,
+                            peakWatts: all.map(\.peakWatts).max() ?? 0)
     }
 
     static func argmax(_ values: [Float]) -> Int32 {

@@ -20,6 +20,8 @@ public final class CUDABackend: Backend, TensorAllocator {
     private var profile: OperatorProfile?
     private var pending: [(kind: OperatorKind, start: OpaquePointer?, end: OpaquePointer?)] = []
     private var spareEvents: [OpaquePointer?] = []
+    /// The NVML power meter of this GPU, opened at the first energy measurement (see CUDABackend+Energy.swift).
+    var energyMeterState: Result<EnergyMeter?, Error>?
 
     /// A backend on GPU 0; `memoryLimit` caps the bytes of live tensors (nil: the device's memory).
     public init(memoryLimit: Int? = nil) throws {

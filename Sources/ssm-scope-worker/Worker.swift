@@ -77,6 +77,7 @@ struct WorkerSelfTest: ParsableCommand {
         // Each progress line is flushed, so that it survives a check that crashes the process.
         let results = try CUDASelfTest.run(fixtures: fixtures) { print($0); fflush(nil) }
         print(CUDASelfTest.table(results))
+        print(CUDASelfTest.energyLine())
         if results.contains(where: { !$0.passed }) { throw ExitCode(1) }
     }
 }
