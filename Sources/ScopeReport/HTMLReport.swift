@@ -122,9 +122,12 @@ public enum HTMLReport {
             var header = ["model", "context", "batch", "G"]
             if showConfig { header.append("backend/dtype") }
             header += ["TTFT (median \u{00b1} sd)", "TPOT (median)", "end-to-end", "prefill tok/s", "decode tok/s",
-                       "peak engine memory", "peak RSS", "notes"]
-            let offset = showConfig ? 1 : 0
-            let numeric = Set([1, 2, 3] + Array(4 + offset...10 + offset))
+                       "peak engine memory", "peak RSS"]
+            let showEnergy = data.points.contains { $0.energy != nil }
+            if showEnergy { header += ["J / prefill", "J / token", "avg / peak W"] }
+            header.append("notes")
+            let offset = (showConfig ? 1 : 0) + (showEnergy ? 3 : 0)
+            let numeric = Set([1, 2, 3] + Array(4 + (showConfig ? 1 : 0)...10 + offset))
             h += table(header: header, numeric: numeric, classes: [0: "nowrap", header.count - 1: "wide"],
                        rows: sortedPoints(data, findings).map { p in
                 var row = [esc(p.config.model), esc(Format.tokens(p.config.context)), String(p.config.batch),
@@ -132,8 +135,14 @@ public enum HTMLReport {
                 if showConfig { row.append(esc("\(p.config.backend)/\(p.config.dtype)")) }
                 row += [esc(ttftText(p)), esc(Format.duration(p.tpot.median)), esc(Format.duration(p.endToEnd.median)),
                         esc(Format.count(p.prefillTokensPerSecond)), esc(Format.count(p.decodeTokensPerSecond)),
-                        esc(Format.bytes(Double(p.peakEngineBytes))), esc(Format.bytes(Double(p.peakProcessBytes))),
-                        notesCell(p.notes)]
+                        esc(Format.bytes(Double(p.peakEngineBytes))), esc(Format.bytes(Double(p.peakProcessBytes)))]
+                if showEnergy {
+                    row += p.energy.map { e in
+                        [Format.significant(e.joulesPerPrefill), Format.significant(e.joulesPerToken),
+                         Format.fixed(e.averageWatts, 0) + " / " + Format.fixed(e.peakWatts, 0)]
+                    } ?? ["", "", ""]
+                }
+                row.append(notesCell(p.notes))
                 return row
             })
         }

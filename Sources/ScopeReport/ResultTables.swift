@@ -6,15 +6,22 @@ import ScopeSupport
 public enum ResultTables {
     /// One row per point, then the failures.
     public static func points(_ points: [PointResult], failures: [PointFailure]) -> String {
+        let showEnergy = points.contains { $0.energy != nil }
         var table = TextTable(header: ["model", "context", "batch", "G", "TTFT", "+/-", "TPOT", "e2e", "prefill tok/s",
-                                       "decode tok/s", "peak engine", "peak RSS"], rightAligned: Set(1...11))
+                                       "decode tok/s", "peak engine", "peak RSS"]
+                                  + (showEnergy ? ["J/prefill", "J/token", "avg W"] : []),
+                              rightAligned: Set(1...(showEnergy ? 14 : 11)))
         for p in points {
             let c = p.config
             table.rows.append([c.model, Format.tokens(c.context), String(c.batch), String(c.generate),
                                Format.duration(p.ttft.median), Format.duration(p.ttft.stddev),
                                Format.duration(p.tpot.median), Format.duration(p.endToEnd.median),
                                Format.count(p.prefillTokensPerSecond), Format.count(p.decodeTokensPerSecond),
-                               Format.bytes(Double(p.peakEngineBytes)), Format.bytes(Double(p.peakProcessBytes))])
+                               Format.bytes(Double(p.peakEngineBytes)), Format.bytes(Double(p.peakProcessBytes))]
+                + (showEnergy ? p.energy.map { e in
+                    [Format.significant(e.joulesPerPrefill), Format.significant(e.joulesPerToken),
+                     Format.fixed(e.averageWatts, 0)]
+                } ?? ["", "", ""] : []))
         }
         var text = table.render()
         if !failures.isEmpty {
