@@ -35,11 +35,10 @@ struct SweepCommand: ParsableCommand {
     @OptionGroup var store: StoreOptions
 
     func run() throws {
-        let plan = MeasuringBackends.resolve(try planOptions.plan(fallback: MeasuringBackends.defaultPlan))
-        try MeasuringBackends.validate(plan)
-        let store = try ResultsStore(path: self.store.db)
-        let outcome = try SweepExecution.execute(plan: plan, store: store, resume: resume,
+        let plan = try planOptions.plan(fallback: MeasuringBackends.defaultPlan)
+        let outcome = try SweepExecution.execute(plan: plan, database: store.db, resume: resume,
                                                  quiet: planOptions.protocolOptions.quiet)
+        let store = outcome.store
         if !noReport {
             let files = try ReportWriter.write(store: store, runs: [outcome.runID], html: report)
             print("report: \(files.html) and \(files.markdown)")
@@ -67,8 +66,9 @@ struct RunCommand: ParsableCommand {
     func run() throws {
         let plan = try point.plan(contexts: try SizeParsing.tokenList(context), generate: generate,
                                   settings: try protocolOptions.settings(), memoryLimit: try protocolOptions.limit())
-        let store = try ResultsStore(path: self.store.db)
-        let outcome = try SweepExecution.execute(plan: plan, store: store, resume: false, quiet: protocolOptions.quiet)
+        let outcome = try SweepExecution.execute(plan: plan, database: store.db, resume: false,
+                                                 quiet: protocolOptions.quiet)
+        let store = outcome.store
         print(ResultTables.points(try store.points(runs: [outcome.runID]).map(\.result),
                                   failures: try store.failures(runs: [outcome.runID]).map(\.failure)))
         if outcome.summary.interrupted { throw ExitCode(130) }
@@ -93,8 +93,9 @@ struct ProfileCommand: ParsableCommand {
         settings.profile = true
         let plan = try point.plan(contexts: [try SizeParsing.tokens(context)], generate: 0, settings: settings,
                                   memoryLimit: try protocolOptions.limit())
-        let store = try ResultsStore(path: self.store.db)
-        let outcome = try SweepExecution.execute(plan: plan, store: store, resume: false, quiet: protocolOptions.quiet)
+        let outcome = try SweepExecution.execute(plan: plan, database: store.db, resume: false,
+                                                 quiet: protocolOptions.quiet)
+        let store = outcome.store
         if let point = try store.points(runs: [outcome.runID]).first {
             print(ResultTables.breakdown(point.result))
         } else if let failure = try store.failures(runs: [outcome.runID]).first {

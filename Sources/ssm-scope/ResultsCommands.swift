@@ -184,10 +184,9 @@ struct CompareCommand: ParsableCommand {
             throw ScopeError("compare measures two backends; give --backend twice (e.g. --backend native --backend "
                 + "torch), not \(plan.backends.count)")
         }
-        try MeasuringBackends.validate(plan)
-        let store = try ResultsStore(path: self.store.db)
-        let outcome = try SweepExecution.execute(plan: plan, store: store, resume: resume,
+        let outcome = try SweepExecution.execute(plan: plan, database: store.db, resume: resume,
                                                  quiet: planOptions.protocolOptions.quiet)
+        let store = outcome.store
         let points = try store.points(runs: [outcome.runID]).map(\.result)
         let (a, b) = (plan.backends[0], plan.backends[1])
         for dtype in plan.dtypes {

@@ -11,13 +11,17 @@ import ScopeSupport
 /// searches, then the report.
 enum SweepExecution {
     struct Outcome {
+        var store: ResultsStore
         var runID: Int64
         var summary: SweepSummary
     }
 
-    static func execute(plan: SweepPlan, store: ResultsStore, resume: Bool, quiet: Bool) throws -> Outcome {
+    /// Checks the plan, and only then opens (or creates) the results file at `database`, so that a rejected plan
+    /// writes nothing.
+    static func execute(plan: SweepPlan, database: String, resume: Bool, quiet: Bool) throws -> Outcome {
         let plan = MeasuringBackends.resolve(plan)
         try MeasuringBackends.validate(plan)
+        let store = try ResultsStore(path: database)
         var runID: Int64
         var skip = Set<String>()
         if resume {
@@ -37,7 +41,7 @@ enum SweepExecution {
         Interruption.install()
         let summary = try sweep.execute()
         if !summary.interrupted { try store.finishRun(runID) }
-        return Outcome(runID: runID, summary: summary)
+        return Outcome(store: store, runID: runID, summary: summary)
     }
 }
 
