@@ -12,9 +12,12 @@ import ScopeSupport
 /// all 24 tokens and every decode step) to 5e-2, and prefill/step parity (the last logits of one prefill against
 /// a shorter prefill followed by decode steps) to 3e-2, on the fixtures and on catalog shapes with random weights.
 /// bf16 rounds weights and activations to 8 significant bits, about 4e-3 each, and a few layers compound that.
+/// Decode steps replayed from a recorded graph are also checked against the same steps issued one by one.
 struct ModelChecks {
     static let fixtureTolerance = 5e-2
     static let parityTolerance = 3e-2
+    /// Replayed and issued steps run the same kernels; only the split-KV partition of the keys differs.
+    static let replayTolerance = 1e-2
     /// Catalog models whose real shapes run the chunked SSD, the scan and the tensor-core attention paths.
     static let catalogModels = ["mamba2-130m", "mamba-130m"]
 
@@ -66,10 +69,20 @@ struct ModelChecks {
         let executor = ModelExecutor(spec: spec, weights: weights, backend: gpu)
         let prefill = try executor.prefill([ids]).logits[0]
         let cache = try executor.makeCache(batch: 1, capacity: ids.count)
-        var worstStep = 0.0
+        var worstStep = 0.0, recordedSteps: [[Float]] = []
         for (t, token) in ids.enumerated() {
             let logits = try executor.step([token], cache: cache)[0]
             worstStep = max(worstStep, CUDASelfTest.relativeError(logits, expected[t]))
+            recordedSteps.append(logits)
+        }
+        // The same steps issued operator by operator, against the replays of the recorded (graph) step.
+        executor.recordsSteps = false
+        defer { executor.recordsSteps = true }
+        let issuedCache = try executor.makeCache(batch: 1, capacity: ids.count)
+        var worstReplay = 0.0
+        for (t, token) in ids.enumerated() {
+            let logits = try executor.step([token], cache: issuedCache)[0]
+            worstReplay = max(worstReplay, CUDASelfTest.relativeError(recordedSteps[t], logits))
         }
         return [
             SelfTestResult(group: "fixtures", name: "\(name) prefill \(ids.count) vs HF",
@@ -77,6 +90,8 @@ struct ModelChecks {
                            tolerance: Self.fixtureTolerance, failure: nil),
             SelfTestResult(group: "fixtures", name: "\(name) \(ids.count) decode steps vs HF", error: worstStep,
                            tolerance: Self.fixtureTolerance, failure: nil),
+            SelfTestResult(group: "graphs", name: "\(name) \(ids.count) replayed steps vs issued steps",
+                           error: worstReplay, tolerance: Self.replayTolerance, failure: nil),
             try parity(executor, ids: ids, split: ids.count - 5, label: name),
         ]
     }

@@ -42,14 +42,16 @@ extension CUDABackend {
         let rows = batch * newTokens
         try check(rows <= 65535 && headDim <= 256,
                   "split-KV attention takes at most 65535 query rows and head size 256 (got \(rows), \(headDim))")
-        let maxKeys = min(past + newTokens, window ?? Int.max)
+        // A recorded step sizes its fixed grid for a full cache; the kernel reads the cached length at each replay.
+        let pastDevice = recording?.past(past) ?? 0
+        let maxKeys = min(pastDevice != 0 ? max(capacity, past + newTokens) : past + newTokens, window ?? Int.max)
         let wanted = (16 * device.multiprocessors + rows * heads - 1) / (rows * heads)
         let splits = max(1, min(wanted, (maxKeys + 63) / 64))
         let splitSize = (maxKeys + splits - 1) / splits
-        let partial = try scratch(rows * heads * splits * (headDim + 2), .fp32)
+        let partial = try makeOutputTensor([rows * heads * splits * (headDim + 2)], .fp32)  // every split writes its part
         try launch(K.split, grid: (splits, heads, rows), block: 128, pointers + [
             .tensor(partial), .int(capacity), .int(newTokens), .int(past), .int(heads), .int(kvHeads),
-            .int(headDim), .int(window ?? 0), .float(scale), .int(splitSize)])
+            .int(headDim), .int(window ?? 0), .float(scale), .int(splitSize), .pointer(pastDevice)])
         try launch(K.combine, grid: (heads, rows, 1), block: min(256, max(32, (headDim + 31) / 32 * 32)), [
             .tensor(partial), .tensor(out), .int(heads), .int(headDim), .int(splits)])
     }
@@ -64,6 +66,6 @@ extension CUDABackend {
         let total = batch * (newTokens - first) * width
         try launchElementwise(K.append, count: total, [
             .tensor(kNew), .tensor(vNew), .tensor(cache.keys), .tensor(cache.values), .int(capacity),
-            .int(newTokens), .int(past), .int(first), .int(width), .int64(total)])
+            .int(newTokens), .int(past), .int(first), .int(width), .int64(total), .pointer(recording?.past(past) ?? 0)])
     }
 }

@@ -28,7 +28,7 @@ extension CUDABackend {
         if let bad = ids.first(where: { $0 < 0 || Int($0) >= vocab }) {
             throw ScopeError("cuda backend: token id \(bad) outside the vocabulary of \(vocab)")
         }
-        let device = try staging.upload(ids)
+        let device = try recording?.tokens(ids) ?? stage(ids)
         try launchElementwise(K.embedding, count: out.count, [
             .tensor(table), table.type.kernelCode, .pointer(device), .tensor(out), .int(table.columns),
             .int64(ids.count)])
@@ -104,9 +104,11 @@ extension CUDABackend {
                   && rotaryDim <= headDim && invFreq.count >= rotaryDim / 2, "rope on \(x.shape)")
         guard rotaryDim > 0, !positions.isEmpty else { return }
         // Positions base + t % period (every executor pass) need no upload.
-        let pattern = Self.periodicPattern(positions)
-        let table = try staging.upload(Array(invFreq.prefix(rotaryDim / 2)))
-        let explicit = pattern == nil ? try staging.upload(positions) : 0
+        // A recorded step reads its positions from the step inputs that each replay refreshes.
+        let recorded = recording?.positions(positions)
+        let pattern = recorded == nil ? Self.periodicPattern(positions) : nil
+        let table = try stage(Array(invFreq.prefix(rotaryDim / 2)))
+        let explicit = try recorded ?? (pattern == nil ? stage(positions) : 0)
         try launchElementwise(K.rope, count: positions.count * heads * rotaryDim / 2, [
             .tensor(x), .int(heads), .int(headDim), .int(rotaryDim), .pointer(explicit),
             .int(Int(pattern?.base ?? 0)), .int(pattern?.period ?? 1), .pointer(table), .float(scale),
@@ -179,7 +181,7 @@ extension CUDABackend {
         try check(out.rows == rows.count && out.columns == source.columns
                   && rows.allSatisfy { $0 >= 0 && $0 < source.rows }, "gatherRows \(source.shape) -> \(out.shape)")
         guard !rows.isEmpty else { return }
-        let indices = try staging.upload(rows.map { Int32($0) })
+        let indices = try stage(rows.map { Int32($0) })
         try launchElementwise(K.gather, count: out.count, [
             .tensor(source), .pointer(indices), .tensor(out), .int(source.columns), .int64(rows.count)])
     }
@@ -191,7 +193,7 @@ extension CUDABackend {
                   && rows.allSatisfy { $0 >= 0 && $0 < out.rows } && Set(rows).count == rows.count,
                   "scatterAddRows \(source.shape) -> \(out.shape) (rows must be distinct and in range)")
         guard !rows.isEmpty else { return }
-        let indices = try staging.upload(rows.map { Int32($0) }), factors = try staging.upload(weights)
+        let indices = try stage(rows.map { Int32($0) }), factors = try stage(weights)
         try launchElementwise(K.scatterAdd, count: source.count, [
             .tensor(source), .pointer(indices), .pointer(factors), .tensor(out), .int(source.columns),
             .int64(rows.count)])

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ScopeCost
 import ScopeEngine
 import ScopeModels
@@ -6,8 +9,9 @@ import ScopeSupport
 /// The CUDA backend: bf16 activations and caches with fp32 accumulation, fp32 SSM states, norms and biases; GEMMs
 /// through cuBLAS, every other operator as an NVRTC-compiled kernel, all on one stream. Device memory comes from a
 /// caching pool; `memory` counts the bytes of live tensors exactly, so a limit makes a large GPU stand in for a small
-/// one and allocations past it throw `OutOfMemory`. Timing uses CUDA events.
-public final class CUDABackend: Backend, TensorAllocator {
+/// one and allocations past it throw `OutOfMemory`. Timing uses CUDA events. Decode steps are recorded as CUDA graphs
+/// and replayed.
+public final class CUDABackend: StepRecordingBackend, TensorAllocator {
     public let name = "cuda"
     public let memory: MemoryTracker
     public let activationType = ElementType.bf16
@@ -22,6 +26,8 @@ public final class CUDABackend: Backend, TensorAllocator {
     private var spareEvents: [OpaquePointer?] = []
     /// The NVML power meter of this GPU, opened at the first energy measurement (see CUDABackend+Energy.swift).
     var energyMeterState: Result<EnergyMeter?, Error>?
+    /// Set while a decode step is being recorded as a graph (see CUDABackend+Graphs.swift).
+    var recording: StepRecordingState?
 
     /// A backend on GPU 0; `memoryLimit` caps the bytes of live tensors (nil: the device's memory).
     public init(memoryLimit: Int? = nil) throws {
@@ -56,13 +62,19 @@ public final class CUDABackend: Backend, TensorAllocator {
     // MARK: Memory
 
     public func makeTensor(_ shape: [Int], _ type: ElementType) throws -> Tensor {
+        let tensor = try makeOutputTensor(shape, type)
+        try driver.check(driver.cuMemsetD8Async(CUdeviceptr(tensor.address), 0, tensor.byteCount, stream),
+                         "cuMemsetD8Async")
+        return tensor
+    }
+
+    public func makeOutputTensor(_ shape: [Int], _ type: ElementType) throws -> Tensor {
         let bytes = max(1, shape.reduce(1, *)) * type.byteSize
         try memory.reserve(bytes)
         guard let pointer = try allocator.allocate(bytes) else {
             memory.release(bytes)
             throw OutOfMemory(requested: bytes, inUse: memory.inUse, limit: memory.limit ?? device.totalMemory)
         }
-        try driver.check(driver.cuMemsetD8Async(pointer, 0, bytes, stream), "cuMemsetD8Async")
         return Tensor(shape: shape, type: type, address: UInt(pointer), byteCount: bytes, allocator: self)
     }
 
@@ -128,6 +140,13 @@ public final class CUDABackend: Backend, TensorAllocator {
     }
 
     public func startProfile() { profile = OperatorProfile() }
+
+    /// Steps are recorded as graphs except during a profiling pass, which times every operator with its own events,
+    /// or when the environment sets `SSM_SCOPE_CUDA_GRAPHS=0` (every operator of every step issued from the host).
+    public var canRecordSteps: Bool { graphsEnabled && profile == nil && recording == nil }
+
+    /// False when `SSM_SCOPE_CUDA_GRAPHS=0`.
+    public let graphsEnabled: Bool = getenv("SSM_SCOPE_CUDA_GRAPHS").map { String(cString: $0) != "0" } ?? true
 
     /// Waits for the profiled work and attributes each operator's event-timed span to its kind.
     public func finishProfile() throws -> OperatorProfile {

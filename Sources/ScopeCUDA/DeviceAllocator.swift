@@ -7,6 +7,9 @@ import ScopeSupport
 final class DeviceAllocator {
     private let driver: Driver
     private var cached: [Int: [CUdeviceptr]] = [:]
+    /// While a graph is recorded: the blocks freed since recording began, by size class, with their requested
+    /// bytes. They are reused only within the recording, since the graph writes them again at every replay.
+    private var recorded: [Int: [(pointer: CUdeviceptr, bytes: Int)]]?
 
     init(driver: Driver) {
         self.driver = driver
@@ -20,6 +23,7 @@ final class DeviceAllocator {
     /// A block of at least `bytes`; nil when the device is out of memory even after releasing the cache.
     func allocate(_ bytes: Int) throws -> CUdeviceptr? {
         let size = Self.sizeClass(bytes)
+        if let block = recorded?[size]?.popLast() { return block.pointer }
         if let pointer = cached[size]?.popLast() { return pointer }
         var pointer: CUdeviceptr = 0
         var status = driver.cuMemAlloc(&pointer, size)
@@ -35,7 +39,20 @@ final class DeviceAllocator {
     /// Returns a block to the pool.
     func free(_ pointer: CUdeviceptr, bytes: Int) {
         let size = Self.sizeClass(bytes)
-        cached[size, default: []].append(pointer)
+        if recorded != nil {
+            recorded![size, default: []].append((pointer, bytes))
+        } else {
+            cached[size, default: []].append(pointer)
+        }
+    }
+
+    /// Starts keeping the blocks freed from now on apart for a graph being recorded.
+    func beginRecording() { recorded = [:] }
+
+    /// Ends the recording and returns the blocks freed during it (the graph's workspace, with requested bytes).
+    func endRecording() -> [(pointer: CUdeviceptr, bytes: Int)] {
+        defer { recorded = nil }
+        return recorded.map { Array($0.values.joined()) } ?? []
     }
 
     /// Gives every cached block back to the driver.

@@ -43,6 +43,12 @@ public final class Driver: @unchecked Sendable {
     let cuLaunchKernel: @convention(c) (Handle, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, Handle,
                                         UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
                                         UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int32
+    let cuStreamBeginCapture: @convention(c) (Handle, Int32) -> Int32
+    let cuStreamEndCapture: @convention(c) (Handle, UnsafeMutablePointer<Handle>) -> Int32
+    let cuGraphInstantiate: @convention(c) (UnsafeMutablePointer<Handle>, Handle, UInt64) -> Int32
+    let cuGraphLaunch: @convention(c) (Handle, Handle) -> Int32
+    let cuGraphExecDestroy: @convention(c) (Handle) -> Int32
+    let cuGraphDestroy: @convention(c) (Handle) -> Int32
     private let cuGetErrorString: @convention(c) (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>) -> Int32
     private let cuGetErrorName: @convention(c) (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>) -> Int32
 
@@ -84,6 +90,12 @@ public final class Driver: @unchecked Sendable {
         cuModuleGetFunction = try l.function("cuModuleGetFunction")
         cuFuncSetAttribute = try l.function("cuFuncSetAttribute")
         cuLaunchKernel = try l.function("cuLaunchKernel")
+        cuStreamBeginCapture = try l.function("cuStreamBeginCapture_v2")
+        cuStreamEndCapture = try l.function("cuStreamEndCapture")
+        cuGraphInstantiate = try l.function("cuGraphInstantiateWithFlags")
+        cuGraphLaunch = try l.function("cuGraphLaunch")
+        cuGraphExecDestroy = try l.function("cuGraphExecDestroy")
+        cuGraphDestroy = try l.function("cuGraphDestroy")
         cuGetErrorString = try l.function("cuGetErrorString")
         cuGetErrorName = try l.function("cuGetErrorName")
     }

@@ -20,12 +20,20 @@ __device__ __forceinline__ const bf16* kv_row(const bf16* fresh, const bf16* cac
 }
 
 // Grid (splits, heads, batch * newTokens); 128 threads. partial: [rows, heads, splits, headDim + 2] holding
-// (max, sum, unnormalised output) per split. window 0 means none. Each warp takes 32 keys at a time, one per lane
-// (so that 32 key rows are read at once), then accumulates their values with lanes over the head dimension.
+// (max, sum, unnormalised output) per split (an empty split leaves max -inf). window 0 means none. pastDevice, when
+// not null, overrides past and the split size (recorded decode steps replay with a fixed grid). Each warp takes 32
+// keys at a time, one per lane (so that 32 key rows are read at once), then accumulates their values with lanes
+// over the head dimension.
 extern "C" __global__ void attn_split(const bf16* q, const bf16* kNew, const bf16* vNew, const bf16* kCache,
                                       const bf16* vCache, float* partial, int capacity, int newTokens, int past,
-                                      int heads, int kvHeads, int headDim, int window, float scale, int splitSize) {
+                                      int heads, int kvHeads, int headDim, int window, float scale, int splitSize,
+                                      const int* pastDevice) {
     int s = blockIdx.x, h = blockIdx.y, row = blockIdx.z, splits = gridDim.x;
+    if (pastDevice) {  // a recorded decode step: the cached length comes from device memory, the split size with it
+        past = *pastDevice;
+        int maxKeys = window > 0 ? min(past + newTokens, window) : past + newTokens;
+        splitSize = (maxKeys + splits - 1) / splits;
+    }
     int b = row / newTokens, t = row % newTokens, i = past + t;
     int lo = window > 0 ? max(0, i - window + 1) : 0;
     int start = lo + s * splitSize, end = min(i + 1, start + splitSize);
@@ -125,9 +133,12 @@ extern "C" __global__ void attn_combine(const float* partial, bf16* out, int hea
     }
 }
 
-// Stores new keys and values t in first..<newTokens at ring slot (past + t) % capacity.
+// Stores new keys and values t in first..<newTokens at ring slot (past + t) % capacity (past read from pastDevice
+// when that is not null).
 extern "C" __global__ void append_kv(const bf16* kNew, const bf16* vNew, bf16* kCache, bf16* vCache, int capacity,
-                                     int newTokens, int past, int first, int width, i64 total) {
+                                     int newTokens, int past, int first, int width, i64 total,
+                                     const int* pastDevice) {
+    if (pastDevice) past = *pastDevice;
     int kept = newTokens - first;
     for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (i64)gridDim.x * blockDim.x) {
         int c = i % width;
@@ -549,6 +560,7 @@ extern "C" __global__ void bias_store(const void* src, int srcType, const float*
 #include "common.cuh"
 
 #define MAX_ROWS 8
+#define UNROLL 4
 
 extern "C" __global__ void gemv_bf16(const bf16* x, const bf16* w, const float* bias, bf16* out, int rows, int n,
                                      int k) {
@@ -559,21 +571,33 @@ extern "C" __global__ void gemv_bf16(const bf16* x, const bf16* w, const float* 
     float acc[MAX_ROWS];
 #pragma unroll
     for (int r = 0; r < MAX_ROWS; r++) acc[r] = 0.0f;
-    for (int c = lane * 8; c < k; c += 256) {
-        uint4 wv = *(const uint4*)(wr + c);
-        const __nv_bfloat162* wp = (const __nv_bfloat162*)&wv;
-        float2 wf[4];
+    // Four 16-byte weight loads in flight per lane before any is used: a decode step is bound by how many bytes
+    // are in flight, not by the arithmetic.
+    for (int c0 = lane * 8; c0 < k; c0 += 256 * UNROLL) {
+        uint4 wv[UNROLL];
 #pragma unroll
-        for (int e = 0; e < 4; e++) wf[e] = __bfloat1622float2(wp[e]);
+        for (int u = 0; u < UNROLL; u++) {
+            int c = c0 + u * 256;
+            wv[u] = c < k ? __ldg((const uint4*)(wr + c)) : make_uint4(0, 0, 0, 0);
+        }
 #pragma unroll
-        for (int r = 0; r < MAX_ROWS; r++) {
-            if (r < rows) {
-                uint4 xv = *(const uint4*)(x + (i64)r * k + c);
-                const __nv_bfloat162* xp = (const __nv_bfloat162*)&xv;
+        for (int u = 0; u < UNROLL; u++) {
+            int c = c0 + u * 256;
+            if (c >= k) break;
+            const __nv_bfloat162* wp = (const __nv_bfloat162*)&wv[u];
+            float2 wf[4];
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    float2 xf = __bfloat1622float2(xp[e]);
-                    acc[r] += xf.x * wf[e].x + xf.y * wf[e].y;
+            for (int e = 0; e < 4; e++) wf[e] = __bfloat1622float2(wp[e]);
+#pragma unroll
+            for (int r = 0; r < MAX_ROWS; r++) {
+                if (r < rows) {
+                    uint4 xv = *(const uint4*)(x + (i64)r * k + c);
+                    const __nv_bfloat162* xp = (const __nv_bfloat162*)&xv;
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        float2 xf = __bfloat1622float2(xp[e]);
+                        acc[r] += xf.x * wf[e].x + xf.y * wf[e].y;
+                    }
                 }
             }
         }

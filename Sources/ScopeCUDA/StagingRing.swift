@@ -11,14 +11,30 @@ final class StagingRing {
     private var capacity = 0
     private var offset = 0
 
+    /// Whether the ring has a fixed size and must never wrap (a recorded graph copies from every part of it).
+    private let fixed: Bool
+
     init(driver: Driver, stream: OpaquePointer?) {
         self.driver = driver
         self.stream = stream
+        fixed = false
+    }
+
+    /// A ring of `capacity` bytes allocated now that never wraps or grows: uploads past its end throw. Used while
+    /// a graph is recorded, since its copies read the host ring again at every replay.
+    init(driver: Driver, stream: OpaquePointer?, fixedCapacity capacity: Int) throws {
+        self.driver = driver
+        self.stream = stream
+        fixed = true
+        try grow(to: capacity)
     }
 
     /// Copies `bytes` to the device and returns the device address (valid for work queued after this call).
     func upload(_ bytes: UnsafeRawBufferPointer) throws -> CUdeviceptr {
         let size = (bytes.count + 255) / 256 * 256
+        if fixed, offset + size > capacity {
+            throw ScopeError("cuda backend: a recorded step uploads more than \(capacity) bytes of host arrays")
+        }
         if size > capacity { try grow(to: max(size, 4 << 20)) }
         if offset + size > capacity {
             try driver.check(driver.cuStreamSynchronize(stream), "cuStreamSynchronize")

@@ -85,6 +85,9 @@ public protocol Backend: AnyObject, OperatorTimer {
 
     /// A zero-filled tensor (throws `OutOfMemory` past the memory limit).
     func makeTensor(_ shape: [Int], _ type: ElementType) throws -> Tensor
+    /// A tensor whose contents are undefined until written: for outputs an operator writes in full (saves the
+    /// zero fill on GPUs). Defaults to `makeTensor`.
+    func makeOutputTensor(_ shape: [Int], _ type: ElementType) throws -> Tensor
     /// Copies fp32 values into a tensor, converting to its element type.
     func upload(_ values: [Float], into tensor: Tensor) throws
     /// Copies raw elements of `type` into a tensor of the same count, converting if the types differ.
@@ -139,6 +142,12 @@ public protocol Backend: AnyObject, OperatorTimer {
     /// Gated RMSNorm of Mamba-2 mixers (see `GatedNorm.apply`).
     func gatedRMSNorm(_ x: Tensor, gate: Tensor, weight: Tensor, groups: Int, eps: Float, normBeforeGate: Bool,
                       out: Tensor) throws
+}
+
+extension Backend {
+    public func makeOutputTensor(_ shape: [Int], _ type: ElementType) throws -> Tensor {
+        try makeTensor(shape, type)
+    }
 }
 
 /// One attention layer's ring-buffer KV cache: [batch, capacity, kvHeads x headDim] for keys and values.

@@ -27,6 +27,8 @@ public final class InferenceCache {
     public internal(set) var length = 0
     /// Per layer, per block.
     public let blocks: [[BlockCache]]
+    /// The decode step recorded for this cache (its tensors' addresses are part of the recording).
+    var recordedStep: RecordedStep?
 
     init(batch: Int, capacity: Int, blocks: [[BlockCache]]) {
         self.batch = batch

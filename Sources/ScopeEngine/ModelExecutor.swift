@@ -18,6 +18,10 @@ public final class ModelExecutor {
     public let weights: ModelWeights
     public let backend: Backend
     private var ropeTables: [RopeKey: (invFreq: [Float], scale: Float)] = [:]
+    /// Whether decode steps are recorded once per cache and replayed where the backend can (CUDA graphs); false
+    /// issues every operator of every step from the host. Models whose step reads results back to the host
+    /// (mixture-of-experts routing) or whose rotary table changes with the length are never recorded.
+    public var recordsSteps = true
 
     public init(spec: ModelSpec, weights: ModelWeights, backend: Backend) {
         self.spec = spec
@@ -49,10 +53,42 @@ public final class ModelExecutor {
         return (logits, cache)
     }
 
-    /// Feeds one token per sequence and returns the next logits.
+    /// Feeds one token per sequence and returns the next logits. The first step of a cache on a backend that can
+    /// record steps is recorded, and every step replays that recording (see `recordsSteps`).
     public func step(_ tokens: [Int32], cache: InferenceCache) throws -> [[Float]] {
-        try forward(tokens.map { [$0] }, cache: cache)
+        guard recordsSteps, stepIsRecordable, let recorder = backend as? StepRecordingBackend, recorder.canRecordSteps,
+              tokens.count == cache.batch, cache.length < cache.capacity || cache.kvBytes == 0 else {
+            return try forward(tokens.map { [$0] }, cache: cache)
+        }
+        if let bad = tokens.first(where: { $0 < 0 || Int($0) >= spec.vocabSize }) {
+            throw ScopeError("token id \(bad) outside the vocabulary of \(spec.vocabSize)")
+        }
+        let inputs = StepInputs(tokens: tokens, past: cache.length)
+        if cache.recordedStep == nil {
+            cache.recordedStep = try recorder.recordStep(inputs) {
+                try encode(tokens.map { [$0] }, cache: cache, recording: true)
+            }
+        }
+        let logits = try cache.recordedStep!.replay(inputs)
+        cache.length += 1
+        return try lastLogits(logits, batch: tokens.count)
     }
+
+    /// True when a decode step's work does not depend on the cached length and reads nothing back to the host.
+    private lazy var stepIsRecordable: Bool = {
+        let blocks = spec.layers.flatMap(\.blocks)
+        if blocks.contains(where: { if case .moe = $0 { true } else { false } }) { return false }
+        let attention = blocks.compactMap { block -> AttentionSpec? in
+            switch block {
+            case .attention(let a): a
+            case .parallel(let p): p.attention
+            default: nil
+            }
+        } + spec.sharedBlocks.map(\.attention)
+        return !attention.contains { a in
+            if case .dynamic? = a.rope?.scaling { true } else { false }
+        }
+    }()
 
     /// Greedy decoding of `count` new tokens after `prompt`.
     public func generate(prompt: [Int32], count: Int) throws -> [Int32] {
@@ -70,10 +106,26 @@ public final class ModelExecutor {
 
     /// One pass over `tokens` (batch x newTokens) after the cache's tokens; returns last-token logits.
     func forward(_ tokens: [[Int32]], cache: InferenceCache) throws -> [[Float]] {
+        let logits = try encode(tokens, cache: cache, recording: false)
+        cache.length += tokens[0].count
+        return try lastLogits(logits, batch: tokens.count)
+    }
+
+    /// The logits tensor [batch, vocab] as one array per sequence.
+    private func lastLogits(_ logits: Tensor, batch: Int) throws -> [[Float]] {
+        let flat = try backend.download(logits)
+        return (0..<batch).map { Array(flat[($0 * spec.vocabSize)..<(($0 + 1) * spec.vocabSize)]) }
+    }
+
+    /// Queues one pass over `tokens` after the cache's tokens and returns the last-token logits [batch, vocab]; the
+    /// cache's length is left to the caller. `recording`: the pass is being recorded as a decode step, so attention
+    /// is given its cache even when it is empty (replays run with cached tokens).
+    private func encode(_ tokens: [[Int32]], cache: InferenceCache, recording: Bool) throws -> Tensor {
         let batch = tokens.count, newTokens = tokens[0].count, past = cache.length
         guard batch == cache.batch else { throw ScopeError("the cache holds \(cache.batch) sequences, not \(batch)") }
         let pass = Pass(batch: batch, newTokens: newTokens, past: past,
-                        positions: (0..<batch).flatMap { _ in (0..<newTokens).map { Int32(past + $0) } })
+                        positions: (0..<batch).flatMap { _ in (0..<newTokens).map { Int32(past + $0) } },
+                        recording: recording)
         let x = try tensor([pass.rows, spec.hiddenSize])
         try timed(.embedding) {
             try backend.embedding(table: weights.embedding, ids: tokens.flatMap { $0 }, out: x)
@@ -111,9 +163,7 @@ public final class ModelExecutor {
             try backend.linear(last, weight: weights.lmHead ?? weights.embedding, rows: nil, bias: nil, out: logits)
             if let m = spec.multipliers, m.lmHead != 1 { try backend.scale(logits, by: Float(m.lmHead), out: logits) }
         }
-        cache.length += newTokens
-        let flat = try backend.download(logits)
-        return (0..<batch).map { Array(flat[($0 * spec.vocabSize)..<(($0 + 1) * spec.vocabSize)]) }
+        return logits
     }
 
     /// Shape of the current pass.
@@ -123,6 +173,8 @@ public final class ModelExecutor {
         let past: Int
         /// Absolute position of every row (sequence-major).
         let positions: [Int32]
+        /// The pass is being recorded as a decode step.
+        let recording: Bool
         var rows: Int { batch * newTokens }
     }
 
@@ -228,7 +280,7 @@ public final class ModelExecutor {
         }
         let out = try tensor([pass.rows, a.queryWidth])
         try timed(pass.newTokens == 1 ? .attentionDecode : .attentionPrefill) {
-            try backend.attention(q: q, kNew: k, vNew: v, cache: pass.past > 0 ? kv : nil, batch: pass.batch,
+            try backend.attention(q: q, kNew: k, vNew: v, cache: pass.past > 0 || pass.recording ? kv : nil, batch: pass.batch,
                                   newTokens: pass.newTokens, past: pass.past, heads: a.heads, kvHeads: a.kvHeads,
                                   headDim: a.headDim, window: a.slidingWindow,
                                   scale: Float(a.scale), out: out)
@@ -322,7 +374,7 @@ public final class ModelExecutor {
             let chosen = exps.indices.sorted { exps[$0] != exps[$1] ? exps[$0] > exps[$1] : $0 < $1 }.prefix(m.topK)
             for e in chosen { assigned[e].append((r, exps[e] / sum)) }
         }
-        let out = try tensor([rows, m.expert.outputSize])
+        let out = try backend.makeTensor([rows, m.expert.outputSize], backend.activationType)  // summed into
         for (e, routed) in assigned.enumerated() where !routed.isEmpty {
             let input = try tensor([routed.count, m.expert.inputSize])
             try timed(.residualAdd) { try backend.gatherRows(n, rows: routed.map(\.row), out: input) }
@@ -336,7 +388,8 @@ public final class ModelExecutor {
 
     // MARK: Helpers
 
-    private func tensor(_ shape: [Int]) throws -> Tensor { try backend.makeTensor(shape, backend.activationType) }
+    /// An activation tensor that the operator receiving it writes in full.
+    private func tensor(_ shape: [Int]) throws -> Tensor { try backend.makeOutputTensor(shape, backend.activationType) }
 
     private func timed(_ kind: OperatorKind, _ body: () throws -> Void) throws {
         try backend.measure(kind, body)

@@ -4,6 +4,7 @@
 #include "common.cuh"
 
 #define MAX_ROWS 8
+#define UNROLL 4
 
 extern "C" __global__ void gemv_bf16(const bf16* x, const bf16* w, const float* bias, bf16* out, int rows, int n,
                                      int k) {
@@ -14,21 +15,33 @@ extern "C" __global__ void gemv_bf16(const bf16* x, const bf16* w, const float* 
     float acc[MAX_ROWS];
 #pragma unroll
     for (int r = 0; r < MAX_ROWS; r++) acc[r] = 0.0f;
-    for (int c = lane * 8; c < k; c += 256) {
-        uint4 wv = *(const uint4*)(wr + c);
-        const __nv_bfloat162* wp = (const __nv_bfloat162*)&wv;
-        float2 wf[4];
+    // Four 16-byte weight loads in flight per lane before any is used: a decode step is bound by how many bytes
+    // are in flight, not by the arithmetic.
+    for (int c0 = lane * 8; c0 < k; c0 += 256 * UNROLL) {
+        uint4 wv[UNROLL];
 #pragma unroll
-        for (int e = 0; e < 4; e++) wf[e] = __bfloat1622float2(wp[e]);
+        for (int u = 0; u < UNROLL; u++) {
+            int c = c0 + u * 256;
+            wv[u] = c < k ? __ldg((const uint4*)(wr + c)) : make_uint4(0, 0, 0, 0);
+        }
 #pragma unroll
-        for (int r = 0; r < MAX_ROWS; r++) {
-            if (r < rows) {
-                uint4 xv = *(const uint4*)(x + (i64)r * k + c);
-                const __nv_bfloat162* xp = (const __nv_bfloat162*)&xv;
+        for (int u = 0; u < UNROLL; u++) {
+            int c = c0 + u * 256;
+            if (c >= k) break;
+            const __nv_bfloat162* wp = (const __nv_bfloat162*)&wv[u];
+            float2 wf[4];
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    float2 xf = __bfloat1622float2(xp[e]);
-                    acc[r] += xf.x * wf[e].x + xf.y * wf[e].y;
+            for (int e = 0; e < 4; e++) wf[e] = __bfloat1622float2(wp[e]);
+#pragma unroll
+            for (int r = 0; r < MAX_ROWS; r++) {
+                if (r < rows) {
+                    uint4 xv = *(const uint4*)(x + (i64)r * k + c);
+                    const __nv_bfloat162* xp = (const __nv_bfloat162*)&xv;
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        float2 xf = __bfloat1622float2(xp[e]);
+                        acc[r] += xf.x * wf[e].x + xf.y * wf[e].y;
+                    }
                 }
             }
         }
