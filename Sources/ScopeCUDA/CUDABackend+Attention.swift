@@ -2,7 +2,14 @@ import ScopeEngine
 import ScopeSupport
 
 private enum K {
-    static let split = Kernel(module: "attention", name: "attn_split")
+    /// Split-KV kernels by pairs of head elements per lane (1, 2, 4: head sizes up to 64, 128, 256) and query
+    /// heads per block (1, 2, 4, 8).
+    static let splits = [1, 2, 4].map { pairs in
+        [1, 2, 4, 8].map { Kernel(module: "attention", name: "attn_split_p\(pairs)_g\($0)") }
+    }
+    static func split(headDim: Int, group: Int) -> Kernel {
+        splits[headDim <= 64 ? 0 : headDim <= 128 ? 1 : 2][group <= 1 ? 0 : group <= 2 ? 1 : group <= 4 ? 2 : 3]
+    }
     static let combine = Kernel(module: "attention", name: "attn_combine")
     static let append = Kernel(module: "attention", name: "append_kv")
     static func prefill(_ headDim: Int) -> Kernel { Kernel(module: "attention_prefill", name: "attn_prefill_d\(headDim)") }
@@ -45,14 +52,19 @@ extension CUDABackend {
         // A recorded step sizes its fixed grid for a full cache; the kernel reads the cached length at each replay.
         let pastDevice = recording?.past(past) ?? 0
         let maxKeys = min(pastDevice != 0 ? max(capacity, past + newTokens) : past + newTokens, window ?? Int.max)
-        let wanted = (16 * device.multiprocessors + rows * heads - 1) / (rows * heads)
-        let splits = max(1, min(wanted, (maxKeys + 63) / 64))
+        // One block per KV head serves up to 8 of the query heads that share it (a divisor of the group).
+        let sharing = heads / kvHeads, group = (1...min(8, sharing)).last { sharing % $0 == 0 } ?? 1
+        // About four blocks per multiprocessor, at least 256 keys per block (two passes of its four warps).
+        let blocksPerSplit = rows * heads / group
+        let wanted = (4 * device.multiprocessors + blocksPerSplit - 1) / blocksPerSplit
+        let splits = max(1, min(wanted, (maxKeys + 255) / 256))
         let splitSize = (maxKeys + splits - 1) / splits
         let partial = try makeOutputTensor([rows * heads * splits * (headDim + 2)], .fp32)  // every split writes its part
-        try launch(K.split, grid: (splits, heads, rows), block: 128, pointers + [
+        try launch(K.split(headDim: headDim, group: group), grid: (splits, heads / group, rows), block: 128,
+                   pointers + [
             .tensor(partial), .int(capacity), .int(newTokens), .int(past), .int(heads), .int(kvHeads),
-            .int(headDim), .int(window ?? 0), .float(scale), .int(splitSize), .pointer(pastDevice)])
-        try launch(K.combine, grid: (heads, rows, 1), block: min(256, max(32, (headDim + 31) / 32 * 32)), [
+            .int(headDim), .int(window ?? 0), .float(scale), .int(splitSize), .pointer(pastDevice), .int(group)])
+        try launch(K.combine, grid: (heads, rows, 1), block: 256, shared: 4 * splits, [
             .tensor(partial), .tensor(out), .int(heads), .int(headDim), .int(splits)])
     }
 

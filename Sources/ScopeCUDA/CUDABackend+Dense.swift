@@ -14,7 +14,11 @@ private enum K {
     static let scatterAdd = Kernel(module: "elementwise", name: "scatter_add_rows")
     static let convert = Kernel(module: "elementwise", name: "convert")
     static let biasStore = Kernel(module: "elementwise", name: "bias_store")
-    static let gemv = Kernel(module: "gemv", name: "gemv_bf16")
+    static let gemvKernels = [false, true].map { norm in
+        [1, 8].map { Kernel(module: "gemv", name: "gemv_bf16\(norm ? "_norm" : "")_r\($0)") }
+    }
+    /// The gemv kernel for `rows` rows (one, or up to eight), plain or with the input norm folded in.
+    static func gemv(rows: Int, norm: Bool) -> Kernel { gemvKernels[norm ? 1 : 0][rows == 1 ? 0 : 1] }
     static let rmsnorm = Kernel(module: "norms", name: "rmsnorm")
     static let rope = Kernel(module: "rope", name: "rope")
 }
@@ -38,6 +42,64 @@ extension CUDABackend {
     /// kernel; otherwise cublasGemmEx, bf16 weights multiplying the bf16 activations directly, fp16 and fp32
     /// weights with a converted copy of x and an fp32 result, rounded to bf16 with the bias.
     public func linear(_ x: Tensor, weight: Tensor, rows: Range<Int>?, bias: Tensor?, out: Tensor) throws {
+        try project(x, weight: weight, rows: rows, bias: bias, out: out, accumulate: false)
+    }
+
+    /// The norm and the residual sum folded into the gemv kernel for up to 8 rows with bf16 weights (the norm
+    /// recomputed by every block, the sum taken in fp32 before rounding); otherwise the norm as its own kernel and
+    /// the sum through cuBLAS's beta.
+    public func fusedLinear(_ x: Tensor, norm: InputNorm?, weight: Tensor, rows: Range<Int>?, bias: Tensor?,
+                            out: Tensor, accumulate: Bool) throws {
+        guard let norm else {
+            return try project(x, weight: weight, rows: rows, bias: bias, out: out, accumulate: accumulate)
+        }
+        let k = weight.columns, range = rows ?? 0..<weight.rows, m = x.rows, n = range.count
+        let w = CUdeviceptr(weight.address) + CUdeviceptr(range.lowerBound * k * weight.type.byteSize)
+        var fold = weight.type == .bf16 && m <= 8 && k % 8 == 0 && w % 16 == 0 && x.address % 16 == 0
+            && x.columns == k && out.columns == n && out.rows == m && range.upperBound <= weight.rows
+            && 4 * m * k <= device.sharedMemoryPerBlock - 1024 && k <= 32 * 256
+        var arguments: [KernelArgument] = []
+        switch norm {
+        case .rms(let normWeight, let eps):
+            try requireFP32(normWeight, in: "rmsNorm weight")
+            fold = fold && (normWeight?.count ?? k) == k
+            arguments = [.int(1), .tensor(normWeight), .float(eps), .tensor(nil), .int(1), .int(0)]
+        case .gatedRMS(let gate, let normWeight, let groups, let eps, let normBeforeGate):
+            try requireActivations(gate, in: "gatedRMSNorm gate")
+            try requireFP32(normWeight, in: "gatedRMSNorm weight")
+            fold = fold && groups >= 1 && groups <= 8 && k % groups == 0 && (k / groups) % 8 == 0
+                && gate.count == x.count && normWeight.count == k && gate.address % 16 == 0
+            arguments = [.int(2), .tensor(normWeight), .float(eps), .tensor(gate), .int(groups),
+                         .int(normBeforeGate ? 1 : 0)]
+        }
+        guard fold else {
+            return try project(try applyNorm(norm, to: x), weight: weight, rows: rows, bias: bias, out: out,
+                               accumulate: accumulate)
+        }
+        try requireActivations(x, out, in: "linear")
+        try requireFP32(bias, in: "linear bias")
+        guard n > 0 else { return }
+        let threads = gemvThreads(columns: n, minimum: (k + 31) / 32)
+        try launch(K.gemv(rows: m, norm: true), grid: ((n + threads / 32 - 1) / (threads / 32), 1, 1), block: threads,
+                   shared: 4 * m * k, [
+            .tensor(x), .pointer(w), .tensor(bias), .tensor(out), .int(m), .int(n), .int(k),
+            .int(accumulate ? 1 : 0)] + arguments)
+    }
+
+    public func foldsInputNorm(rows: Int) -> Bool { rows <= 8 }
+
+    /// Threads per gemv block (one output column per warp): fewer for narrow outputs, so that at least about two
+    /// blocks per multiprocessor exist; at least `minimum`.
+    private func gemvThreads(columns: Int, minimum: Int) -> Int {
+        let blocksWanted = 2 * device.multiprocessors
+        var threads = 256
+        while threads > 64, (columns + threads / 32 - 1) / (threads / 32) < blocksWanted { threads /= 2 }
+        while threads < minimum, threads < 256 { threads *= 2 }
+        return threads
+    }
+
+    private func project(_ x: Tensor, weight: Tensor, rows: Range<Int>?, bias: Tensor?, out: Tensor,
+                         accumulate: Bool) throws {
         try requireActivations(x, out, in: "linear")
         try requireFP32(bias, in: "linear bias")
         let k = weight.columns, range = rows ?? 0..<weight.rows, m = x.rows, n = range.count
@@ -46,16 +108,20 @@ extension CUDABackend {
         guard m > 0, n > 0 else { return }
         let w = CUdeviceptr(weight.address) + CUdeviceptr(range.lowerBound * k * weight.type.byteSize)
         if weight.type == .bf16, m <= 8, k % 8 == 0, w % 16 == 0, x.address % 16 == 0 {
-            try launch(K.gemv, grid: ((n + 7) / 8, 1, 1), block: 256, [
-                .tensor(x), .pointer(w), .tensor(bias), .tensor(out), .int(m), .int(n), .int(k)])
+            let threads = gemvThreads(columns: n, minimum: 0)
+            try launch(K.gemv(rows: m, norm: false), grid: ((n + threads / 32 - 1) / (threads / 32), 1, 1),
+                       block: threads, [
+                .tensor(x), .pointer(w), .tensor(bias), .tensor(out), .int(m), .int(n), .int(k),
+                .int(accumulate ? 1 : 0)])
             return
         }
         if weight.type == .bf16 {
             try gemm(w, x: CUdeviceptr(x.address), out: CUdeviceptr(out.address), type: .bf16, outType: .bf16,
-                     m: m, n: n, k: k)
+                     m: m, n: n, k: k, accumulate: accumulate)
             if let bias {
                 try launchElementwise(K.biasStore, count: out.count, [
-                    .tensor(out), ElementType.bf16.kernelCode, .tensor(bias), .tensor(out), .int(n), .int64(m)])
+                    .tensor(out), ElementType.bf16.kernelCode, .tensor(bias), .tensor(out), .int(n), .int64(m),
+                    .int(0)])
             }
             return
         }
@@ -63,14 +129,16 @@ extension CUDABackend {
         try launchElementwise(K.convert, count: x.count, [
             .tensor(x), ElementType.bf16.kernelCode, .tensor(converted), weight.type.kernelCode, .int64(x.count)])
         try gemm(w, x: CUdeviceptr(converted.address), out: CUdeviceptr(result.address), type: weight.type,
-                 outType: .fp32, m: m, n: n, k: k)
+                 outType: .fp32, m: m, n: n, k: k, accumulate: false)
         try launchElementwise(K.biasStore, count: out.count, [
-            .tensor(result), ElementType.fp32.kernelCode, .tensor(bias), .tensor(out), .int(n), .int64(m)])
+            .tensor(result), ElementType.fp32.kernelCode, .tensor(bias), .tensor(out), .int(n), .int64(m),
+            .int(accumulate ? 1 : 0)])
     }
 
     /// Row-major out[m, n] = x[m, k] W[n, k]^T, i.e. column-major out^T = W^T(op T) x^T.
+    /// `accumulate`: out += instead of out = (cuBLAS beta 1).
     private func gemm(_ w: CUdeviceptr, x: CUdeviceptr, out: CUdeviceptr, type: ElementType, outType: ElementType,
-                      m: Int, n: Int, k: Int) throws {
+                      m: Int, n: Int, k: Int, accumulate: Bool) throws {
         func code(_ t: ElementType) -> Int32 {
             switch t {
             case .fp32: CUBLAS.DataType.fp32
@@ -78,7 +146,7 @@ extension CUDABackend {
             case .fp16: CUBLAS.DataType.fp16
             }
         }
-        var alpha: Float = 1, beta: Float = 0
+        var alpha: Float = 1, beta: Float = accumulate ? 1 : 0
         let blas = runtime.cublas
         let status = blas.cublasGemmEx(
             self.blas, 1, 0, Int32(n), Int32(m), Int32(k), &alpha,

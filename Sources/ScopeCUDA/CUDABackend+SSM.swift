@@ -4,6 +4,7 @@ import ScopeSupport
 private enum K {
     static let convForward = Kernel(module: "conv1d", name: "conv1d_forward")
     static let convRoll = Kernel(module: "conv1d", name: "conv1d_roll")
+    static let convStep = Kernel(module: "conv1d", name: "conv1d_step")
     static func scan(statesPerThread: Int) -> Kernel {
         Kernel(module: "selective_scan", name: "selective_scan_s\(statesPerThread)")
     }
@@ -29,6 +30,13 @@ extension CUDABackend {
                   "conv1d x \(x.shape), weight \(weight.shape), state \(state.shape) (kernel up to 8)")
         guard batch > 0, tokens > 0, channels > 0 else { return }
         let chunk = 64, blocks = (channels + 127) / 128
+        if tokens == 1 {
+            try check(batch <= 65535, "conv1d grid too large")
+            try launch(K.convStep, grid: (blocks, batch, 1), block: 128, [
+                .tensor(x), .tensor(weight), .tensor(bias), .tensor(state), .tensor(out), .int(channels),
+                .int(kernel), .int(silu ? 1 : 0)])
+            return
+        }
         try check(batch <= 65535 && (tokens + chunk - 1) / chunk <= 65535, "conv1d grid too large")
         try launch(K.convForward, grid: (blocks, (tokens + chunk - 1) / chunk, batch), block: 128, [
             .tensor(x), .tensor(weight), .tensor(bias), .tensor(state), .tensor(out), .int(tokens), .int(channels),

@@ -6,11 +6,11 @@ enum KernelSources {
     static let files: [String: String] = [
         "attention": ###"""
 // Causal attention against the ring-buffer KV cache (Attention.causal's contract) with split-KV: each block
-// computes one query's softmax state over one split of its keys, and attn_combine merges the splits. Used for
+// computes one query's softmax states (for the query heads of one KV head) over one split of its keys, and
+// attn_combine merges the splits. Used for
 // decode steps and for head sizes the tensor-core prefill kernel does not take. Also: appending to the cache.
 #include "common.cuh"
 
-#define MAX_PER_LANE 8  // head size up to 256
 
 // The key (or value) row of position j: new rows for j >= past, else the ring slot j % capacity.
 __device__ __forceinline__ const bf16* kv_row(const bf16* fresh, const bf16* cached, int j, int b, int newTokens,
@@ -19,16 +19,20 @@ __device__ __forceinline__ const bf16* kv_row(const bf16* fresh, const bf16* cac
     return cached + ((i64)b * capacity + j % capacity) * stride + offset;
 }
 
-// Grid (splits, heads, batch * newTokens); 128 threads. partial: [rows, heads, splits, headDim + 2] holding
-// (max, sum, unnormalised output) per split (an empty split leaves max -inf). window 0 means none. pastDevice, when
-// not null, overrides past and the split size (recorded decode steps replay with a fixed grid). Each warp takes 32
-// keys at a time, one per lane (so that 32 key rows are read at once), then accumulates their values with lanes
-// over the head dimension.
-extern "C" __global__ void attn_split(const bf16* q, const bf16* kNew, const bf16* vNew, const bf16* kCache,
-                                      const bf16* vCache, float* partial, int capacity, int newTokens, int past,
-                                      int heads, int kvHeads, int headDim, int window, float scale, int splitSize,
-                                      const int* pastDevice) {
-    int s = blockIdx.x, h = blockIdx.y, row = blockIdx.z, splits = gridDim.x;
+// Grid (splits, heads / group, batch * newTokens); 128 threads. Each block serves `group` query heads that share
+// one KV head (GQA), so every key and value row is read once for all of them. partial: [rows, heads, splits,
+// headDim + 2] holding (max, sum, unnormalised output) per head and split (an empty split leaves max -inf). window 0
+// means none. pastDevice, when not null, overrides past and the split size (recorded decode steps replay with a
+// fixed grid). Each warp takes 32 keys at a time, one per lane (so that 32 key rows are read at once), then
+// accumulates their values eight rows at a time (eight loads in flight) with lanes over pairs of the head
+// dimension. Instantiated for head sizes up to 64 PAIRS and for up to GROUP query heads per block.
+template <int PAIRS, int GROUP>
+__device__ __forceinline__ void split_attention(const bf16* q, const bf16* kNew, const bf16* vNew, const bf16* kCache,
+                                                const bf16* vCache, float* partial, int capacity, int newTokens,
+                                                int past, int heads, int kvHeads, int headDim, int window,
+                                                float scale, int splitSize, const int* pastDevice, int group) {
+    int s = blockIdx.x, row = blockIdx.z, splits = gridDim.x;
+    int h0 = blockIdx.y * group;  // first query head of this block
     if (pastDevice) {  // a recorded decode step: the cached length comes from device memory, the split size with it
         past = *pastDevice;
         int maxKeys = window > 0 ? min(past + newTokens, window) : past + newTokens;
@@ -37,98 +41,216 @@ extern "C" __global__ void attn_split(const bf16* q, const bf16* kNew, const bf1
     int b = row / newTokens, t = row % newTokens, i = past + t;
     int lo = window > 0 ? max(0, i - window + 1) : 0;
     int start = lo + s * splitSize, end = min(i + 1, start + splitSize);
-    int kvOffset = (h / (heads / kvHeads)) * headDim, kvStride = kvHeads * headDim;
+    int kvOffset = (h0 / (heads / kvHeads)) * headDim, kvStride = kvHeads * headDim;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    bool vectorKeys = ((kvStride | kvOffset | headDim) & 7) == 0;  // 16-byte key rows
+    bool pairedValues = ((kvStride | kvOffset | headDim) & 1) == 0;
 
-    __shared__ float qs[256];
-    const bf16* qp = q + (i64)row * heads * headDim + (i64)h * headDim;
-    for (int d = threadIdx.x; d < headDim; d += blockDim.x) qs[d] = ld(qp, d) * scale;
+    __shared__ __align__(16) float qs[GROUP][64 * PAIRS];
+    for (int e = threadIdx.x; e < group * headDim; e += blockDim.x) {
+        int g = e / headDim, d = e % headDim;
+        qs[g][d] = ld(q + (i64)row * heads * headDim + (i64)(h0 + g) * headDim, d) * scale;
+    }
     __syncthreads();
-    float acc[MAX_PER_LANE];
+    float2 acc[GROUP][PAIRS];
+    float m[GROUP], l[GROUP];
 #pragma unroll
-    for (int e = 0; e < MAX_PER_LANE; e++) acc[e] = 0.0f;
-    float m = NEG_INF, l = 0.0f;
+    for (int g = 0; g < GROUP; g++) {
+        m[g] = NEG_INF;
+        l[g] = 0.0f;
+#pragma unroll
+        for (int e = 0; e < PAIRS; e++) acc[g][e] = make_float2(0.0f, 0.0f);
+    }
     for (int j0 = start + warp * 32; j0 < end; j0 += warps * 32) {
         int j = j0 + lane;
-        float score = NEG_INF;
+        float score[GROUP];
+#pragma unroll
+        for (int g = 0; g < GROUP; g++) score[g] = 0.0f;
         if (j < end) {
             const bf16* kp = kv_row(kNew, kCache, j, b, newTokens, past, capacity, kvStride, kvOffset);
-            float dot = 0.0f;
-            if ((((unsigned long long)kp | (unsigned long long)(headDim * 2)) & 15) == 0) {  // 16-byte rows
-                for (int d = 0; d < headDim; d += 8) {
-                    uint4 raw = *(const uint4*)(kp + d);
-                    const __nv_bfloat162* k2 = (const __nv_bfloat162*)&raw;
+            if (vectorKeys) {
 #pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        float2 kf = __bfloat1622float2(k2[e]);
-                        dot += qs[d + 2 * e] * kf.x + qs[d + 2 * e + 1] * kf.y;
+                for (int d0 = 0; d0 < 64 * PAIRS; d0 += 64) {  // 128-byte segments, eight loads in flight
+                    uint4 raw[8];
+#pragma unroll
+                    for (int u = 0; u < 8; u++) {
+                        raw[u] = d0 + 8 * u < headDim ? *(const uint4*)(kp + d0 + 8 * u) : make_uint4(0, 0, 0, 0);
+                    }
+#pragma unroll
+                    for (int u = 0; u < 8; u++) {
+                        int d = d0 + 8 * u;
+                        if (d >= headDim) continue;
+                        float kf[8];
+                        const __nv_bfloat162* k2 = (const __nv_bfloat162*)&raw[u];
+#pragma unroll
+                        for (int e = 0; e < 4; e++) {
+                            float2 f = __bfloat1622float2(k2[e]);
+                            kf[2 * e] = f.x;
+                            kf[2 * e + 1] = f.y;
+                        }
+#pragma unroll
+                        for (int g = 0; g < GROUP; g++) {  // q by 16-byte broadcasts from shared memory
+                            float4 qa = *(const float4*)&qs[g][d], qb = *(const float4*)&qs[g][d + 4];
+                            score[g] += qa.x * kf[0] + qa.y * kf[1] + qa.z * kf[2] + qa.w * kf[3]
+                                + qb.x * kf[4] + qb.y * kf[5] + qb.z * kf[6] + qb.w * kf[7];
+                        }
                     }
                 }
             } else {
-                for (int d = 0; d < headDim; d++) dot += qs[d] * ld(kp, d);
-            }
-            score = dot;
-        }
-        float mNew = fmaxf(m, warp_max(score));
-        float correction = expf(m - mNew);
-        float p = j < end ? expf(score - mNew) : 0.0f;
-        l = l * correction + warp_sum(p);
+                for (int d = 0; d < headDim; d++) {
+                    float kf = ld(kp, d);
 #pragma unroll
-        for (int e = 0; e < MAX_PER_LANE; e++) acc[e] *= correction;
+                    for (int g = 0; g < GROUP; g++) score[g] += qs[g][d] * kf;
+                }
+            }
+        }
+        float p[GROUP];
+#pragma unroll
+        for (int g = 0; g < GROUP; g++) {
+            float sc = j < end && g < group ? score[g] : NEG_INF;
+            float mNew = fmaxf(m[g], warp_max(sc));
+            float correction = mNew == NEG_INF ? 1.0f : expf(m[g] - mNew);
+            p[g] = sc == NEG_INF ? 0.0f : expf(sc - mNew);
+            l[g] = l[g] * correction + warp_sum(p[g]);
+#pragma unroll
+            for (int e = 0; e < PAIRS; e++) {
+                acc[g][e].x *= correction;
+                acc[g][e].y *= correction;
+            }
+            m[g] = mNew;
+        }
         int count = min(32, end - j0);
-#pragma unroll 8
-        for (int jj = 0; jj < count; jj++) {
-            float pj = __shfl_sync(0xffffffffu, p, jj);
-            const bf16* vp = kv_row(vNew, vCache, j0 + jj, b, newTokens, past, capacity, kvStride, kvOffset);
+        for (int jb = 0; jb < count; jb += 8) {
+            float2 v[8][PAIRS];
 #pragma unroll
-            for (int e = 0; e < MAX_PER_LANE; e++) {
-                int d = lane + 32 * e;
-                if (d < headDim) acc[e] += pj * ld(vp, d);
+            for (int u = 0; u < 8; u++) {
+                const bf16* vp = kv_row(vNew, vCache, j0 + jb + u, b, newTokens, past, capacity, kvStride, kvOffset);
+#pragma unroll
+                for (int e = 0; e < PAIRS; e++) {
+                    int d = 2 * (lane + 32 * e);
+                    if (jb + u >= count || d >= headDim) {
+                        v[u][e] = make_float2(0.0f, 0.0f);
+                    } else if (pairedValues) {
+                        v[u][e] = __bfloat1622float2(*(const __nv_bfloat162*)(vp + d));
+                    } else {
+                        v[u][e] = make_float2(ld(vp, d), d + 1 < headDim ? ld(vp, d + 1) : 0.0f);
+                    }
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < 8; u++) {
+#pragma unroll
+                for (int g = 0; g < GROUP; g++) {
+                    float pj = __shfl_sync(0xffffffffu, p[g], (jb + u) & 31);
+#pragma unroll
+                    for (int e = 0; e < PAIRS; e++) {
+                        acc[g][e].x += pj * v[u][e].x;
+                        acc[g][e].y += pj * v[u][e].y;
+                    }
+                }
             }
         }
-        m = mNew;
     }
-    // Merge the warps' states.
-    __shared__ float wm[4], wl[4], wacc[4][256];
-    if (lane == 0) { wm[warp] = m; wl[warp] = l; }
+    // Merge the warps' states, one query head at a time, through shared memory.
+    __shared__ float wm[4], wl[4], wacc[4][64 * PAIRS];
+    for (int g = 0; g < group; g++) {
+        __syncthreads();
+        float mg = m[0], lg = l[0];
+        float2 ag[PAIRS];
 #pragma unroll
-    for (int e = 0; e < MAX_PER_LANE; e++) {
-        int d = lane + 32 * e;
-        if (d < headDim) wacc[warp][d] = acc[e];
-    }
-    __syncthreads();
-    float* dst = partial + (((i64)row * heads + h) * splits + s) * (headDim + 2);
-    float M = NEG_INF;
-    for (int w = 0; w < warps; w++) M = fmaxf(M, wm[w]);
-    for (int d = threadIdx.x; d < headDim + 2; d += blockDim.x) {
-        float total = 0.0f;
-        for (int w = 0; w < warps; w++) {
-            if (wm[w] == NEG_INF) continue;
-            float f = expf(wm[w] - M);
-            total += (d == 1 ? wl[w] : d >= 2 ? wacc[w][d - 2] : 0.0f) * f;
+        for (int e = 0; e < PAIRS; e++) ag[e] = acc[0][e];
+#pragma unroll
+        for (int gg = 1; gg < GROUP; gg++) {
+            if (gg == g) {
+                mg = m[gg];
+                lg = l[gg];
+#pragma unroll
+                for (int e = 0; e < PAIRS; e++) ag[e] = acc[gg][e];
+            }
         }
-        dst[d] = d == 0 ? M : total;
+        if (lane == 0) { wm[warp] = mg; wl[warp] = lg; }
+#pragma unroll
+        for (int e = 0; e < PAIRS; e++) {
+            int d = 2 * (lane + 32 * e);
+            if (d < headDim) wacc[warp][d] = ag[e].x;
+            if (d + 1 < headDim) wacc[warp][d + 1] = ag[e].y;
+        }
+        __syncthreads();
+        float* dst = partial + (((i64)row * heads + h0 + g) * splits + s) * (headDim + 2);
+        float M = NEG_INF;
+        for (int w = 0; w < warps; w++) M = fmaxf(M, wm[w]);
+        for (int d = threadIdx.x; d < headDim + 2; d += blockDim.x) {
+            float total = 0.0f;
+            for (int w = 0; w < warps; w++) {
+                if (wm[w] == NEG_INF) continue;
+                float f = expf(wm[w] - M);
+                total += (d == 1 ? wl[w] : d >= 2 ? wacc[w][d - 2] : 0.0f) * f;
+            }
+            dst[d] = d == 0 ? M : total;
+        }
     }
 }
 
-// Grid (heads, batch * newTokens): out = sum_s acc_s exp(m_s - M) / sum_s l_s exp(m_s - M).
-extern "C" __global__ void attn_combine(const float* partial, bf16* out, int heads, int headDim, int splits) {
-    int h = blockIdx.x, row = blockIdx.y;
-    const float* base = partial + ((i64)row * heads + h) * splits * (headDim + 2);
-    float M = NEG_INF;
-    for (int s = 0; s < splits; s++) M = fmaxf(M, base[s * (headDim + 2)]);
-    float L = 0.0f;
-    for (int s = 0; s < splits; s++) {
-        float m = base[s * (headDim + 2)];
-        if (m != NEG_INF) L += base[s * (headDim + 2) + 1] * expf(m - M);
+#define SPLIT(PAIRS, GROUP)                                                                                         \
+    extern "C" __global__ void attn_split_p##PAIRS##_g##GROUP(                                                      \
+        const bf16* q, const bf16* kNew, const bf16* vNew, const bf16* kCache, const bf16* vCache, float* partial,  \
+        int capacity, int newTokens, int past, int heads, int kvHeads, int headDim, int window, float scale,        \
+        int splitSize, const int* pastDevice, int group) {                                                          \
+        split_attention<PAIRS, GROUP>(q, kNew, vNew, kCache, vCache, partial, capacity, newTokens, past, heads,     \
+                                      kvHeads, headDim, window, scale, splitSize, pastDevice, group);               \
     }
+SPLIT(1, 1) SPLIT(1, 2) SPLIT(1, 4) SPLIT(1, 8)
+SPLIT(2, 1) SPLIT(2, 2) SPLIT(2, 4) SPLIT(2, 8)
+SPLIT(4, 1) SPLIT(4, 2) SPLIT(4, 4) SPLIT(4, 8)
+
+__device__ __forceinline__ float block_max(float v) {
+    __shared__ float partial[32];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    return warp_max(lane < warps ? partial[lane] : NEG_INF);
+}
+
+// Grid (heads, batch * newTokens), 256 threads, dynamic shared memory of `splits` floats:
+// out = sum_s acc_s exp(m_s - M) / sum_s l_s exp(m_s - M), the splits shared among the threads.
+extern "C" __global__ void attn_combine(const float* partial, bf16* out, int heads, int headDim, int splits) {
+    extern __shared__ float weights[];
+    __shared__ float sums[256];
+    int h = blockIdx.x, row = blockIdx.y, width = headDim + 2;
+    const float* base = partial + ((i64)row * heads + h) * splits * width;
+    float mx = NEG_INF;
+    for (int s = threadIdx.x; s < splits; s += blockDim.x) mx = fmaxf(mx, base[(i64)s * width]);
+    float M = block_max(mx);
+    float lsum = 0.0f;
+    for (int s = threadIdx.x; s < splits; s += blockDim.x) {
+        float m = base[(i64)s * width];
+        float w = m == NEG_INF ? 0.0f : expf(m - M);
+        weights[s] = w;
+        lsum += base[(i64)s * width + 1] * w;
+    }
+    float L = block_sum(lsum);  // synchronises, so every weight is visible below
     bf16* dst = out + (i64)row * heads * headDim + (i64)h * headDim;
-    for (int d = threadIdx.x; d < headDim; d += blockDim.x) {
-        float total = 0.0f;
-        for (int s = 0; s < splits; s++) {
-            float m = base[s * (headDim + 2)];
-            if (m != NEG_INF) total += base[s * (headDim + 2) + 2 + d] * expf(m - M);
+    if (headDim * 2 > (int)blockDim.x) {
+        for (int d = threadIdx.x; d < headDim; d += blockDim.x) {
+            float total = 0.0f;
+#pragma unroll 4
+            for (int s = 0; s < splits; s++) total += base[(i64)s * width + 2 + d] * weights[s];
+            st(dst, d, total / L);
         }
+        return;
+    }
+    int parts = blockDim.x / headDim, part = threadIdx.x / headDim, d = threadIdx.x % headDim;
+    float total = 0.0f;
+    if (part < parts) {
+#pragma unroll 4
+        for (int s = part; s < splits; s += parts) total += base[(i64)s * width + 2 + d] * weights[s];
+        sums[threadIdx.x] = total;
+    }
+    __syncthreads();
+    if (part == 0) {
+        for (int p = 1; p < parts; p++) total += sums[p * headDim + d];
         st(dst, d, total / L);
     }
 }
@@ -386,6 +508,28 @@ __device__ __forceinline__ void store_any(void* p, int type, i64 i, float v) {
 __device__ __forceinline__ float ld(const bf16* p, i64 i) { return __bfloat162float(p[i]); }
 __device__ __forceinline__ void st(bf16* p, i64 i, float v) { p[i] = __float2bfloat16(v); }
 
+__device__ __forceinline__ bool aligned16(const void* p) { return ((unsigned long long)p & 15) == 0; }
+
+// Eight consecutive bf16 as floats (16-byte aligned).
+__device__ __forceinline__ void ld8(const bf16* p, float* v) {
+    uint4 raw = *(const uint4*)p;
+    const __nv_bfloat162* h = (const __nv_bfloat162*)&raw;
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+        float2 f = __bfloat1622float2(h[e]);
+        v[2 * e] = f.x;
+        v[2 * e + 1] = f.y;
+    }
+}
+
+__device__ __forceinline__ void st8(bf16* p, const float* v) {
+    uint4 raw;
+    __nv_bfloat162* h = (__nv_bfloat162*)&raw;
+#pragma unroll
+    for (int e = 0; e < 4; e++) h[e] = __floats2bfloat162_rn(v[2 * e], v[2 * e + 1]);
+    *(uint4*)p = raw;
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
@@ -428,7 +572,7 @@ __device__ __forceinline__ float activate(int kind, float x) {
 // Causal depthwise conv1d with a rolling [batch, kernel - 1, channels] state (Conv1d.causal's contract), kernel
 // size up to 8. conv1d_forward: one thread per (channel, run of `chunk` tokens, sequence), reading the kernel - 1
 // inputs before its run from x or the old state; conv1d_roll then moves the newest inputs into the state (a second
-// launch, so that no thread overwrites state another still reads).
+// launch, so that no thread overwrites state another still reads); conv1d_step does both for one new token.
 #include "common.cuh"
 
 #define KMAX 8
@@ -479,6 +623,25 @@ extern "C" __global__ void conv1d_roll(const bf16* x, bf16* state, int tokens, i
         for (int i = 0; i < tokens; i++) s[(i64)(kept + i) * channels] = xb[(i64)i * channels];
     }
 }
+
+// One decode step (a single new token per sequence): the output and the rolled state in one launch, since each
+// thread owns its channel's whole history. One thread per (channel, sequence).
+extern "C" __global__ void conv1d_step(const bf16* x, const float* weight, const float* bias, bf16* state, bf16* out,
+                                       int channels, int kernel, int silu_out) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= channels) return;
+    int b = blockIdx.y, history = kernel - 1;
+    bf16* s = state + (i64)b * history * channels + c;
+    float newest = ld(x, (i64)b * channels + c);
+    float acc = (bias ? bias[c] : 0.0f) + weight[(i64)c * kernel + history] * newest;
+    for (int i = 0; i < history; i++) {
+        float v = ld(s, (i64)i * channels);
+        acc += weight[(i64)c * kernel + i] * v;
+        if (i > 0) st(s, (i64)(i - 1) * channels, v);
+    }
+    if (history > 0) st(s, (i64)(history - 1) * channels, newest);
+    st(out, (i64)b * channels + c, silu_out ? silu(acc) : acc);
+}
 """###,
         "elementwise": ###"""
 // Memory-bound elementwise kernels: embedding lookup, sums, scaling, activations, column and row copies, type
@@ -495,21 +658,54 @@ extern "C" __global__ void embedding(const void* table, int type, const int* ids
     }
 }
 
+// Runs `vector` on every eighth index (eight elements, 16-byte loads) where every pointer is 16-byte aligned and n
+// is a multiple of 8 (activation tensors always are), else `scalar` on every index.
+template <typename Vector, typename Scalar>
+__device__ __forceinline__ void elementwise(i64 n, bool aligned, Vector vector, Scalar scalar) {
+    if (aligned && n % 8 == 0) {
+        GRID_STRIDE(i8, n / 8) vector(i8 * 8);
+    } else {
+        GRID_STRIDE(i, n) scalar(i);
+    }
+}
+
 extern "C" __global__ void add(const bf16* a, const bf16* b, bf16* out, i64 n) {
-    GRID_STRIDE(i, n) st(out, i, ld(a, i) + ld(b, i));
+    elementwise(n, aligned16(a) && aligned16(b) && aligned16(out), [&](i64 i) {
+        float x[8], y[8];
+        ld8(a + i, x);
+        ld8(b + i, y);
+        for (int e = 0; e < 8; e++) x[e] += y[e];
+        st8(out + i, x);
+    }, [&](i64 i) { st(out, i, ld(a, i) + ld(b, i)); });
 }
 
 extern "C" __global__ void scale(const bf16* x, float factor, bf16* out, i64 n) {
-    GRID_STRIDE(i, n) st(out, i, ld(x, i) * factor);
+    elementwise(n, aligned16(x) && aligned16(out), [&](i64 i) {
+        float v[8];
+        ld8(x + i, v);
+        for (int e = 0; e < 8; e++) v[e] *= factor;
+        st8(out + i, v);
+    }, [&](i64 i) { st(out, i, ld(x, i) * factor); });
 }
 
 extern "C" __global__ void activation(int kind, const bf16* x, bf16* out, i64 n) {
-    GRID_STRIDE(i, n) st(out, i, activate(kind, ld(x, i)));
+    elementwise(n, aligned16(x) && aligned16(out), [&](i64 i) {
+        float v[8];
+        ld8(x + i, v);
+        for (int e = 0; e < 8; e++) v[e] = activate(kind, v[e]);
+        st8(out + i, v);
+    }, [&](i64 i) { st(out, i, activate(kind, ld(x, i))); });
 }
 
 // out = act(gate) * up.
 extern "C" __global__ void gated_activation(int kind, const bf16* gate, const bf16* up, bf16* out, i64 n) {
-    GRID_STRIDE(i, n) st(out, i, activate(kind, ld(gate, i)) * ld(up, i));
+    elementwise(n, aligned16(gate) && aligned16(up) && aligned16(out), [&](i64 i) {
+        float g[8], u[8];
+        ld8(gate + i, g);
+        ld8(up + i, u);
+        for (int e = 0; e < 8; e++) g[e] = activate(kind, g[e]) * u[e];
+        st8(out + i, g);
+    }, [&](i64 i) { st(out, i, activate(kind, ld(gate, i)) * ld(up, i)); });
 }
 
 // dst[r, dstOffset + c] = src[r, srcOffset + c] for c < count (split and concatenation of column blocks).
@@ -545,83 +741,242 @@ extern "C" __global__ void convert(const void* src, int srcType, void* dst, int 
 }
 
 // out[r, c] = src[r, c] + bias[c] (bias may be null; src of any type, may alias out).
-extern "C" __global__ void bias_store(const void* src, int srcType, const float* bias, bf16* out, int cols, i64 rows) {
+extern "C" __global__ void bias_store(const void* src, int srcType, const float* bias, bf16* out, int cols,
+                                      i64 rows, int accumulate) {
     GRID_STRIDE(i, rows * cols) {
         float v = load_any(src, srcType, i);
         if (bias) v += bias[i % cols];
+        if (accumulate) v += ld(out, i);
         st(out, i, v);
     }
 }
 """###,
         "gemv": ###"""
-// Linear layers of decode steps (a few rows): out[r, n] = sum_k x[r, k] w[n, k] (+ bias[n]) with bf16 weights read
+// Linear layers of decode steps (a few rows): out[r, n] = sum_k x'[r, k] w[n, k] (+ bias[n]) with bf16 weights read
 // once in 16-byte loads, one warp per output column, fp32 accumulation; memory bound on the weights. k a multiple
-// of 8 and 16-byte aligned rows; rows <= 8. Grid ceil(n / 8); 256 threads.
+// of 8 and 16-byte aligned rows; rows <= 8 (kernels _r1 for one row, _r8 for up to eight). accumulate: out += instead
+// of out =. One column per warp: grid ceil(n / (threads / 32)), 64 to 256 threads.
+//
+// x' is x (gemv_bf16_*) or x normalised on the fly (gemv_bf16_norm_*), so that a decode step needs no separate norm
+// launch: every block recomputes the rows' norms (a few KB from L2) and keeps x' in fp32 shared memory, after
+// issuing its first weight loads so that the norm's latency hides behind theirs.
 #include "common.cuh"
 
-#define MAX_ROWS 8
+#define MAX_GROUPS 8
 #define UNROLL 4
+#define STRIDE (32 * 8)  // columns of k one warp covers per 16-byte load
 
-extern "C" __global__ void gemv_bf16(const bf16* x, const bf16* w, const float* bias, bf16* out, int rows, int n,
-                                     int k) {
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int col = blockIdx.x * 8 + warp;
-    if (col >= n) return;
-    const bf16* wr = w + (i64)col * k;
-    float acc[MAX_ROWS];
+// Eight consecutive inputs of row r starting at column c, as fp32: from bf16 global memory or fp32 shared memory.
+struct GlobalRows {
+    const bf16* x;
+    int k;
+    __device__ __forceinline__ void load(int r, int c, float* v) const {
+        uint4 raw = *(const uint4*)(x + (i64)r * k + c);
+        const __nv_bfloat162* p = (const __nv_bfloat162*)&raw;
 #pragma unroll
-    for (int r = 0; r < MAX_ROWS; r++) acc[r] = 0.0f;
-    // Four 16-byte weight loads in flight per lane before any is used: a decode step is bound by how many bytes
-    // are in flight, not by the arithmetic.
-    for (int c0 = lane * 8; c0 < k; c0 += 256 * UNROLL) {
-        uint4 wv[UNROLL];
-#pragma unroll
-        for (int u = 0; u < UNROLL; u++) {
-            int c = c0 + u * 256;
-            wv[u] = c < k ? __ldg((const uint4*)(wr + c)) : make_uint4(0, 0, 0, 0);
+        for (int e = 0; e < 4; e++) {
+            float2 f = __bfloat1622float2(p[e]);
+            v[2 * e] = f.x;
+            v[2 * e + 1] = f.y;
         }
+    }
+};
+
+struct SharedRows {
+    const float* x;
+    int k;
+    __device__ __forceinline__ void load(int r, int c, float* v) const {
+        const float4* p = (const float4*)(x + r * k + c);
+        float4 a = p[0], b = p[1];
+        v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
+        v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+    }
+};
+
+struct NoPrologue {
+    __device__ __forceinline__ void operator()() const {}
+};
+
+// UNROLL weight loads of this lane starting at column c0 (zeros past k).
+__device__ __forceinline__ void load_weights(const bf16* wr, int c0, int k, bool active, uint4* wv) {
+#pragma unroll
+    for (int u = 0; u < UNROLL; u++) {
+        int c = c0 + u * STRIDE;
+        wv[u] = active && c < k ? __ldg((const uint4*)(wr + c)) : make_uint4(0, 0, 0, 0);
+    }
+}
+
+// One warp per output column. The weights stream double-buffered: the next UNROLL loads are issued before the
+// current ones are used, so about 4 KB per warp are in flight. `prologue` runs on every thread of the block after
+// the first loads are issued (it may synchronise the block); `xs` is read only after it.
+template <int ROWS, typename Rows, typename Prologue>
+__device__ __forceinline__ void gemv_columns(Rows xs, Prologue prologue, const bf16* w, const float* bias, bf16* out,
+                                             int rows, int n, int k, int accumulate) {
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int col = blockIdx.x * (blockDim.x >> 5) + warp;
+    bool active = col < n;
+    const bf16* wr = w + (i64)(active ? col : 0) * k;
+    uint4 wv[UNROLL];
+    load_weights(wr, lane * 8, k, active, wv);
+    prologue();
+    if (!active) return;
+    float acc[ROWS];
+#pragma unroll
+    for (int r = 0; r < ROWS; r++) acc[r] = 0.0f;
+    for (int c0 = lane * 8; c0 < k; c0 += STRIDE * UNROLL) {
+        uint4 next[UNROLL];
+        load_weights(wr, c0 + STRIDE * UNROLL, k, true, next);
 #pragma unroll
         for (int u = 0; u < UNROLL; u++) {
-            int c = c0 + u * 256;
+            int c = c0 + u * STRIDE;
             if (c >= k) break;
             const __nv_bfloat162* wp = (const __nv_bfloat162*)&wv[u];
             float2 wf[4];
 #pragma unroll
             for (int e = 0; e < 4; e++) wf[e] = __bfloat1622float2(wp[e]);
 #pragma unroll
-            for (int r = 0; r < MAX_ROWS; r++) {
+            for (int r = 0; r < ROWS; r++) {
                 if (r < rows) {
-                    uint4 xv = *(const uint4*)(x + (i64)r * k + c);
-                    const __nv_bfloat162* xp = (const __nv_bfloat162*)&xv;
+                    float v[8];
+                    xs.load(r, c, v);
 #pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        float2 xf = __bfloat1622float2(xp[e]);
-                        acc[r] += xf.x * wf[e].x + xf.y * wf[e].y;
-                    }
+                    for (int e = 0; e < 4; e++) acc[r] += v[2 * e] * wf[e].x + v[2 * e + 1] * wf[e].y;
                 }
             }
         }
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++) wv[u] = next[u];
     }
 #pragma unroll
-    for (int r = 0; r < MAX_ROWS; r++) {
+    for (int r = 0; r < ROWS; r++) {
         if (r < rows) {
             float v = warp_sum(acc[r]);
-            if (lane == 0) st(out, (i64)r * n + col, bias ? v + bias[col] : v);
+            if (lane == 0) {
+                i64 o = (i64)r * n + col;
+                st(out, o, v + (bias ? bias[col] : 0.0f) + (accumulate ? ld(out, o) : 0.0f));
+            }
         }
     }
 }
+
+#define GEMV(ROWS)                                                                                               \
+    extern "C" __global__ void gemv_bf16_r##ROWS(const bf16* x, const bf16* w, const float* bias, bf16* out,     \
+                                                 int rows, int n, int k, int accumulate) {                       \
+        gemv_columns<ROWS>(GlobalRows{x, k}, NoPrologue{}, w, bias, out, rows, n, k, accumulate);                 \
+    }
+GEMV(1)
+GEMV(8)
+
+// Normalises the rows into shared memory: mode 1: RMSNorm(x) * normWeight (normWeight may be null); mode 2:
+// Mamba-2's gated RMSNorm over `groups` groups of k / groups features (see gated_rmsnorm): normBeforeGate 0:
+// rmsnorm(x * silu(gate)) * normWeight; 1: rmsnorm(x) * normWeight * silu(gate). Each thread loads its (at most
+// CHUNKS) eight-element chunks of a row at once with 16-byte loads and keeps them in registers for both passes, so
+// k <= 8 * CHUNKS * blockDim.
+struct NormPrologue {
+    const bf16* x;
+    const bf16* gate;
+    const float* normWeight;
+    float eps;
+    int mode, groups, normBeforeGate, rows, k;
+    float* staged;
+
+    static constexpr int CHUNKS = 4;
+
+    __device__ __forceinline__ void operator()() const {
+        __shared__ float inverse[MAX_GROUPS];
+        int size = k / groups, step = 8 * blockDim.x;
+        bool gated = mode == 2, gateFirst = gated && !normBeforeGate;
+        for (int r = 0; r < rows; r++) {
+            const bf16* xr = x + (i64)r * k;
+            const bf16* gr = gated ? gate + (i64)r * k : nullptr;
+            float v[CHUNKS][8], g[CHUNKS][8], ss[MAX_GROUPS];
+#pragma unroll
+            for (int q = 0; q < MAX_GROUPS; q++) ss[q] = 0.0f;
+#pragma unroll
+            for (int u = 0; u < CHUNKS; u++) {
+                int c = threadIdx.x * 8 + u * step;
+                if (c < k) {
+                    ld8(xr + c, v[u]);
+                    if (gated) ld8(gr + c, g[u]);
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < CHUNKS; u++) {
+                int c = threadIdx.x * 8 + u * step;
+                if (c >= k) continue;
+                int group = c / size;
+#pragma unroll
+                for (int e = 0; e < 8; e++) {
+                    if (gated) g[u][e] = silu(g[u][e]);
+                    float h = gateFirst ? v[u][e] * g[u][e] : v[u][e];
+#pragma unroll
+                    for (int q = 0; q < MAX_GROUPS; q++) ss[q] += q == group ? h * h : 0.0f;
+                }
+            }
+            for (int q = 0; q < groups; q++) {
+                float total = block_sum(ss[q]);
+                if (threadIdx.x == 0) inverse[q] = 1.0f / sqrtf(total / size + eps);
+            }
+            __syncthreads();
+#pragma unroll
+            for (int u = 0; u < CHUNKS; u++) {
+                int c = threadIdx.x * 8 + u * step;
+                if (c >= k) continue;
+                float s = inverse[c / size];
+#pragma unroll
+                for (int e = 0; e < 8; e++) {
+                    float o = v[u][e] * s * (normWeight ? normWeight[c + e] : 1.0f);
+                    staged[r * k + c + e] = gated ? o * g[u][e] : o;
+                }
+            }
+            __syncthreads();  // `inverse` is reused by the next row; `staged` is read after the prologue
+        }
+    }
+};
+
+// Dynamic shared memory: rows * k floats. groups <= 8, (k / groups) % 8 == 0, k <= 32 * blockDim.
+#define GEMV_NORM(ROWS)                                                                                          \
+    extern "C" __global__ void gemv_bf16_norm_r##ROWS(const bf16* x, const bf16* w, const float* bias, bf16* out, \
+                                                      int rows, int n, int k, int accumulate, int mode,          \
+                                                      const float* normWeight, float eps, const bf16* gate,      \
+                                                      int groups, int normBeforeGate) {                          \
+        extern __shared__ float staged[];                                                                        \
+        NormPrologue prologue{x, gate, normWeight, eps, mode, groups, normBeforeGate, rows, k, staged};          \
+        gemv_columns<ROWS>(SharedRows{staged, k}, prologue, w, bias, out, rows, n, k, accumulate);                \
+    }
+GEMV_NORM(1)
+GEMV_NORM(8)
 """###,
         "norms": ###"""
 // Row normalisations: RMSNorm and the gated RMSNorm of Mamba-2 mixers. One block per row (or row group).
 #include "common.cuh"
 
-// out = x / sqrt(mean(x^2) + eps) * weight (weight may be null); out may alias x.
+// out = x / sqrt(mean(x^2) + eps) * weight (weight may be null); out may alias x. Eight elements per thread with
+// 16-byte loads where the row allows.
 extern "C" __global__ void rmsnorm(const bf16* x, const float* weight, float eps, bf16* out, int cols) {
     const bf16* row = x + (i64)blockIdx.x * cols;
     bf16* dst = out + (i64)blockIdx.x * cols;
+    bool vector = cols % 8 == 0 && aligned16(row) && aligned16(dst);
     float ss = 0.0f;
-    for (int c = threadIdx.x; c < cols; c += blockDim.x) { float v = ld(row, c); ss += v * v; }
+    if (vector) {
+        for (int c = threadIdx.x * 8; c < cols; c += blockDim.x * 8) {
+            float v[8];
+            ld8(row + c, v);
+            for (int e = 0; e < 8; e++) ss += v[e] * v[e];
+        }
+    } else {
+        for (int c = threadIdx.x; c < cols; c += blockDim.x) { float v = ld(row, c); ss += v * v; }
+    }
     float inverse = 1.0f / sqrtf(block_sum(ss) / cols + eps);
+    if (vector) {
+        for (int c = threadIdx.x * 8; c < cols; c += blockDim.x * 8) {
+            float v[8];
+            ld8(row + c, v);
+            for (int e = 0; e < 8; e++) v[e] *= inverse * (weight ? weight[c + e] : 1.0f);
+            st8(dst + c, v);
+        }
+        return;
+    }
     for (int c = threadIdx.x; c < cols; c += blockDim.x) {
         float v = ld(row, c) * inverse;
         st(dst, c, weight ? v * weight[c] : v);
@@ -629,18 +984,41 @@ extern "C" __global__ void rmsnorm(const bf16* x, const float* weight, float eps
 }
 
 // Per row and group of cols/groups features: normBeforeGate 0: rmsnorm(x * silu(z)) * w;
-// 1: rmsnorm(x) * w * silu(z). Grid (rows, groups); out may alias x.
+// 1: rmsnorm(x) * w * silu(z). Grid (rows, groups); out may alias x. Eight elements per thread where aligned.
 extern "C" __global__ void gated_rmsnorm(const bf16* x, const bf16* z, const float* weight, float eps,
                                          int normBeforeGate, bf16* out, int cols, int groups) {
     int size = cols / groups;
     i64 base = (i64)blockIdx.x * cols + (i64)blockIdx.y * size;
     const float* w = weight + blockIdx.y * size;
+    bool vector = size % 8 == 0 && aligned16(x + base) && aligned16(z + base) && aligned16(out + base);
     float ss = 0.0f;
-    for (int c = threadIdx.x; c < size; c += blockDim.x) {
-        float v = normBeforeGate ? ld(x, base + c) : ld(x, base + c) * silu(ld(z, base + c));
-        ss += v * v;
+    if (vector) {
+        for (int c = threadIdx.x * 8; c < size; c += blockDim.x * 8) {
+            float v[8], g[8];
+            ld8(x + base + c, v);
+            ld8(z + base + c, g);
+            for (int e = 0; e < 8; e++) {
+                float h = normBeforeGate ? v[e] : v[e] * silu(g[e]);
+                ss += h * h;
+            }
+        }
+    } else {
+        for (int c = threadIdx.x; c < size; c += blockDim.x) {
+            float v = normBeforeGate ? ld(x, base + c) : ld(x, base + c) * silu(ld(z, base + c));
+            ss += v * v;
+        }
     }
     float inverse = 1.0f / sqrtf(block_sum(ss) / size + eps);
+    if (vector) {
+        for (int c = threadIdx.x * 8; c < size; c += blockDim.x * 8) {
+            float v[8], g[8];
+            ld8(x + base + c, v);
+            ld8(z + base + c, g);
+            for (int e = 0; e < 8; e++) v[e] = v[e] * silu(g[e]) * inverse * w[c + e];
+            st8(out + base + c, v);
+        }
+        return;
+    }
     for (int c = threadIdx.x; c < size; c += blockDim.x) {
         float g = silu(ld(z, base + c));
         float v = normBeforeGate ? ld(x, base + c) * inverse * w[c] * g : ld(x, base + c) * g * inverse * w[c];

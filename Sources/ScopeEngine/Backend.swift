@@ -104,6 +104,14 @@ public protocol Backend: AnyObject, OperatorTimer {
     func embedding(table: Tensor, ids: [Int32], out: Tensor) throws
     /// out = x W[rows]^T (+ bias): `rows` selects a contiguous block of the weight's output rows (nil: all).
     func linear(_ x: Tensor, weight: Tensor, rows: Range<Int>?, bias: Tensor?, out: Tensor) throws
+    /// out = norm(x) W[rows]^T (+ bias), or out += that when `accumulate` (a projection added to a residual
+    /// stream): a linear layer with its input's norm and its residual sum folded into the product where the backend
+    /// can. Defaults to the separate operators.
+    func fusedLinear(_ x: Tensor, norm: InputNorm?, weight: Tensor, rows: Range<Int>?, bias: Tensor?, out: Tensor,
+                     accumulate: Bool) throws
+    /// Whether `fusedLinear` folds a norm into the product for inputs of `rows` rows, so that every projection of a
+    /// normalised input may normalise it again rather than share a normalised copy. Defaults to false.
+    func foldsInputNorm(rows: Int) -> Bool
     /// RMSNorm over rows of width `x.columns` (weight nil: no scale).
     func rmsNorm(_ x: Tensor, weight: Tensor?, eps: Float, out: Tensor) throws
     /// Rotary embedding in place on [tokens, heads x headDim].
@@ -148,6 +156,38 @@ extension Backend {
     public func makeOutputTensor(_ shape: [Int], _ type: ElementType) throws -> Tensor {
         try makeTensor(shape, type)
     }
+
+    public func fusedLinear(_ x: Tensor, norm: InputNorm?, weight: Tensor, rows: Range<Int>?, bias: Tensor?,
+                            out: Tensor, accumulate: Bool) throws {
+        let input = try norm.map { try applyNorm($0, to: x) } ?? x
+        guard accumulate else { return try linear(input, weight: weight, rows: rows, bias: bias, out: out) }
+        let y = try makeOutputTensor(out.shape, out.type)
+        try linear(input, weight: weight, rows: rows, bias: bias, out: y)
+        try add(out, y, out: out)
+    }
+
+    public func foldsInputNorm(rows: Int) -> Bool { false }
+
+    /// norm(x) as a new tensor.
+    public func applyNorm(_ norm: InputNorm, to x: Tensor) throws -> Tensor {
+        let out = try makeOutputTensor(x.shape, x.type)
+        switch norm {
+        case .rms(let weight, let eps):
+            try rmsNorm(x, weight: weight, eps: eps, out: out)
+        case .gatedRMS(let gate, let weight, let groups, let eps, let normBeforeGate):
+            try gatedRMSNorm(x, gate: gate, weight: weight, groups: groups, eps: eps, normBeforeGate: normBeforeGate,
+                             out: out)
+        }
+        return out
+    }
+}
+
+/// A normalisation of a linear layer's input rows (see `Backend.fusedLinear`).
+public enum InputNorm {
+    /// RMSNorm (weight nil: no scale).
+    case rms(weight: Tensor?, eps: Float)
+    /// Mamba-2's gated RMSNorm with `gate` (see `Backend.gatedRMSNorm`).
+    case gatedRMS(gate: Tensor, weight: Tensor, groups: Int, eps: Float, normBeforeGate: Bool)
 }
 
 /// One attention layer's ring-buffer KV cache: [batch, capacity, kvHeads x headDim] for keys and values.

@@ -182,34 +182,32 @@ public final class ModelExecutor {
     /// the block's input before its norm, but not to the residual.
     private func run(_ block: Block, _ w: BlockWeights, _ cache: BlockCache, x: Tensor, extraInput: Tensor?,
                      pass: Pass) throws {
-        func normed(_ x: Tensor, _ weight: Tensor, _ norm: NormSpec) throws -> Tensor {
+        func normed(_ x: Tensor, _ weight: Tensor, _ norm: NormSpec) throws -> Normed {
             guard let extra = extraInput else { return try self.normed(x, weight, norm) }
             let sum = try tensor(x.shape)
             try timed(.residualAdd) { try backend.add(x, extra, out: sum) }
-            try timed(.rmsNorm) { try backend.rmsNorm(sum, weight: weight, eps: Float(norm.epsilon), out: sum) }
-            return sum
+            return try self.normed(sum, weight, norm)
         }
         switch (block, w) {
         case (.attention(let a), .attention(let norm, let aw)):
             let n = try normed(x, norm, a.norm)
-            try residual(x, try attention(a, aw, n, cache.kv!, pass))
+            _ = try attention(a, aw, n, cache.kv!, pass, into: x)
         case (.mamba1(let m), .mamba1(let norm, let mw)):
             let n = try normed(x, norm, m.norm)
-            try residual(x, try mamba1(m, mw, n, cache, pass))
+            _ = try mamba1(m, mw, n, cache, pass, into: x)
         case (.mamba2(let m), .mamba2(let norm, let mw)):
             let n = try normed(x, norm, m.norm)
-            try residual(x, try mamba2(m, mw, n, cache, pass))
+            _ = try mamba2(m, mw, n, cache, pass, into: x)
         case (.mlp(let m), .mlp(let norm, let mw)):
             let n = try normed(x, norm, m.norm)
-            try residual(x, try mlp(m, mw, n))
+            _ = try mlp(m, mw, n, into: x)
         case (.moe(let m), .moe(let norm, let mw)):
-            let n = try normed(x, norm, m.expert.norm)
+            let n = try materialized(try normed(x, norm, m.expert.norm))
             try residual(x, try moe(m, mw, n))
         case (.parallel(let p), .parallel(let norm, let aw, let mw)):
             let n = try normed(x, norm, p.norm)
             let a = try attention(p.attention, aw, n, cache.kv!, pass)
-            let m = try mamba2(p.mamba, mw, n, cache, pass)
-            try timed(.residualAdd) { try backend.add(a, m, out: a) }
+            _ = try mamba2(p.mamba, mw, n, cache, pass, into: a)
             try residual(x, a)
         default:
             throw ScopeError("internal error: weights do not match block \(block.kindName)")
@@ -228,8 +226,9 @@ public final class ModelExecutor {
             try backend.rmsNorm(joined, weight: w.inputNorm, eps: Float(block.attention.norm.epsilon), out: joined)
         }
         let adapters = (q: use.qAdapter, k: use.kAdapter, v: use.vAdapter)
-        let attended = try attention(block.attention, w.attention, joined, kv, pass, adapters: adapters)
-        let n = try self.normed(attended, w.mlpNorm, block.mlp.norm)
+        let attended = try attention(block.attention, w.attention, Normed(x: joined, norm: nil), kv, pass,
+                                     adapters: adapters)
+        let n = try materialized(try self.normed(attended, w.mlpNorm, block.mlp.norm))
         let m = block.mlp
         let gate = try project(n, w.mlp.gate!), up = try project(n, w.mlp.up)
         if let adapter = use.mlpAdapter {
@@ -250,12 +249,21 @@ public final class ModelExecutor {
         return try project(try project(up, w.mlp.down), use.output)
     }
 
-    private func attention(_ a: AttentionSpec, _ w: AttentionWeights, _ n: Tensor, _ kv: KVCacheLayer,
+    private func attention(_ a: AttentionSpec, _ w: AttentionWeights, _ n: Normed, _ kv: KVCacheLayer,
                            _ pass: Pass,
                            adapters: (q: (down: Linear, up: Linear)?, k: (down: Linear, up: Linear)?,
-                                      v: (down: Linear, up: Linear)?) = (nil, nil, nil)) throws -> Tensor {
-        let q = try project(n, w.q, adapter: adapters.q), k = try project(n, w.k, adapter: adapters.k),
-            v = try project(n, w.v, adapter: adapters.v)
+                                      v: (down: Linear, up: Linear)?) = (nil, nil, nil),
+                           into residual: Tensor? = nil) throws -> Tensor {
+        let q: Tensor, k: Tensor, v: Tensor
+        if adapters.q == nil, adapters.k == nil, adapters.v == nil {
+            let qkv = try projectJoined(n, [w.q, w.k, w.v])
+            (q, k, v) = (qkv[0], qkv[1], qkv[2])
+        } else {
+            let input = try materialized(n)
+            q = try project(input, w.q, adapter: adapters.q)
+            k = try project(input, w.k, adapter: adapters.k)
+            v = try project(input, w.v, adapter: adapters.v)
+        }
         if let qNorm = w.qNorm, let kNorm = w.kNorm {
             let eps = Float(a.norm.epsilon)
             let qh = q.reshaped([pass.rows * a.heads, a.headDim]), kh = k.reshaped([pass.rows * a.kvHeads, a.headDim])
@@ -287,18 +295,20 @@ public final class ModelExecutor {
             try backend.appendKV(kNew: k, vNew: v, cache: kv, batch: pass.batch, newTokens: pass.newTokens,
                                  past: pass.past)
         }
-        return try project(out, w.o)
+        return try project(Normed(x: out, norm: nil), w.o, into: residual)
     }
 
-    private func mamba1(_ m: Mamba1Spec, _ w: Mamba1Weights, _ n: Tensor, _ cache: BlockCache, _ pass: Pass) throws
-        -> Tensor {
-        let xIn = try project(n, w.inX), z = try project(n, w.inZ)
+    private func mamba1(_ m: Mamba1Spec, _ w: Mamba1Weights, _ n: Normed, _ cache: BlockCache, _ pass: Pass,
+                        into residual: Tensor? = nil) throws -> Tensor {
+        let xz = try projectJoined(n, [w.inX, w.inZ])
+        let xIn = xz[0], z = xz[1]
         let xc = try tensor([pass.rows, m.innerSize])
         try timed(pass.newTokens == 1 ? .convStep : .conv1d) {
             try backend.conv1d(xIn, weight: w.convWeight, bias: w.convBias, state: cache.conv!, batch: pass.batch,
                                tokens: pass.newTokens, silu: true, out: xc)
         }
-        let dt = try project(xc, w.xDt), b = try project(xc, w.xB), c = try project(xc, w.xC)
+        let dbc = try projectJoined(Normed(x: xc, norm: nil), [w.xDt, w.xB, w.xC])
+        let dt = dbc[0], b = dbc[1], c = dbc[2]
         if m.bcdtNorm || m.bcdtNormWeights {
             let eps = Float(m.bcdtEpsilon)
             try timed(.rmsNorm) {
@@ -313,23 +323,29 @@ public final class ModelExecutor {
             try backend.selectiveScan(u: xc, delta: delta, A: w.A, B: b, C: c, D: w.D, z: z, state: cache.ssm!,
                                       batch: pass.batch, tokens: pass.newTokens, out: y)
         }
-        return try project(y, w.out)
+        return try project(Normed(x: y, norm: nil), w.out, into: residual)
     }
 
-    private func mamba2(_ m: Mamba2Spec, _ w: Mamba2Weights, _ n: Tensor, _ cache: BlockCache, _ pass: Pass) throws
-        -> Tensor {
-        let z = try project(n, w.inZ), xbc = try project(n, w.inXBC), dt = try project(n, w.inDt)
+    private func mamba2(_ m: Mamba2Spec, _ w: Mamba2Weights, _ n: Normed, _ cache: BlockCache, _ pass: Pass,
+                        into residual: Tensor? = nil) throws -> Tensor {
+        let zxbcdt = try projectJoined(n, [w.inZ, w.inXBC, w.inDt])
+        let z = zxbcdt[0], xbc = zxbcdt[1], dt = zxbcdt[2]
         let conv = try tensor([pass.rows, m.convChannels])
         try timed(pass.newTokens == 1 ? .convStep : .conv1d) {
             try backend.conv1d(xbc, weight: w.convWeight, bias: w.convBias, state: cache.conv!, batch: pass.batch,
                                tokens: pass.newTokens, silu: true, out: conv)
         }
         let groupWidth = m.groups * m.stateSize
-        let x = try tensor([pass.rows, m.innerSize]), b = try tensor([pass.rows, groupWidth]),
+        let blocks = [0..<m.innerSize, m.innerSize..<(m.innerSize + groupWidth),
+                      (m.innerSize + groupWidth)..<m.convChannels]
+        let x: Tensor, b: Tensor, c: Tensor
+        if pass.rows == 1 {  // one row: the column blocks are contiguous, so views need no copy
+            (x, b, c) = (conv.columnBlock(blocks[0]), conv.columnBlock(blocks[1]), conv.columnBlock(blocks[2]))
+        } else {
+            x = try tensor([pass.rows, m.innerSize])
+            b = try tensor([pass.rows, groupWidth])
             c = try tensor([pass.rows, groupWidth])
-        try timed(.concat) {
-            try backend.splitColumns(conv, [0..<m.innerSize, m.innerSize..<(m.innerSize + groupWidth),
-                                            (m.innerSize + groupWidth)..<m.convChannels], into: [x, b, c])
+            try timed(.concat) { try backend.splitColumns(conv, blocks, into: [x, b, c]) }
         }
         let y = try tensor([pass.rows, m.innerSize])
         try timed(pass.newTokens == 1 ? .ssdStep : .ssdChunkScan) {
@@ -339,25 +355,31 @@ public final class ModelExecutor {
                             dtMin: Float(m.timeStepMin), dtMax: Float(m.timeStepMax), out: y)
         }
         if let normWeight = w.gatedNorm {
-            try timed(.gatedRMSNorm) {
-                try backend.gatedRMSNorm(y, gate: z, weight: normWeight, groups: m.normGroups,
-                                         eps: Float(m.gatedNormEpsilon), normBeforeGate: m.normBeforeGate, out: y)
+            let norm = InputNorm.gatedRMS(gate: z, weight: normWeight, groups: m.normGroups,
+                                          eps: Float(m.gatedNormEpsilon), normBeforeGate: m.normBeforeGate)
+            if backend.foldsInputNorm(rows: y.rows) {
+                return try project(Normed(x: y, norm: norm), w.out, into: residual)
             }
+            try timed(.gatedRMSNorm) { try backend.gatedRMSNorm(y, gate: z, weight: normWeight, groups: m.normGroups,
+                                                                eps: Float(m.gatedNormEpsilon),
+                                                                normBeforeGate: m.normBeforeGate, out: y) }
         } else {
             try timed(.activation) { try backend.gatedActivation(.silu, gate: z, up: y, out: y) }
         }
-        return try project(y, w.out)
+        return try project(Normed(x: y, norm: nil), w.out, into: residual)
     }
 
-    private func mlp(_ m: MLPSpec, _ w: MLPWeights, _ n: Tensor) throws -> Tensor {
-        let up = try project(n, w.up)
+    private func mlp(_ m: MLPSpec, _ w: MLPWeights, _ n: Normed, into residual: Tensor? = nil) throws -> Tensor {
+        let up: Tensor
         if let gate = w.gate {
-            let g = try project(n, gate)
-            try timed(.activation) { try backend.gatedActivation(m.activation, gate: g, up: up, out: up) }
+            let gu = try projectJoined(n, [gate, w.up])
+            up = gu[1]
+            try timed(.activation) { try backend.gatedActivation(m.activation, gate: gu[0], up: up, out: up) }
         } else {
+            up = try project(n, w.up, into: nil)
             try timed(.activation) { try backend.activation(m.activation, up, out: up) }
         }
-        return try project(up, w.down)
+        return try project(Normed(x: up, norm: nil), w.down, into: residual)
     }
 
     /// Softmax router, top-k experts per token (weights not renormalised, as Jamba does), experts run on the rows
@@ -378,7 +400,7 @@ public final class ModelExecutor {
         for (e, routed) in assigned.enumerated() where !routed.isEmpty {
             let input = try tensor([routed.count, m.expert.inputSize])
             try timed(.residualAdd) { try backend.gatherRows(n, rows: routed.map(\.row), out: input) }
-            let y = try mlp(m.expert, w.experts[e], input)
+            let y = try mlp(m.expert, w.experts[e], Normed(x: input, norm: nil))
             try timed(.residualAdd) {
                 try backend.scatterAddRows(y, rows: routed.map(\.row), weights: routed.map(\.weight), out: out)
             }
@@ -391,18 +413,65 @@ public final class ModelExecutor {
     /// An activation tensor that the operator receiving it writes in full.
     private func tensor(_ shape: [Int]) throws -> Tensor { try backend.makeOutputTensor(shape, backend.activationType) }
 
-    private func timed(_ kind: OperatorKind, _ body: () throws -> Void) throws {
+    private func timed<T>(_ kind: OperatorKind, _ body: () throws -> T) throws -> T {
         try backend.measure(kind, body)
     }
 
-    private func normed(_ x: Tensor, _ weight: Tensor, _ norm: NormSpec) throws -> Tensor {
+    /// A block's normalised input: RMSNorm(x) as its own tensor, or, where the backend folds norms into the
+    /// products for this many rows (decode steps on GPUs), x with the norm each projection applies.
+    private func normed(_ x: Tensor, _ weight: Tensor, _ norm: NormSpec) throws -> Normed {
+        let inputNorm = InputNorm.rms(weight: weight, eps: Float(norm.epsilon))
+        if backend.foldsInputNorm(rows: x.rows) { return Normed(x: x, norm: inputNorm) }
         let out = try tensor(x.shape)
         try timed(.rmsNorm) { try backend.rmsNorm(x, weight: weight, eps: Float(norm.epsilon), out: out) }
-        return out
+        return Normed(x: out, norm: nil)
+    }
+
+    /// A linear layer's input: `x` as it is (norm nil), or `x` that each projection normalises on the fly.
+    struct Normed {
+        let x: Tensor
+        let norm: InputNorm?
+    }
+
+    /// The normalised rows as a tensor of their own.
+    private func materialized(_ n: Normed) throws -> Tensor {
+        guard let norm = n.norm else { return n.x }
+        return try timed(.rmsNorm) { try backend.applyNorm(norm, to: n.x) }
     }
 
     private func residual(_ x: Tensor, _ y: Tensor) throws {
         try timed(.residualAdd) { try backend.add(x, y, out: x) }
+    }
+
+    /// norm(x) W^T (+ bias), or that added to `residual` (which is returned), the norm and the sum folded into the
+    /// product where the backend can.
+    private func project(_ x: Normed, _ linear: Linear, into residual: Tensor?) throws -> Tensor {
+        if residual == nil, x.norm == nil { return try project(x.x, linear) }
+        let out = try residual ?? tensor([x.x.rows, linear.outputs])
+        try timed(.linear) {
+            try backend.fusedLinear(x.x, norm: x.norm, weight: linear.weight, rows: linear.rows, bias: linear.bias,
+                                    out: out, accumulate: residual != nil)
+        }
+        return out
+    }
+
+    /// The projections of one input by linears that are adjacent row blocks of one weight without biases, as one
+    /// product when the input is a single row (a decode step): its outputs are then column views of one tensor.
+    /// Otherwise one product each.
+    private func projectJoined(_ x: Normed, _ linears: [Linear]) throws -> [Tensor] {
+        let first = linears[0]
+        var ranges: [Range<Int>] = []
+        var joinable = x.x.rows == 1 && linears.allSatisfy { $0.weight === first.weight && $0.bias == nil }
+        for linear in linears where joinable {
+            let range = linear.rows ?? 0..<linear.weight.shape[0]
+            if let last = ranges.last, last.upperBound != range.lowerBound { joinable = false }
+            ranges.append(range)
+        }
+        guard joinable, let lower = ranges.first?.lowerBound, let upper = ranges.last?.upperBound else {
+            return try linears.map { try project(x, $0, into: nil) }
+        }
+        let joined = try project(x, Linear(weight: first.weight, rows: lower..<upper, bias: nil), into: nil)
+        return ranges.map { joined.columnBlock(($0.lowerBound - lower)..<($0.upperBound - lower)) }
     }
 
     /// x W^T (+ bias), plus a LoRA adapter's up(down(x)) when one is given.

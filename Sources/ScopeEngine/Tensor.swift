@@ -51,6 +51,13 @@ public final class Tensor {
         return Tensor(view: self, shape: [range.count, columns], offsetBytes: range.lowerBound * columns * type.byteSize)
     }
 
+    /// Columns `range` of a one-row tensor, sharing storage (only one row keeps a column block contiguous).
+    public func columnBlock(_ range: Range<Int>) -> Tensor {
+        precondition(rows == 1 && range.lowerBound >= 0 && range.upperBound <= columns,
+                     "column block \(range) of \(shape) (one row only)")
+        return Tensor(view: self, shape: [1, range.count], offsetBytes: range.lowerBound * type.byteSize)
+    }
+
     /// The same storage seen with another shape of the same element count.
     public func reshaped(_ shape: [Int]) -> Tensor {
         precondition(shape.reduce(1, *) == count, "cannot view \(self.shape) as \(shape)")

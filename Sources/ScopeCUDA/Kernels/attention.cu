@@ -1,9 +1,9 @@
 // Causal attention against the ring-buffer KV cache (Attention.causal's contract) with split-KV: each block
-// computes one query's softmax state over one split of its keys, and attn_combine merges the splits. Used for
+// computes one query's softmax states (for the query heads of one KV head) over one split of its keys, and
+// attn_combine merges the splits. Used for
 // decode steps and for head sizes the tensor-core prefill kernel does not take. Also: appending to the cache.
 #include "common.cuh"
 
-#define MAX_PER_LANE 8  // head size up to 256
 
 // The key (or value) row of position j: new rows for j >= past, else the ring slot j % capacity.
 __device__ __forceinline__ const bf16* kv_row(const bf16* fresh, const bf16* cached, int j, int b, int newTokens,
@@ -12,16 +12,20 @@ __device__ __forceinline__ const bf16* kv_row(const bf16* fresh, const bf16* cac
     return cached + ((i64)b * capacity + j % capacity) * stride + offset;
 }
 
-// Grid (splits, heads, batch * newTokens); 128 threads. partial: [rows, heads, splits, headDim + 2] holding
-// (max, sum, unnormalised output) per split (an empty split leaves max -inf). window 0 means none. pastDevice, when
-// not null, overrides past and the split size (recorded decode steps replay with a fixed grid). Each warp takes 32
-// keys at a time, one per lane (so that 32 key rows are read at once), then accumulates their values with lanes
-// over the head dimension.
-extern "C" __global__ void attn_split(const bf16* q, const bf16* kNew, const bf16* vNew, const bf16* kCache,
-                                      const bf16* vCache, float* partial, int capacity, int newTokens, int past,
-                                      int heads, int kvHeads, int headDim, int window, float scale, int splitSize,
-                                      const int* pastDevice) {
-    int s = blockIdx.x, h = blockIdx.y, row = blockIdx.z, splits = gridDim.x;
+// Grid (splits, heads / group, batch * newTokens); 128 threads. Each block serves `group` query heads that share
+// one KV head (GQA), so every key and value row is read once for all of them. partial: [rows, heads, splits,
+// headDim + 2] holding (max, sum, unnormalised output) per head and split (an empty split leaves max -inf). window 0
+// means none. pastDevice, when not null, overrides past and the split size (recorded decode steps replay with a
+// fixed grid). Each warp takes 32 keys at a time, one per lane (so that 32 key rows are read at once), then
+// accumulates their values eight rows at a time (eight loads in flight) with lanes over pairs of the head
+// dimension. Instantiated for head sizes up to 64 PAIRS and for up to GROUP query heads per block.
+template <int PAIRS, int GROUP>
+__device__ __forceinline__ void split_attention(const bf16* q, const bf16* kNew, const bf16* vNew, const bf16* kCache,
+                                                const bf16* vCache, float* partial, int capacity, int newTokens,
+                                                int past, int heads, int kvHeads, int headDim, int window,
+                                                float scale, int splitSize, const int* pastDevice, int group) {
+    int s = blockIdx.x, row = blockIdx.z, splits = gridDim.x;
+    int h0 = blockIdx.y * group;  // first query head of this block
     if (pastDevice) {  // a recorded decode step: the cached length comes from device memory, the split size with it
         past = *pastDevice;
         int maxKeys = window > 0 ? min(past + newTokens, window) : past + newTokens;
@@ -30,98 +34,216 @@ extern "C" __global__ void attn_split(const bf16* q, const bf16* kNew, const bf1
     int b = row / newTokens, t = row % newTokens, i = past + t;
     int lo = window > 0 ? max(0, i - window + 1) : 0;
     int start = lo + s * splitSize, end = min(i + 1, start + splitSize);
-    int kvOffset = (h / (heads / kvHeads)) * headDim, kvStride = kvHeads * headDim;
+    int kvOffset = (h0 / (heads / kvHeads)) * headDim, kvStride = kvHeads * headDim;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    bool vectorKeys = ((kvStride | kvOffset | headDim) & 7) == 0;  // 16-byte key rows
+    bool pairedValues = ((kvStride | kvOffset | headDim) & 1) == 0;
 
-    __shared__ float qs[256];
-    const bf16* qp = q + (i64)row * heads * headDim + (i64)h * headDim;
-    for (int d = threadIdx.x; d < headDim; d += blockDim.x) qs[d] = ld(qp, d) * scale;
+    __shared__ __align__(16) float qs[GROUP][64 * PAIRS];
+    for (int e = threadIdx.x; e < group * headDim; e += blockDim.x) {
+        int g = e / headDim, d = e % headDim;
+        qs[g][d] = ld(q + (i64)row * heads * headDim + (i64)(h0 + g) * headDim, d) * scale;
+    }
     __syncthreads();
-    float acc[MAX_PER_LANE];
+    float2 acc[GROUP][PAIRS];
+    float m[GROUP], l[GROUP];
 #pragma unroll
-    for (int e = 0; e < MAX_PER_LANE; e++) acc[e] = 0.0f;
-    float m = NEG_INF, l = 0.0f;
+    for (int g = 0; g < GROUP; g++) {
+        m[g] = NEG_INF;
+        l[g] = 0.0f;
+#pragma unroll
+        for (int e = 0; e < PAIRS; e++) acc[g][e] = make_float2(0.0f, 0.0f);
+    }
     for (int j0 = start + warp * 32; j0 < end; j0 += warps * 32) {
         int j = j0 + lane;
-        float score = NEG_INF;
+        float score[GROUP];
+#pragma unroll
+        for (int g = 0; g < GROUP; g++) score[g] = 0.0f;
         if (j < end) {
             const bf16* kp = kv_row(kNew, kCache, j, b, newTokens, past, capacity, kvStride, kvOffset);
-            float dot = 0.0f;
-            if ((((unsigned long long)kp | (unsigned long long)(headDim * 2)) & 15) == 0) {  // 16-byte rows
-                for (int d = 0; d < headDim; d += 8) {
-                    uint4 raw = *(const uint4*)(kp + d);
-                    const __nv_bfloat162* k2 = (const __nv_bfloat162*)&raw;
+            if (vectorKeys) {
 #pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        float2 kf = __bfloat1622float2(k2[e]);
-                        dot += qs[d + 2 * e] * kf.x + qs[d + 2 * e + 1] * kf.y;
+                for (int d0 = 0; d0 < 64 * PAIRS; d0 += 64) {  // 128-byte segments, eight loads in flight
+                    uint4 raw[8];
+#pragma unroll
+                    for (int u = 0; u < 8; u++) {
+                        raw[u] = d0 + 8 * u < headDim ? *(const uint4*)(kp + d0 + 8 * u) : make_uint4(0, 0, 0, 0);
+                    }
+#pragma unroll
+                    for (int u = 0; u < 8; u++) {
+                        int d = d0 + 8 * u;
+                        if (d >= headDim) continue;
+                        float kf[8];
+                        const __nv_bfloat162* k2 = (const __nv_bfloat162*)&raw[u];
+#pragma unroll
+                        for (int e = 0; e < 4; e++) {
+                            float2 f = __bfloat1622float2(k2[e]);
+                            kf[2 * e] = f.x;
+                            kf[2 * e + 1] = f.y;
+                        }
+#pragma unroll
+                        for (int g = 0; g < GROUP; g++) {  // q by 16-byte broadcasts from shared memory
+                            float4 qa = *(const float4*)&qs[g][d], qb = *(const float4*)&qs[g][d + 4];
+                            score[g] += qa.x * kf[0] + qa.y * kf[1] + qa.z * kf[2] + qa.w * kf[3]
+                                + qb.x * kf[4] + qb.y * kf[5] + qb.z * kf[6] + qb.w * kf[7];
+                        }
                     }
                 }
             } else {
-                for (int d = 0; d < headDim; d++) dot += qs[d] * ld(kp, d);
-            }
-            score = dot;
-        }
-        float mNew = fmaxf(m, warp_max(score));
-        float correction = expf(m - mNew);
-        float p = j < end ? expf(score - mNew) : 0.0f;
-        l = l * correction + warp_sum(p);
+                for (int d = 0; d < headDim; d++) {
+                    float kf = ld(kp, d);
 #pragma unroll
-        for (int e = 0; e < MAX_PER_LANE; e++) acc[e] *= correction;
+                    for (int g = 0; g < GROUP; g++) score[g] += qs[g][d] * kf;
+                }
+            }
+        }
+        float p[GROUP];
+#pragma unroll
+        for (int g = 0; g < GROUP; g++) {
+            float sc = j < end && g < group ? score[g] : NEG_INF;
+            float mNew = fmaxf(m[g], warp_max(sc));
+            float correction = mNew == NEG_INF ? 1.0f : expf(m[g] - mNew);
+            p[g] = sc == NEG_INF ? 0.0f : expf(sc - mNew);
+            l[g] = l[g] * correction + warp_sum(p[g]);
+#pragma unroll
+            for (int e = 0; e < PAIRS; e++) {
+                acc[g][e].x *= correction;
+                acc[g][e].y *= correction;
+            }
+            m[g] = mNew;
+        }
         int count = min(32, end - j0);
-#pragma unroll 8
-        for (int jj = 0; jj < count; jj++) {
-            float pj = __shfl_sync(0xffffffffu, p, jj);
-            const bf16* vp = kv_row(vNew, vCache, j0 + jj, b, newTokens, past, capacity, kvStride, kvOffset);
+        for (int jb = 0; jb < count; jb += 8) {
+            float2 v[8][PAIRS];
 #pragma unroll
-            for (int e = 0; e < MAX_PER_LANE; e++) {
-                int d = lane + 32 * e;
-                if (d < headDim) acc[e] += pj * ld(vp, d);
+            for (int u = 0; u < 8; u++) {
+                const bf16* vp = kv_row(vNew, vCache, j0 + jb + u, b, newTokens, past, capacity, kvStride, kvOffset);
+#pragma unroll
+                for (int e = 0; e < PAIRS; e++) {
+                    int d = 2 * (lane + 32 * e);
+                    if (jb + u >= count || d >= headDim) {
+                        v[u][e] = make_float2(0.0f, 0.0f);
+                    } else if (pairedValues) {
+                        v[u][e] = __bfloat1622float2(*(const __nv_bfloat162*)(vp + d));
+                    } else {
+                        v[u][e] = make_float2(ld(vp, d), d + 1 < headDim ? ld(vp, d + 1) : 0.0f);
+                    }
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < 8; u++) {
+#pragma unroll
+                for (int g = 0; g < GROUP; g++) {
+                    float pj = __shfl_sync(0xffffffffu, p[g], (jb + u) & 31);
+#pragma unroll
+                    for (int e = 0; e < PAIRS; e++) {
+                        acc[g][e].x += pj * v[u][e].x;
+                        acc[g][e].y += pj * v[u][e].y;
+                    }
+                }
             }
         }
-        m = mNew;
     }
-    // Merge the warps' states.
-    __shared__ float wm[4], wl[4], wacc[4][256];
-    if (lane == 0) { wm[warp] = m; wl[warp] = l; }
+    // Merge the warps' states, one query head at a time, through shared memory.
+    __shared__ float wm[4], wl[4], wacc[4][64 * PAIRS];
+    for (int g = 0; g < group; g++) {
+        __syncthreads();
+        float mg = m[0], lg = l[0];
+        float2 ag[PAIRS];
 #pragma unroll
-    for (int e = 0; e < MAX_PER_LANE; e++) {
-        int d = lane + 32 * e;
-        if (d < headDim) wacc[warp][d] = acc[e];
-    }
-    __syncthreads();
-    float* dst = partial + (((i64)row * heads + h) * splits + s) * (headDim + 2);
-    float M = NEG_INF;
-    for (int w = 0; w < warps; w++) M = fmaxf(M, wm[w]);
-    for (int d = threadIdx.x; d < headDim + 2; d += blockDim.x) {
-        float total = 0.0f;
-        for (int w = 0; w < warps; w++) {
-            if (wm[w] == NEG_INF) continue;
-            float f = expf(wm[w] - M);
-            total += (d == 1 ? wl[w] : d >= 2 ? wacc[w][d - 2] : 0.0f) * f;
+        for (int e = 0; e < PAIRS; e++) ag[e] = acc[0][e];
+#pragma unroll
+        for (int gg = 1; gg < GROUP; gg++) {
+            if (gg == g) {
+                mg = m[gg];
+                lg = l[gg];
+#pragma unroll
+                for (int e = 0; e < PAIRS; e++) ag[e] = acc[gg][e];
+            }
         }
-        dst[d] = d == 0 ? M : total;
+        if (lane == 0) { wm[warp] = mg; wl[warp] = lg; }
+#pragma unroll
+        for (int e = 0; e < PAIRS; e++) {
+            int d = 2 * (lane + 32 * e);
+            if (d < headDim) wacc[warp][d] = ag[e].x;
+            if (d + 1 < headDim) wacc[warp][d + 1] = ag[e].y;
+        }
+        __syncthreads();
+        float* dst = partial + (((i64)row * heads + h0 + g) * splits + s) * (headDim + 2);
+        float M = NEG_INF;
+        for (int w = 0; w < warps; w++) M = fmaxf(M, wm[w]);
+        for (int d = threadIdx.x; d < headDim + 2; d += blockDim.x) {
+            float total = 0.0f;
+            for (int w = 0; w < warps; w++) {
+                if (wm[w] == NEG_INF) continue;
+                float f = expf(wm[w] - M);
+                total += (d == 1 ? wl[w] : d >= 2 ? wacc[w][d - 2] : 0.0f) * f;
+            }
+            dst[d] = d == 0 ? M : total;
+        }
     }
 }
 
-// Grid (heads, batch * newTokens): out = sum_s acc_s exp(m_s - M) / sum_s l_s exp(m_s - M).
-extern "C" __global__ void attn_combine(const float* partial, bf16* out, int heads, int headDim, int splits) {
-    int h = blockIdx.x, row = blockIdx.y;
-    const float* base = partial + ((i64)row * heads + h) * splits * (headDim + 2);
-    float M = NEG_INF;
-    for (int s = 0; s < splits; s++) M = fmaxf(M, base[s * (headDim + 2)]);
-    float L = 0.0f;
-    for (int s = 0; s < splits; s++) {
-        float m = base[s * (headDim + 2)];
-        if (m != NEG_INF) L += base[s * (headDim + 2) + 1] * expf(m - M);
+#define SPLIT(PAIRS, GROUP)                                                                                         \
+    extern "C" __global__ void attn_split_p##PAIRS##_g##GROUP(                                                      \
+        const bf16* q, const bf16* kNew, const bf16* vNew, const bf16* kCache, const bf16* vCache, float* partial,  \
+        int capacity, int newTokens, int past, int heads, int kvHeads, int headDim, int window, float scale,        \
+        int splitSize, const int* pastDevice, int group) {                                                          \
+        split_attention<PAIRS, GROUP>(q, kNew, vNew, kCache, vCache, partial, capacity, newTokens, past, heads,     \
+                                      kvHeads, headDim, window, scale, splitSize, pastDevice, group);               \
     }
+SPLIT(1, 1) SPLIT(1, 2) SPLIT(1, 4) SPLIT(1, 8)
+SPLIT(2, 1) SPLIT(2, 2) SPLIT(2, 4) SPLIT(2, 8)
+SPLIT(4, 1) SPLIT(4, 2) SPLIT(4, 4) SPLIT(4, 8)
+
+__device__ __forceinline__ float block_max(float v) {
+    __shared__ float partial[32];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    return warp_max(lane < warps ? partial[lane] : NEG_INF);
+}
+
+// Grid (heads, batch * newTokens), 256 threads, dynamic shared memory of `splits` floats:
+// out = sum_s acc_s exp(m_s - M) / sum_s l_s exp(m_s - M), the splits shared among the threads.
+extern "C" __global__ void attn_combine(const float* partial, bf16* out, int heads, int headDim, int splits) {
+    extern __shared__ float weights[];
+    __shared__ float sums[256];
+    int h = blockIdx.x, row = blockIdx.y, width = headDim + 2;
+    const float* base = partial + ((i64)row * heads + h) * splits * width;
+    float mx = NEG_INF;
+    for (int s = threadIdx.x; s < splits; s += blockDim.x) mx = fmaxf(mx, base[(i64)s * width]);
+    float M = block_max(mx);
+    float lsum = 0.0f;
+    for (int s = threadIdx.x; s < splits; s += blockDim.x) {
+        float m = base[(i64)s * width];
+        float w = m == NEG_INF ? 0.0f : expf(m - M);
+        weights[s] = w;
+        lsum += base[(i64)s * width + 1] * w;
+    }
+    float L = block_sum(lsum);  // synchronises, so every weight is visible below
     bf16* dst = out + (i64)row * heads * headDim + (i64)h * headDim;
-    for (int d = threadIdx.x; d < headDim; d += blockDim.x) {
-        float total = 0.0f;
-        for (int s = 0; s < splits; s++) {
-            float m = base[s * (headDim + 2)];
-            if (m != NEG_INF) total += base[s * (headDim + 2) + 2 + d] * expf(m - M);
+    if (headDim * 2 > (int)blockDim.x) {
+        for (int d = threadIdx.x; d < headDim; d += blockDim.x) {
+            float total = 0.0f;
+#pragma unroll 4
+            for (int s = 0; s < splits; s++) total += base[(i64)s * width + 2 + d] * weights[s];
+            st(dst, d, total / L);
         }
+        return;
+    }
+    int parts = blockDim.x / headDim, part = threadIdx.x / headDim, d = threadIdx.x % headDim;
+    float total = 0.0f;
+    if (part < parts) {
+#pragma unroll 4
+        for (int s = part; s < splits; s += parts) total += base[(i64)s * width + 2 + d] * weights[s];
+        sums[threadIdx.x] = total;
+    }
+    __syncthreads();
+    if (part == 0) {
+        for (int p = 1; p < parts; p++) total += sums[p * headDim + d];
         st(dst, d, total / L);
     }
 }

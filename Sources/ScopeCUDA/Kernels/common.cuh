@@ -25,6 +25,28 @@ __device__ __forceinline__ void store_any(void* p, int type, i64 i, float v) {
 __device__ __forceinline__ float ld(const bf16* p, i64 i) { return __bfloat162float(p[i]); }
 __device__ __forceinline__ void st(bf16* p, i64 i, float v) { p[i] = __float2bfloat16(v); }
 
+__device__ __forceinline__ bool aligned16(const void* p) { return ((unsigned long long)p & 15) == 0; }
+
+// Eight consecutive bf16 as floats (16-byte aligned).
+__device__ __forceinline__ void ld8(const bf16* p, float* v) {
+    uint4 raw = *(const uint4*)p;
+    const __nv_bfloat162* h = (const __nv_bfloat162*)&raw;
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+        float2 f = __bfloat1622float2(h[e]);
+        v[2 * e] = f.x;
+        v[2 * e + 1] = f.y;
+    }
+}
+
+__device__ __forceinline__ void st8(bf16* p, const float* v) {
+    uint4 raw;
+    __nv_bfloat162* h = (__nv_bfloat162*)&raw;
+#pragma unroll
+    for (int e = 0; e < 4; e++) h[e] = __floats2bfloat162_rn(v[2 * e], v[2 * e + 1]);
+    *(uint4*)p = raw;
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;

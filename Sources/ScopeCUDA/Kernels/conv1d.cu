@@ -1,7 +1,7 @@
 // Causal depthwise conv1d with a rolling [batch, kernel - 1, channels] state (Conv1d.causal's contract), kernel
 // size up to 8. conv1d_forward: one thread per (channel, run of `chunk` tokens, sequence), reading the kernel - 1
 // inputs before its run from x or the old state; conv1d_roll then moves the newest inputs into the state (a second
-// launch, so that no thread overwrites state another still reads).
+// launch, so that no thread overwrites state another still reads); conv1d_step does both for one new token.
 #include "common.cuh"
 
 #define KMAX 8
@@ -51,4 +51,23 @@ extern "C" __global__ void conv1d_roll(const bf16* x, bf16* state, int tokens, i
         for (int i = 0; i < kept; i++) s[(i64)i * channels] = s[(i64)(i + tokens) * channels];
         for (int i = 0; i < tokens; i++) s[(i64)(kept + i) * channels] = xb[(i64)i * channels];
     }
+}
+
+// One decode step (a single new token per sequence): the output and the rolled state in one launch, since each
+// thread owns its channel's whole history. One thread per (channel, sequence).
+extern "C" __global__ void conv1d_step(const bf16* x, const float* weight, const float* bias, bf16* state, bf16* out,
+                                       int channels, int kernel, int silu_out) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= channels) return;
+    int b = blockIdx.y, history = kernel - 1;
+    bf16* s = state + (i64)b * history * channels + c;
+    float newest = ld(x, (i64)b * channels + c);
+    float acc = (bias ? bias[c] : 0.0f) + weight[(i64)c * kernel + history] * newest;
+    for (int i = 0; i < history; i++) {
+        float v = ld(s, (i64)i * channels);
+        acc += weight[(i64)c * kernel + i] * v;
+        if (i > 0) st(s, (i64)(i - 1) * channels, v);
+    }
+    if (history > 0) st(s, (i64)(history - 1) * channels, newest);
+    st(out, (i64)b * channels + c, silu_out ? silu(acc) : acc);
 }

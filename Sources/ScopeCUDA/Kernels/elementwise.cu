@@ -12,21 +12,54 @@ extern "C" __global__ void embedding(const void* table, int type, const int* ids
     }
 }
 
+// Runs `vector` on every eighth index (eight elements, 16-byte loads) where every pointer is 16-byte aligned and n
+// is a multiple of 8 (activation tensors always are), else `scalar` on every index.
+template <typename Vector, typename Scalar>
+__device__ __forceinline__ void elementwise(i64 n, bool aligned, Vector vector, Scalar scalar) {
+    if (aligned && n % 8 == 0) {
+        GRID_STRIDE(i8, n / 8) vector(i8 * 8);
+    } else {
+        GRID_STRIDE(i, n) scalar(i);
+    }
+}
+
 extern "C" __global__ void add(const bf16* a, const bf16* b, bf16* out, i64 n) {
-    GRID_STRIDE(i, n) st(out, i, ld(a, i) + ld(b, i));
+    elementwise(n, aligned16(a) && aligned16(b) && aligned16(out), [&](i64 i) {
+        float x[8], y[8];
+        ld8(a + i, x);
+        ld8(b + i, y);
+        for (int e = 0; e < 8; e++) x[e] += y[e];
+        st8(out + i, x);
+    }, [&](i64 i) { st(out, i, ld(a, i) + ld(b, i)); });
 }
 
 extern "C" __global__ void scale(const bf16* x, float factor, bf16* out, i64 n) {
-    GRID_STRIDE(i, n) st(out, i, ld(x, i) * factor);
+    elementwise(n, aligned16(x) && aligned16(out), [&](i64 i) {
+        float v[8];
+        ld8(x + i, v);
+        for (int e = 0; e < 8; e++) v[e] *= factor;
+        st8(out + i, v);
+    }, [&](i64 i) { st(out, i, ld(x, i) * factor); });
 }
 
 extern "C" __global__ void activation(int kind, const bf16* x, bf16* out, i64 n) {
-    GRID_STRIDE(i, n) st(out, i, activate(kind, ld(x, i)));
+    elementwise(n, aligned16(x) && aligned16(out), [&](i64 i) {
+        float v[8];
+        ld8(x + i, v);
+        for (int e = 0; e < 8; e++) v[e] = activate(kind, v[e]);
+        st8(out + i, v);
+    }, [&](i64 i) { st(out, i, activate(kind, ld(x, i))); });
 }
 
 // out = act(gate) * up.
 extern "C" __global__ void gated_activation(int kind, const bf16* gate, const bf16* up, bf16* out, i64 n) {
-    GRID_STRIDE(i, n) st(out, i, activate(kind, ld(gate, i)) * ld(up, i));
+    elementwise(n, aligned16(gate) && aligned16(up) && aligned16(out), [&](i64 i) {
+        float g[8], u[8];
+        ld8(gate + i, g);
+        ld8(up + i, u);
+        for (int e = 0; e < 8; e++) g[e] = activate(kind, g[e]) * u[e];
+        st8(out + i, g);
+    }, [&](i64 i) { st(out, i, activate(kind, ld(gate, i)) * ld(up, i)); });
 }
 
 // dst[r, dstOffset + c] = src[r, srcOffset + c] for c < count (split and concatenation of column blocks).
@@ -62,10 +95,12 @@ extern "C" __global__ void convert(const void* src, int srcType, void* dst, int 
 }
 
 // out[r, c] = src[r, c] + bias[c] (bias may be null; src of any type, may alias out).
-extern "C" __global__ void bias_store(const void* src, int srcType, const float* bias, bf16* out, int cols, i64 rows) {
+extern "C" __global__ void bias_store(const void* src, int srcType, const float* bias, bf16* out, int cols,
+                                      i64 rows, int accumulate) {
     GRID_STRIDE(i, rows * cols) {
         float v = load_any(src, srcType, i);
         if (bias) v += bias[i % cols];
+        if (accumulate) v += ld(out, i);
         st(out, i, v);
     }
 }

@@ -1,56 +1,194 @@
-// Linear layers of decode steps (a few rows): out[r, n] = sum_k x[r, k] w[n, k] (+ bias[n]) with bf16 weights read
+// Linear layers of decode steps (a few rows): out[r, n] = sum_k x'[r, k] w[n, k] (+ bias[n]) with bf16 weights read
 // once in 16-byte loads, one warp per output column, fp32 accumulation; memory bound on the weights. k a multiple
-// of 8 and 16-byte aligned rows; rows <= 8. Grid ceil(n / 8); 256 threads.
+// of 8 and 16-byte aligned rows; rows <= 8 (kernels _r1 for one row, _r8 for up to eight). accumulate: out += instead
+// of out =. One column per warp: grid ceil(n / (threads / 32)), 64 to 256 threads.
+//
+// x' is x (gemv_bf16_*) or x normalised on the fly (gemv_bf16_norm_*), so that a decode step needs no separate norm
+// launch: every block recomputes the rows' norms (a few KB from L2) and keeps x' in fp32 shared memory, after
+// issuing its first weight loads so that the norm's latency hides behind theirs.
 #include "common.cuh"
 
-#define MAX_ROWS 8
+#define MAX_GROUPS 8
 #define UNROLL 4
+#define STRIDE (32 * 8)  // columns of k one warp covers per 16-byte load
 
-extern "C" __global__ void gemv_bf16(const bf16* x, const bf16* w, const float* bias, bf16* out, int rows, int n,
-                                     int k) {
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int col = blockIdx.x * 8 + warp;
-    if (col >= n) return;
-    const bf16* wr = w + (i64)col * k;
-    float acc[MAX_ROWS];
+// Eight consecutive inputs of row r starting at column c, as fp32: from bf16 global memory or fp32 shared memory.
+struct GlobalRows {
+    const bf16* x;
+    int k;
+    __device__ __forceinline__ void load(int r, int c, float* v) const {
+        uint4 raw = *(const uint4*)(x + (i64)r * k + c);
+        const __nv_bfloat162* p = (const __nv_bfloat162*)&raw;
 #pragma unroll
-    for (int r = 0; r < MAX_ROWS; r++) acc[r] = 0.0f;
-    // Four 16-byte weight loads in flight per lane before any is used: a decode step is bound by how many bytes
-    // are in flight, not by the arithmetic.
-    for (int c0 = lane * 8; c0 < k; c0 += 256 * UNROLL) {
-        uint4 wv[UNROLL];
-#pragma unroll
-        for (int u = 0; u < UNROLL; u++) {
-            int c = c0 + u * 256;
-            wv[u] = c < k ? __ldg((const uint4*)(wr + c)) : make_uint4(0, 0, 0, 0);
+        for (int e = 0; e < 4; e++) {
+            float2 f = __bfloat1622float2(p[e]);
+            v[2 * e] = f.x;
+            v[2 * e + 1] = f.y;
         }
+    }
+};
+
+struct SharedRows {
+    const float* x;
+    int k;
+    __device__ __forceinline__ void load(int r, int c, float* v) const {
+        const float4* p = (const float4*)(x + r * k + c);
+        float4 a = p[0], b = p[1];
+        v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
+        v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+    }
+};
+
+struct NoPrologue {
+    __device__ __forceinline__ void operator()() const {}
+};
+
+// UNROLL weight loads of this lane starting at column c0 (zeros past k).
+__device__ __forceinline__ void load_weights(const bf16* wr, int c0, int k, bool active, uint4* wv) {
+#pragma unroll
+    for (int u = 0; u < UNROLL; u++) {
+        int c = c0 + u * STRIDE;
+        wv[u] = active && c < k ? __ldg((const uint4*)(wr + c)) : make_uint4(0, 0, 0, 0);
+    }
+}
+
+// One warp per output column. The weights stream double-buffered: the next UNROLL loads are issued before the
+// current ones are used, so about 4 KB per warp are in flight. `prologue` runs on every thread of the block after
+// the first loads are issued (it may synchronise the block); `xs` is read only after it.
+template <int ROWS, typename Rows, typename Prologue>
+__device__ __forceinline__ void gemv_columns(Rows xs, Prologue prologue, const bf16* w, const float* bias, bf16* out,
+                                             int rows, int n, int k, int accumulate) {
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int col = blockIdx.x * (blockDim.x >> 5) + warp;
+    bool active = col < n;
+    const bf16* wr = w + (i64)(active ? col : 0) * k;
+    uint4 wv[UNROLL];
+    load_weights(wr, lane * 8, k, active, wv);
+    prologue();
+    if (!active) return;
+    float acc[ROWS];
+#pragma unroll
+    for (int r = 0; r < ROWS; r++) acc[r] = 0.0f;
+    for (int c0 = lane * 8; c0 < k; c0 += STRIDE * UNROLL) {
+        uint4 next[UNROLL];
+        load_weights(wr, c0 + STRIDE * UNROLL, k, true, next);
 #pragma unroll
         for (int u = 0; u < UNROLL; u++) {
-            int c = c0 + u * 256;
+            int c = c0 + u * STRIDE;
             if (c >= k) break;
             const __nv_bfloat162* wp = (const __nv_bfloat162*)&wv[u];
             float2 wf[4];
 #pragma unroll
             for (int e = 0; e < 4; e++) wf[e] = __bfloat1622float2(wp[e]);
 #pragma unroll
-            for (int r = 0; r < MAX_ROWS; r++) {
+            for (int r = 0; r < ROWS; r++) {
                 if (r < rows) {
-                    uint4 xv = *(const uint4*)(x + (i64)r * k + c);
-                    const __nv_bfloat162* xp = (const __nv_bfloat162*)&xv;
+                    float v[8];
+                    xs.load(r, c, v);
 #pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        float2 xf = __bfloat1622float2(xp[e]);
-                        acc[r] += xf.x * wf[e].x + xf.y * wf[e].y;
-                    }
+                    for (int e = 0; e < 4; e++) acc[r] += v[2 * e] * wf[e].x + v[2 * e + 1] * wf[e].y;
                 }
             }
         }
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++) wv[u] = next[u];
     }
 #pragma unroll
-    for (int r = 0; r < MAX_ROWS; r++) {
+    for (int r = 0; r < ROWS; r++) {
         if (r < rows) {
             float v = warp_sum(acc[r]);
-            if (lane == 0) st(out, (i64)r * n + col, bias ? v + bias[col] : v);
+            if (lane == 0) {
+                i64 o = (i64)r * n + col;
+                st(out, o, v + (bias ? bias[col] : 0.0f) + (accumulate ? ld(out, o) : 0.0f));
+            }
         }
     }
 }
+
+#define GEMV(ROWS)                                                                                               \
+    extern "C" __global__ void gemv_bf16_r##ROWS(const bf16* x, const bf16* w, const float* bias, bf16* out,     \
+                                                 int rows, int n, int k, int accumulate) {                       \
+        gemv_columns<ROWS>(GlobalRows{x, k}, NoPrologue{}, w, bias, out, rows, n, k, accumulate);                 \
+    }
+GEMV(1)
+GEMV(8)
+
+// Normalises the rows into shared memory: mode 1: RMSNorm(x) * normWeight (normWeight may be null); mode 2:
+// Mamba-2's gated RMSNorm over `groups` groups of k / groups features (see gated_rmsnorm): normBeforeGate 0:
+// rmsnorm(x * silu(gate)) * normWeight; 1: rmsnorm(x) * normWeight * silu(gate). Each thread loads its (at most
+// CHUNKS) eight-element chunks of a row at once with 16-byte loads and keeps them in registers for both passes, so
+// k <= 8 * CHUNKS * blockDim.
+struct NormPrologue {
+    const bf16* x;
+    const bf16* gate;
+    const float* normWeight;
+    float eps;
+    int mode, groups, normBeforeGate, rows, k;
+    float* staged;
+
+    static constexpr int CHUNKS = 4;
+
+    __device__ __forceinline__ void operator()() const {
+        __shared__ float inverse[MAX_GROUPS];
+        int size = k / groups, step = 8 * blockDim.x;
+        bool gated = mode == 2, gateFirst = gated && !normBeforeGate;
+        for (int r = 0; r < rows; r++) {
+            const bf16* xr = x + (i64)r * k;
+            const bf16* gr = gated ? gate + (i64)r * k : nullptr;
+            float v[CHUNKS][8], g[CHUNKS][8], ss[MAX_GROUPS];
+#pragma unroll
+            for (int q = 0; q < MAX_GROUPS; q++) ss[q] = 0.0f;
+#pragma unroll
+            for (int u = 0; u < CHUNKS; u++) {
+                int c = threadIdx.x * 8 + u * step;
+                if (c < k) {
+                    ld8(xr + c, v[u]);
+                    if (gated) ld8(gr + c, g[u]);
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < CHUNKS; u++) {
+                int c = threadIdx.x * 8 + u * step;
+                if (c >= k) continue;
+                int group = c / size;
+#pragma unroll
+                for (int e = 0; e < 8; e++) {
+                    if (gated) g[u][e] = silu(g[u][e]);
+                    float h = gateFirst ? v[u][e] * g[u][e] : v[u][e];
+#pragma unroll
+                    for (int q = 0; q < MAX_GROUPS; q++) ss[q] += q == group ? h * h : 0.0f;
+                }
+            }
+            for (int q = 0; q < groups; q++) {
+                float total = block_sum(ss[q]);
+                if (threadIdx.x == 0) inverse[q] = 1.0f / sqrtf(total / size + eps);
+            }
+            __syncthreads();
+#pragma unroll
+            for (int u = 0; u < CHUNKS; u++) {
+                int c = threadIdx.x * 8 + u * step;
+                if (c >= k) continue;
+                float s = inverse[c / size];
+#pragma unroll
+                for (int e = 0; e < 8; e++) {
+                    float o = v[u][e] * s * (normWeight ? normWeight[c + e] : 1.0f);
+                    staged[r * k + c + e] = gated ? o * g[u][e] : o;
+                }
+            }
+            __syncthreads();  // `inverse` is reused by the next row; `staged` is read after the prologue
+        }
+    }
+};
+
+// Dynamic shared memory: rows * k floats. groups <= 8, (k / groups) % 8 == 0, k <= 32 * blockDim.
+#define GEMV_NORM(ROWS)                                                                                          \
+    extern "C" __global__ void gemv_bf16_norm_r##ROWS(const bf16* x, const bf16* w, const float* bias, bf16* out, \
+                                                      int rows, int n, int k, int accumulate, int mode,          \
+                                                      const float* normWeight, float eps, const bf16* gate,      \
+                                                      int groups, int normBeforeGate) {                          \
+        extern __shared__ float staged[];                                                                        \
+        NormPrologue prologue{x, gate, normWeight, eps, mode, groups, normBeforeGate, rows, k, staged};          \
+        gemv_columns<ROWS>(SharedRows{staged, k}, prologue, w, bias, out, rows, n, k, accumulate);                \
+    }
+GEMV_NORM(1)
+GEMV_NORM(8)
