@@ -98,11 +98,11 @@ extension CUDABackend {
         guard batch > 0, tokens > 0, heads > 0, p > 0 else { return }
         try check(batch <= 65535 && heads <= 65535, "ssd grid too large")
         let common: [KernelArgument] = [.int(heads), .int(p), .int(groups), .int(n), .float(dtMin), .float(dtMax)]
-        let q = Self.ssdChunk, pitch = (n + 63) / 64 * 64 + 8, pTiles = (p + 63) / 64, nTiles = (n + 63) / 64
-        // Shared memory (ssd.cu): bf16 tiles of 64 columns have a pitch of 72, of N columns `pitch`.
-        let cbShared = 2 * 64 * pitch * 2  // C and B rows of one 64 x 64 tile
-        let stateShared = 3 * q * 4 + 2 * q * 72 * 2  // step, cum, weights; x and B of a chunk
-        let scanShared = 2 * q * 4 + q * 72 * 2 + (128 + 64) * pitch * 2  // step, cum; x; C rows; incoming state
+        let q = Self.ssdChunk, nr = (n + 63) / 64 * 64, pTiles = (p + 63) / 64, nTiles = (n + 127) / 128
+        // Shared memory (ssd.cu): bf16 tiles with padded row pitches.
+        let cbShared = 2 * 64 * (nr + 8) * 2  // C and B rows of one 64 x 64 tile
+        let stateShared = 3 * q * 4 + (2 * 128 * 72 + 128 * 136) * 2  // step, cum, weights; x w high, low; B
+        let scanShared = 2 * q * 4 + (q * 64 + 64 * (nr + 32)) * 2  // step, cum; x; incoming state
         let cbPairs = (q / 64) * (q / 64 + 1) / 2  // 64 x 64 tiles on or below the diagonal
         if tokens == 1 || p % 8 != 0 || n % 8 != 0
             || max(cbShared, stateShared, scanShared) > device.sharedMemoryPerBlock {

@@ -16,6 +16,8 @@
 #define ROWS 128     // chunk rows per chunk_scan block (8 warps x 16)
 #define XP 72        // shared-memory pitch (bf16) of 64-wide tiles: 144 bytes, so ldmatrix rows hit distinct banks
 #define CB_PAIRS 10  // (row tile, column tile) pairs of 64 x 64 on or below the diagonal of SQ x SQ
+#define HALF 128     // tokens chunk_state stages at a time
+#define NP 136       // chunk_state's pitch of 128-wide B tiles
 
 __device__ __forceinline__ int round64(int n) { return (n + 63) / 64 * 64; }
 
@@ -62,10 +64,10 @@ __device__ __forceinline__ unsigned pack(float lo, float hi) {
 
 __device__ __forceinline__ float2 unpack(unsigned u) { return __bfloat1622float2(*(__nv_bfloat162*)&u); }
 
-// The bf16 pair u scaled by (w0, w1), as bf16 high parts and the bf16 remainders: hi + lo = u * w to ~2^-16.
-__device__ __forceinline__ void split(unsigned u, float w0, float w1, unsigned& hi, unsigned& lo) {
+// The bf16 pair u scaled by w, as bf16 high parts and the bf16 remainders: hi + lo = u * w to ~2^-16.
+__device__ __forceinline__ void split(unsigned u, float w, unsigned& hi, unsigned& lo) {
     float2 f = unpack(u);
-    float v0 = f.x * w0, v1 = f.y * w1;
+    float v0 = f.x * w, v1 = f.y * w;
     hi = pack(v0, v1);
     float2 h = unpack(hi);
     lo = pack(v0 - h.x, v1 - h.y);
@@ -135,8 +137,9 @@ extern "C" __global__ void __launch_bounds__(128) ssd_chunk_cb(const bf16* B, co
     }
 }
 
-// One 64 x 64 tile (p tile, n tile) of a chunk's state; warp w computes p 32 (w / 4).., n 16 (w % 4)...
-extern "C" __global__ void __launch_bounds__(SQ) ssd_chunk_state(const bf16* x, const bf16* dt, const float* dtBias,
+// One 64 x 128 tile (p tile, n tile) of a chunk's state; warp w computes p 32 (w / 4).., n 32 (w % 4)... The chunk
+// is taken in two halves of 128 tokens: x w is split into bf16 high and low parts once per element while staged.
+extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_state(const bf16* x, const bf16* dt, const float* dtBias,
                                                                  const float* A, const bf16* B, float* states,
                                                                  float* decay, int tokens, int t0, int span,
                                                                  int heads, int P, int groups, int N, float dtMin,
@@ -144,53 +147,78 @@ extern "C" __global__ void __launch_bounds__(SQ) ssd_chunk_state(const bf16* x, 
     extern __shared__ __align__(16) unsigned char raw[];
     float* step = (float*)raw;
     float* cum = step + SQ;
-    float* w = cum + SQ;          // dt * exp(cum[end] - cum[s])
-    bf16* xs = (bf16*)(w + SQ);   // [SQ][XP]: x of the p tile
-    bf16* bs = xs + SQ * XP;      // [SQ][XP]: B of the n tile
-    int nTiles = round64(N) / 64, tiles = round64(P) / 64 * nTiles;
+    float* w = cum + SQ;                 // dt * exp(cum[end] - cum[s])
+    bf16* hi = (bf16*)(w + SQ);          // [HALF][XP]: bf16(x w) of the p tile
+    bf16* lo = hi + HALF * XP;           // [HALF][XP]: bf16(x w - hi)
+    bf16* bs = lo + HALF * XP;           // [HALF][NP]: B of the n tile
+    int nTiles = (N + 127) / 128, tiles = round64(P) / 64 * nTiles;
     int c = blockIdx.x / tiles, pt = blockIdx.x % tiles / nTiles, nt = blockIdx.x % nTiles;
     int h = blockIdx.y, b = blockIdx.z, g = h / (heads / groups), chunks = gridDim.x / tiles;
     int len = min(SQ, span - c * SQ);
     i64 row0 = (i64)b * tokens + t0 + c * SQ;
-    for (int i = threadIdx.x; i < SQ * 8; i += blockDim.x) {
-        int s = i >> 3, v = (i & 7) * 8, p = pt * 64 + v, n = nt * 64 + v;
-        copy16(xs + s * XP + v, x, ((row0 + s) * heads + h) * P + p, s < len && p < P);
-        copy16(bs + s * XP + v, B, ((row0 + s) * groups + g) * N + n, s < len && n < N);
-    }
-    chunk_steps(dt, dtBias, A, row0, heads, h, len, dtMin, dtMax, step, cum);
-    float end = cum[SQ - 1];
-    w[threadIdx.x] = step[threadIdx.x] * expf(end - cum[threadIdx.x]);
-    if (threadIdx.x == 0 && blockIdx.x % tiles == 0) decay[((i64)b * heads + h) * chunks + c] = expf(end);
-    copies_wait();
-    __syncthreads();
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, tq = lane & 3;
-    int pw = (warp >> 2) * 32, nw = (warp & 3) * 16;
-    float acc[2][2][4] = {};
-    for (int s0 = 0; s0 < len; s0 += 16) {
-        unsigned f[4];
-        ldm_t(f, bs + (s0 + (lane & 7) + ((lane >> 3) & 1) * 8) * XP + nw + (lane >> 4) * 8);
-        float w0 = w[s0 + 2 * tq], w1 = w[s0 + 2 * tq + 1], w8 = w[s0 + 2 * tq + 8], w9 = w[s0 + 2 * tq + 9];
+    int pw = (warp >> 2) * 32, nw = (warp & 3) * 32;
+    bool busy = nt * 128 + nw < N;  // warp-uniform: this warp's columns hold state
+    float acc[2][4][4] = {};
+    for (int half = 0; half * HALF < len; half++) {
+        int base = half * HALF;
+        for (int i = threadIdx.x; i < HALF * 16; i += blockDim.x) {
+            int s = base + (i >> 4), v = (i & 15) * 8, n = nt * 128 + v;
+            copy16(bs + (i >> 4) * NP + v, B, ((row0 + s) * groups + g) * N + n, s < len && n < N);
+        }
+        uint4 xv[HALF * 8 / SQ];
 #pragma unroll
-        for (int m = 0; m < 2; m++) {
-            unsigned a[4], hi[4], lo[4];
-            ldm_t(a, xs + (s0 + (lane & 7) + (lane >> 4) * 8) * XP + pw + m * 16 + ((lane >> 3) & 1) * 8);
-            split(a[0], w0, w1, hi[0], lo[0]);
-            split(a[1], w0, w1, hi[1], lo[1]);
-            split(a[2], w8, w9, hi[2], lo[2]);
-            split(a[3], w8, w9, hi[3], lo[3]);
+        for (int k = 0; k < HALF * 8 / SQ; k++) {
+            int i = threadIdx.x + k * SQ, s = base + (i >> 3), p = pt * 64 + (i & 7) * 8;
+            xv[k] = s < len && p < P ? *(const uint4*)(x + ((row0 + s) * heads + h) * P + p) : make_uint4(0, 0, 0, 0);
+        }
+        if (half == 0) {
+            chunk_steps(dt, dtBias, A, row0, heads, h, len, dtMin, dtMax, step, cum);
+            float end = cum[SQ - 1];
+            w[threadIdx.x] = step[threadIdx.x] * expf(end - cum[threadIdx.x]);
+            if (threadIdx.x == 0 && blockIdx.x % tiles == 0) decay[((i64)b * heads + h) * chunks + c] = expf(end);
+            __syncthreads();
+        }
 #pragma unroll
-            for (int j = 0; j < 2; j++) {
-                mma(acc[m][j], hi, f[2 * j], f[2 * j + 1]);
-                mma(acc[m][j], lo, f[2 * j], f[2 * j + 1]);
+        for (int k = 0; k < HALF * 8 / SQ; k++) {
+            int i = threadIdx.x + k * SQ, r = i >> 3, v = (i & 7) * 8;
+            float ws = w[base + r];
+            uint4 h4, l4;
+            split(xv[k].x, ws, h4.x, l4.x);
+            split(xv[k].y, ws, h4.y, l4.y);
+            split(xv[k].z, ws, h4.z, l4.z);
+            split(xv[k].w, ws, h4.w, l4.w);
+            *(uint4*)(hi + r * XP + v) = h4;
+            *(uint4*)(lo + r * XP + v) = l4;
+        }
+        copies_wait();
+        __syncthreads();
+        for (int s0 = 0; busy && s0 < min(HALF, len - base); s0 += 16) {
+            unsigned f[2][4];
+#pragma unroll
+            for (int j = 0; j < 2; j++)
+                ldm_t(f[j], bs + (s0 + (lane & 7) + ((lane >> 3) & 1) * 8) * NP + nw + j * 16 + (lane >> 4) * 8);
+#pragma unroll
+            for (int m = 0; m < 2; m++) {
+                unsigned ah[4], al[4];
+                int offset = (s0 + (lane & 7) + (lane >> 4) * 8) * XP + pw + m * 16 + ((lane >> 3) & 1) * 8;
+                ldm_t(ah, hi + offset);
+                ldm_t(al, lo + offset);
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    mma(acc[m][j], ah, f[j >> 1][2 * (j & 1)], f[j >> 1][2 * (j & 1) + 1]);
+                    mma(acc[m][j], al, f[j >> 1][2 * (j & 1)], f[j >> 1][2 * (j & 1) + 1]);
+                }
             }
         }
+        __syncthreads();
     }
     float* dst = states + (((i64)b * chunks + c) * heads + h) * P * N;
 #pragma unroll
     for (int m = 0; m < 2; m++)
 #pragma unroll
-        for (int j = 0; j < 2; j++) {
-            int p = pt * 64 + pw + m * 16 + (lane >> 2), n = nt * 64 + nw + j * 8 + 2 * tq;
+        for (int j = 0; j < 4; j++) {
+            int p = pt * 64 + pw + m * 16 + (lane >> 2), n = nt * 128 + nw + j * 8 + 2 * tq;
             if (n >= N) continue;
             if (p < P) *(float2*)(dst + (i64)p * N + n) = make_float2(acc[m][j][0], acc[m][j][1]);
             if (p + 8 < P) *(float2*)(dst + (i64)(p + 8) * N + n) = make_float2(acc[m][j][2], acc[m][j][3]);
@@ -229,24 +257,35 @@ extern "C" __global__ void ssd_state_pass(const float* __restrict__ states, cons
 }
 
 // M[t][s] = CB[t][s] exp(cum[t] - cum[s]) step[s] for s <= t, else 0.
-__device__ __forceinline__ float masked(float g, float cumT, int t, int s, const float* cum, const float* step) {
-    return s <= t ? g * __expf(cumT - cum[s]) * step[s] : 0.0f;
+__device__ __forceinline__ float masked(float g, float cumT, int t, int s, float cumS, float stepS) {
+    return s <= t ? g * __expf(cumT - cumS) * stepS : 0.0f;
+}
+
+// Offset of x[r][col] in chunk_scan's x tile: rows of 64 values (8 units of 16 bytes), unit u of row r stored at
+// u ^ f(r) with f distinct over the rows {0, 1, 4, 5, 8, 9, 12, 13} (and {2, 3, 6, 7, ...}) that one permuted
+// ldmatrix reads, so that those rows hit distinct banks.
+__device__ __forceinline__ int xo(int r, int col) {
+    return r * 64 + ((((col >> 3) ^ (((r >> 1) & 6) | (r & 1)))) << 3) + (col & 7);
 }
 
 // Rows [128 rt, 128 rt + 128) of a chunk, p tile pt; warp w computes rows 16w..16w+15 of them: first the inter-chunk
 // term C h_in^T scaled by exp(cum[t]), then the intra-chunk term M x over the columns s <= t, then D x.
-extern "C" __global__ void __launch_bounds__(SQ) ssd_chunk_scan(const bf16* x, const bf16* dt, const float* dtBias,
+// Operands that each warp uses alone (its C rows, its CB rows) come straight from global memory (L2: every head of a
+// group reads them) in a permuted k order, so that a thread's fragment values are contiguous: in a 16-wide k step,
+// the mma's k = 2q, 2q + 1, 2q + 8, 2q + 9 of lane quad position q are the physical columns 4q .. 4q + 3 (CB), or,
+// over two k steps of C, 8q .. 8q + 3 and 8q + 4 .. 8q + 7. The shared operands (x, the incoming state) are read with
+// the same permutation: x by ldmatrix with permuted row addresses, the state by 16-byte loads.
+extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_scan(const bf16* x, const bf16* dt, const float* dtBias,
                                                                 const float* A, const bf16* C, const float* D,
                                                                 const float* cb, const bf16* hin, bf16* out,
                                                                 int tokens, int t0, int span, int heads, int P,
                                                                 int groups, int N, float dtMin, float dtMax) {
     extern __shared__ __align__(16) unsigned char raw[];
-    int pitch = round64(N) + 8, vecs = round64(N) / 8, perChunk = 2 * (round64(P) / 64);
+    int pitch = round64(N) + 32, vecs = round64(N) / 8, perChunk = 2 * (round64(P) / 64);
     float* step = (float*)raw;
     float* cum = step + SQ;
-    bf16* xs = (bf16*)(cum + SQ);  // [SQ][XP]: x of the p tile, rows up to this block's last
-    bf16* cs = xs + SQ * XP;       // [ROWS][pitch]: C of this block's rows
-    bf16* hs = cs + ROWS * pitch;  // [64][pitch]: incoming state, rows p of the tile
+    bf16* xs = (bf16*)(cum + SQ);  // [SQ][64], swizzled (xo): x of the p tile, rows up to this block's last
+    bf16* hs = xs + SQ * 64;       // [64][pitch]: incoming state, rows p of the tile; pitch = 16 words mod 32 banks
     // Even blocks take the lower (longer) halves of the chunks, so that they start first.
     int c = blockIdx.x / perChunk, pt = blockIdx.x % perChunk / 2, rt = 1 - blockIdx.x % 2;
     int h = blockIdx.y, b = blockIdx.z, g = h / (heads / groups), chunks = gridDim.x / perChunk;
@@ -254,34 +293,42 @@ extern "C" __global__ void __launch_bounds__(SQ) ssd_chunk_scan(const bf16* x, c
     i64 row0 = (i64)b * tokens + t0 + c * SQ;
     for (int i = threadIdx.x; i < (rt + 1) * ROWS * 8; i += blockDim.x) {
         int s = i >> 3, v = (i & 7) * 8, p = pt * 64 + v;
-        copy16(xs + s * XP + v, x, ((row0 + s) * heads + h) * P + p, s < len && p < P);
-    }
-    for (int i = threadIdx.x; i < ROWS * vecs; i += blockDim.x) {
-        int r = i / vecs, n = i % vecs * 8, t = rt * ROWS + r;
-        copy16(cs + r * pitch + n, C, ((row0 + t) * groups + g) * N + n, t < len && n < N);
+        copy16(xs + xo(s, v), x, ((row0 + s) * heads + h) * P + p, s < len && p < P);
     }
     i64 h0 = (((i64)b * chunks + c) * heads + h) * P * N;
     for (int i = threadIdx.x; i < 64 * vecs; i += blockDim.x) {
         int r = i / vecs, n = i % vecs * 8, p = pt * 64 + r;
         copy16(hs + r * pitch + n, hin, h0 + (i64)p * N + n, p < P && n < N);
     }
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, tq = lane & 3;
+    int r0 = rt * ROWS + warp * 16, ta = r0 + (lane >> 2), tb = ta + 8;
+    // This warp's C rows, 32 columns at a time; the first block's loads run while the tiles are staged.
+    const bf16* cRowA = C + ((row0 + ta) * groups + g) * N + 8 * tq;
+    const bf16* cRowB = C + ((row0 + tb) * groups + g) * N + 8 * tq;
+    auto loadC = [&](int n0, uint4& ua, uint4& ub) {
+        bool inN = n0 + 8 * tq < N;
+        ua = ta < len && inN ? *(const uint4*)(cRowA + n0) : make_uint4(0, 0, 0, 0);
+        ub = tb < len && inN ? *(const uint4*)(cRowB + n0) : make_uint4(0, 0, 0, 0);
+    };
+    uint4 ua, ub;
+    loadC(0, ua, ub);
     chunk_steps(dt, dtBias, A, row0, heads, h, len, dtMin, dtMax, step, cum);
     copies_wait();
     __syncthreads();
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, tq = lane & 3;
-    int r0 = rt * ROWS + warp * 16, ta = r0 + (lane >> 2), tb = ta + 8;
     if (r0 >= len) return;
     float acc[8][4] = {};
-    for (int k = 0; k < vecs * 8; k += 16) {
-        unsigned a[4];
-        ldm(a, cs + (warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * pitch + k + (lane >> 4) * 8);
+    for (int n0 = 0; n0 < vecs * 8; n0 += 32) {
+        uint4 na, nb;
+        loadC(n0 + 32 < vecs * 8 ? n0 + 32 : n0, na, nb);
+        unsigned a0[4] = {ua.x, ub.x, ua.y, ub.y}, a1[4] = {ua.z, ub.z, ua.w, ub.w};
 #pragma unroll
-        for (int j = 0; j < 4; j++) {
-            unsigned f[4];
-            ldm(f, hs + (j * 16 + (lane & 7) + (lane >> 4) * 8) * pitch + k + ((lane >> 3) & 1) * 8);
-            mma(acc[2 * j], a, f[0], f[1]);
-            mma(acc[2 * j + 1], a, f[2], f[3]);
+        for (int j = 0; j < 8; j++) {
+            uint4 f = *(const uint4*)(hs + (j * 8 + (lane >> 2)) * pitch + n0 + 8 * tq);
+            mma(acc[j], a0, f.x, f.y);
+            mma(acc[j], a1, f.z, f.w);
         }
+        ua = na;
+        ub = nb;
     }
     float cumA = cum[ta], cumB = cum[tb], ea = expf(cumA), eb = expf(cumB);
 #pragma unroll
@@ -291,29 +338,28 @@ extern "C" __global__ void __launch_bounds__(SQ) ssd_chunk_scan(const bf16* x, c
         acc[j][2] *= eb;
         acc[j][3] *= eb;
     }
-    const float* rowA = cb + (((i64)b * chunks + c) * groups + g) * SQ * SQ + ta * SQ + 2 * tq;
+    const float* rowA = cb + (((i64)b * chunks + c) * groups + g) * SQ * SQ + ta * SQ + 4 * tq;
     const float* rowB = rowA + 8 * SQ;
-    // The next 16 columns' CB values are loaded while this step's products run.
-    float2 next[4] = {*(const float2*)rowA, *(const float2*)(rowA + 8), *(const float2*)rowB,
-                      *(const float2*)(rowB + 8)};
+    // x rows s0 + 4q + {0, 1} give the mma's k = 2q, 2q + 1 (matrices 0 and 2), s0 + 4q + {2, 3} its k = 2q + 8, 2q + 9.
+    int xRow = ((lane & 7) >> 1) * 4 + (lane & 1) + ((lane >> 3) & 1) * 2, xCol = (lane >> 4) * 8;
+    float4 ga = *(const float4*)rowA, gb = *(const float4*)rowB;
     for (int s0 = 0; s0 <= r0; s0 += 16) {
-        float2 ga0 = next[0], ga8 = next[1], gb0 = next[2], gb8 = next[3];
+        float4 ca = ga, cbv = gb;
         if (s0 + 16 <= r0) {
-            next[0] = *(const float2*)(rowA + s0 + 16);
-            next[1] = *(const float2*)(rowA + s0 + 24);
-            next[2] = *(const float2*)(rowB + s0 + 16);
-            next[3] = *(const float2*)(rowB + s0 + 24);
+            ga = *(const float4*)(rowA + s0 + 16);
+            gb = *(const float4*)(rowB + s0 + 16);
         }
-        int s = s0 + 2 * tq;
+        int s = s0 + 4 * tq;
+        float4 cs = *(const float4*)(cum + s), ss = *(const float4*)(step + s);
         unsigned a[4];
-        a[0] = pack(masked(ga0.x, cumA, ta, s, cum, step), masked(ga0.y, cumA, ta, s + 1, cum, step));
-        a[1] = pack(masked(gb0.x, cumB, tb, s, cum, step), masked(gb0.y, cumB, tb, s + 1, cum, step));
-        a[2] = pack(masked(ga8.x, cumA, ta, s + 8, cum, step), masked(ga8.y, cumA, ta, s + 9, cum, step));
-        a[3] = pack(masked(gb8.x, cumB, tb, s + 8, cum, step), masked(gb8.y, cumB, tb, s + 9, cum, step));
+        a[0] = pack(masked(ca.x, cumA, ta, s, cs.x, ss.x), masked(ca.y, cumA, ta, s + 1, cs.y, ss.y));
+        a[1] = pack(masked(cbv.x, cumB, tb, s, cs.x, ss.x), masked(cbv.y, cumB, tb, s + 1, cs.y, ss.y));
+        a[2] = pack(masked(ca.z, cumA, ta, s + 2, cs.z, ss.z), masked(ca.w, cumA, ta, s + 3, cs.w, ss.w));
+        a[3] = pack(masked(cbv.z, cumB, tb, s + 2, cs.z, ss.z), masked(cbv.w, cumB, tb, s + 3, cs.w, ss.w));
 #pragma unroll
         for (int j = 0; j < 4; j++) {
             unsigned f[4];
-            ldm_t(f, xs + (s0 + (lane & 7) + ((lane >> 3) & 1) * 8) * XP + j * 16 + (lane >> 4) * 8);
+            ldm_t(f, xs + xo(s0 + xRow, j * 16 + xCol));
             mma(acc[2 * j], a, f[0], f[1]);
             mma(acc[2 * j + 1], a, f[2], f[3]);
         }
@@ -324,11 +370,11 @@ extern "C" __global__ void __launch_bounds__(SQ) ssd_chunk_scan(const bf16* x, c
         int pl = j * 8 + 2 * tq, p = pt * 64 + pl;
         if (p >= P) continue;
         if (ta < len) {
-            float2 xv = unpack(*(const unsigned*)(xs + ta * XP + pl));
+            float2 xv = unpack(*(const unsigned*)(xs + xo(ta, pl)));
             *(unsigned*)(out + ((row0 + ta) * heads + h) * P + p) = pack(acc[j][0] + d * xv.x, acc[j][1] + d * xv.y);
         }
         if (tb < len) {
-            float2 xv = unpack(*(const unsigned*)(xs + tb * XP + pl));
+            float2 xv = unpack(*(const unsigned*)(xs + xo(tb, pl)));
             *(unsigned*)(out + ((row0 + tb) * heads + h) * P + p) = pack(acc[j][2] + d * xv.x, acc[j][3] + d * xv.y);
         }
     }
