@@ -813,13 +813,17 @@ extern "C" __global__ void scan_carry(const float* A, float* state, float* carry
 // Mamba-2 SSD (SSD.scan's contract) as the chunked algorithm over chunks of SQ = 256 tokens, every product on tensor
 // cores (mma.sync m16n8k16, bf16 operands, fp32 accumulation). The host runs the four chunked kernels once per
 // super-chunk: tokens [t0, t0 + span) of every sequence, `tokens` being a sequence's row count.
-//   ssd_chunk_cb     CB = C B^T per chunk and group, 64 x 64 tiles on or below the diagonal    grid (chunks * 10, groups, batch)
-//   ssd_chunk_state  each chunk's own state S[p][n] = sum_s w_s x[s][p] B[s][n], w = dt * decay  grid (chunks * Ptiles * Ntiles, heads, batch)
-//                    to the chunk end; x w is split into bf16 high and low parts, so S keeps fp32 accuracy
-//   ssd_state_pass   the fp32 state runs through the chunks; each chunk's incoming state in bf16 grid (P*N/1024, heads, batch)
-//   ssd_chunk_scan   y = (CB o exp(segsum) o dt) x + exp(cum) C h_in + D x; 128 rows a block   grid (chunks * 2 * Ptiles, heads, batch)
-// and ssd_step, the plain recurrence of one token. P and N are padded to tiles of 64 (zeros in shared memory); rows
-// are loaded 8 values at a time, so P and N must be multiples of 8 (the host runs ssd_step otherwise).
+//   ssd_chunk_cb     CB = C B^T per chunk and group, 64 x 64 tiles on or below the diagonal
+//                    grid (chunks * 10, groups, batch), 128 threads
+//   ssd_chunk_state  each chunk's own state S[p][n] = sum_s w_s x[s][p] B[s][n], w = dt * decay to the chunk end;
+//                    x w is split into bf16 high and low parts, so S keeps fp32 accuracy
+//                    grid (chunks * P/64 tiles * N/128 tiles, heads, batch)
+//   ssd_state_pass   the fp32 state runs through the chunks; each chunk's incoming state in bf16
+//                    grid (P*N/1024, heads, batch)
+//   ssd_chunk_scan   y = (CB o exp(segsum) o dt) x + exp(cum) C h_in + D x, 128 rows of a chunk a block
+//                    grid (chunks * 2 * P/64 tiles, heads, batch)
+// and ssd_step, the plain recurrence of one token. P and N are padded to whole tiles (zeros); rows are loaded 8
+// values at a time, so P and N must be multiples of 8 (the host runs ssd_step otherwise).
 // Workspaces of one super-chunk: cb fp32 [batch, chunks, groups, SQ, SQ], states fp32 and incoming states bf16
 // [batch, chunks, heads, P, N], decay fp32 [batch, heads, chunks].
 #include "common.cuh"
