@@ -253,7 +253,12 @@ final class KernelChecks {
                 return [out, state]
             }
         }
-        for (tokens, p, n) in [(150, 64, 128), (1, 64, 128), (77, 8, 8), (1, 8, 8), (40, 12, 20)] {
+        // Batch 2 walks super-chunks of 8192 tokens: 17000 tokens take three (the last one 616 tokens, not a whole
+        // number of 256-token chunks), each starting from the state the previous one left. P 128 takes two p tiles;
+        // P 24 and N 256 pad their tiles; P 12 and N 20 take the plain recurrence.
+        let ssdCases = [(150, 64, 128), (1, 64, 128), (17000, 64, 128), (700, 128, 64), (300, 24, 256), (77, 8, 8),
+                        (1, 8, 8), (40, 12, 20)]
+        for (tokens, p, n) in ssdCases {
             check("ssm", "ssd \(tokens) tokens, P \(p), N \(n), 4 heads, 2 groups (out, state)") {
                 let heads = 4, groups = 2, rows = 2 * tokens
                 let x = try pair([rows, heads * p]), dt = try pair([rows, heads], .bf16, -4, 0)

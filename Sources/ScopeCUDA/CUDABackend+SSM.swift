@@ -17,8 +17,9 @@ private enum K {
     static let gatedNorm = Kernel(module: "norms", name: "gated_rmsnorm")
 }
 
-/// State-space operators: causal conv1d, Mamba-1 selective scan, Mamba-2 SSD (chunked over 64 tokens; one token,
-/// or head and state sizes that are not multiples of 8, by the plain recurrence) and the gated RMSNorm.
+/// State-space operators: causal conv1d, Mamba-1 selective scan, Mamba-2 SSD (chunked over 256 tokens on tensor
+/// cores; one token, head and state sizes that are not multiples of 8, or sizes whose tiles do not fit in shared
+/// memory, by the plain recurrence) and the gated RMSNorm.
 extension CUDABackend {
     public func conv1d(_ x: Tensor, weight: Tensor, bias: Tensor?, state: Tensor, batch: Int, tokens: Int, silu: Bool,
                        out: Tensor) throws {
@@ -83,6 +84,15 @@ extension CUDABackend {
         try scan(mode: 1, chunks: chunks, carry: carry, stepSum: stepSum)
     }
 
+    /// Mamba-2 SSD (see `SSD.scan`), chunked over `ssdChunk` tokens whatever `chunkSize` says (the chunk length
+    /// changes only rounding). Products take bf16 operands with fp32 accumulation; the state passed between chunks
+    /// and returned in `state` stays fp32.
+    ///
+    /// Scratch is bounded independently of `tokens`: the prompt is walked in super-chunks of
+    /// `ssdSuperChunk(batch:)` tokens per sequence (16384 / batch), so at most C = batch x ceil(min(tokens,
+    /// 16384 / batch) / 256) chunks (64 for batch <= 64) are in flight, needing C x (groups x 256 KiB (CB, fp32)
+    /// + heads x P x N x 6 B (chunk states fp32, incoming states bf16) + heads x 4 B). Mamba-2 1.3B (64 heads,
+    /// P 64, N 128, 1 group): at most 218 MB, at any prompt length.
     public func ssd(x: Tensor, dt: Tensor, dtBias: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, state: Tensor,
                     batch: Int, tokens: Int, heads: Int, headDim: Int, groups: Int, stateSize: Int, chunkSize: Int,
                     dtMin: Float, dtMax: Float, out: Tensor) throws {
@@ -96,31 +106,49 @@ extension CUDABackend {
         guard batch > 0, tokens > 0, heads > 0, p > 0 else { return }
         try check(batch <= 65535 && heads <= 65535, "ssd grid too large")
         let common: [KernelArgument] = [.int(heads), .int(p), .int(groups), .int(n), .float(dtMin), .float(dtMax)]
-        if tokens == 1 || p % 8 != 0 || n % 8 != 0 {
+        let q = Self.ssdChunk, nr = (n + 63) / 64 * 64, pTiles = (p + 63) / 64, nTiles = (n + 127) / 128
+        // Shared memory (ssd.cu): bf16 tiles with padded row pitches.
+        let cbShared = 2 * 64 * (nr + 8) * 2  // C and B rows of one 64 x 64 tile
+        let stateShared = 3 * q * 4 + (2 * 128 * 72 + 128 * 136) * 2  // step, cum, weights; x w high, low; B
+        let scanShared = 2 * q * 4 + (q * 64 + 64 * (nr + 32)) * 2  // step, cum; x; incoming state
+        let cbPairs = (q / 64) * (q / 64 + 1) / 2  // 64 x 64 tiles on or below the diagonal
+        if tokens == 1 || p % 8 != 0 || n % 8 != 0
+            || max(cbShared, stateShared, scanShared) > device.sharedMemoryPerBlock {
             try launch(K.step, grid: ((p + 7) / 8, heads, batch), block: 256, [
                 .tensor(x), .tensor(dt), .tensor(dtBias), .tensor(A), .tensor(B), .tensor(C), .tensor(D),
                 .tensor(state), .tensor(out), .int(tokens)] + common)
             return
         }
-        let q = 64, chunks = (tokens + q - 1) / q
-        let pr = (p + 63) / 64 * 64, nr = (n + 63) / 64 * 64
-        func round64(_ v: Int) -> Int { (v + 63) / 64 * 64 }
-        let cbShared = 4 * (round64(q * (nr + 1)) + nr * (q + 4))
-        let stateShared = 4 * (2 * q + round64(pr * (q + 1)) + q * nr)
-        let scanShared = 4 * (2 * q + round64(q * (q + 1)) + q * pr + round64(q * (nr + 1)) + nr * (pr + 4))
-        let cb = try scratch(batch * chunks * groups * q * q, .fp32)
-        let states = try scratch(batch * chunks * heads * p * n, .fp32)
-        let decay = try scratch(batch * heads * chunks, .fp32)
-        try launch(K.cb, grid: (chunks, groups, batch), block: 256, shared: cbShared, [
-            .tensor(B), .tensor(C), .tensor(cb), .int(tokens), .int(groups), .int(n)])
-        try launch(K.chunkState, grid: (chunks, heads, batch), block: 256, shared: stateShared, [
-            .tensor(x), .tensor(dt), .tensor(dtBias), .tensor(A), .tensor(B), .tensor(states), .tensor(decay),
-            .int(tokens)] + common)
-        try launch(K.statePass, grid: ((p * n + 255) / 256, heads, batch), block: 256, shared: 4 * chunks, [
-            .tensor(states), .tensor(decay), .tensor(state), .int(chunks), .int(heads), .int(p * n)])
-        try launch(K.chunkScan, grid: (chunks, heads, batch), block: 256, shared: scanShared, [
-            .tensor(x), .tensor(dt), .tensor(dtBias), .tensor(A), .tensor(C), .tensor(D), .tensor(cb),
-            .tensor(states), .tensor(out), .int(tokens)] + common)
+        let span = Self.ssdSuperChunk(batch: batch), maxChunks = (min(tokens, span) + q - 1) / q
+        let cb = try scratch(batch * maxChunks * groups * q * q, .fp32)
+        let states = try scratch(batch * maxChunks * heads * p * n, .fp32)
+        let incoming = try scratch(batch * maxChunks * heads * p * n, .bf16)
+        let decay = try scratch(batch * heads * maxChunks, .fp32)
+        for t0 in stride(from: 0, to: tokens, by: span) {
+            let length = min(span, tokens - t0), chunks = (length + q - 1) / q
+            let range: [KernelArgument] = [.int(tokens), .int(t0), .int(length)]
+            try launch(K.cb, grid: (chunks * cbPairs, groups, batch), block: 128, shared: cbShared, [
+                .tensor(B), .tensor(C), .tensor(cb)] + range + [.int(groups), .int(n)])
+            try launch(K.chunkState, grid: (chunks * pTiles * nTiles, heads, batch), block: q, shared: stateShared, [
+                .tensor(x), .tensor(dt), .tensor(dtBias), .tensor(A), .tensor(B), .tensor(states), .tensor(decay)]
+                + range + common)
+            try launch(K.statePass, grid: ((p * n / 4 + 255) / 256, heads, batch), block: 256, [
+                .tensor(states), .tensor(decay), .tensor(state), .tensor(incoming), .int(chunks), .int(heads),
+                .int(p * n)])
+            try launch(K.chunkScan, grid: (chunks * 2 * pTiles, heads, batch), block: q, shared: scanShared, [
+                .tensor(x), .tensor(dt), .tensor(dtBias), .tensor(A), .tensor(C), .tensor(D), .tensor(cb),
+                .tensor(incoming), .tensor(out)] + range + common)
+        }
+    }
+
+    /// Tokens per chunk of the chunked SSD kernels (`SQ` in ssd.cu).
+    static let ssdChunk = 256
+
+    /// Tokens of each sequence that one pass of the chunked SSD kernels covers: 16384 / batch, rounded down to whole
+    /// chunks, at least one chunk. `ssd` walks longer prompts in such super-chunks, carrying the fp32 state from one
+    /// to the next, so that its scratch is bounded independently of the token count.
+    static func ssdSuperChunk(batch: Int) -> Int {
+        max(ssdChunk, 16384 / max(1, batch) / ssdChunk * ssdChunk)
     }
 
     public func gatedRMSNorm(_ x: Tensor, gate: Tensor, weight: Tensor, groups: Int, eps: Float, normBeforeGate: Bool,

@@ -1212,241 +1212,389 @@ extern "C" __global__ void scan_carry(const float* A, float* state, float* carry
 }
 """###,
         "ssd": ###"""
-// Mamba-2 SSD (SSD.scan's contract) as the chunked algorithm over chunks of 64 tokens, fp32 throughout:
-//   ssd_chunk_cb     G = C B^T of each chunk and group                          grid (chunks, groups, batch)
-//   ssd_chunk_state  each chunk's own state B^T (decay-to-end * dt * x)         grid (chunks, heads, batch)
-//   ssd_state_pass   states across chunks; leaves each chunk's incoming state  grid (P*N/256, heads, batch)
-//   ssd_chunk_scan   y = (G o decay o dt) x + exp(cum) C h_in + D x            grid (chunks, heads, batch)
-// and ssd_step, the plain recurrence of one token. Matrix products run on 64x64 shared-memory tiles with a 4x4
-// register block per thread (256 threads). Workspaces: cb [batch, chunks, groups, 64, 64], states
-// [batch, chunks, heads, P, N], decay [batch, heads, chunks]. The chunked kernels load rows 8 values at a time:
-// P and N must be multiples of 8 (the host runs ssd_step over all tokens otherwise).
+// Mamba-2 SSD (SSD.scan's contract) as the chunked algorithm over chunks of SQ = 256 tokens, every product on tensor
+// cores (mma.sync m16n8k16, bf16 operands, fp32 accumulation). The host runs the four chunked kernels once per
+// super-chunk: tokens [t0, t0 + span) of every sequence, `tokens` being a sequence's row count.
+//   ssd_chunk_cb     CB = C B^T per chunk and group, 64 x 64 tiles on or below the diagonal
+//                    grid (chunks * 10, groups, batch), 128 threads
+//   ssd_chunk_state  each chunk's own state S[p][n] = sum_s w_s x[s][p] B[s][n], w = dt * decay to the chunk end;
+//                    x w is split into bf16 high and low parts, so S keeps fp32 accuracy
+//                    grid (chunks * P/64 tiles * N/128 tiles, heads, batch)
+//   ssd_state_pass   the fp32 state runs through the chunks; each chunk's incoming state in bf16
+//                    grid (P*N/1024, heads, batch)
+//   ssd_chunk_scan   y = (CB o exp(segsum) o dt) x + exp(cum) C h_in + D x, 128 rows of a chunk a block
+//                    grid (chunks * 2 * P/64 tiles, heads, batch)
+// and ssd_step, the plain recurrence of one token. P and N are padded to whole tiles (zeros); rows are loaded 8
+// values at a time, so P and N must be multiples of 8 (the host runs ssd_step otherwise).
+// Workspaces of one super-chunk: cb fp32 [batch, chunks, groups, SQ, SQ], states fp32 and incoming states bf16
+// [batch, chunks, heads, P, N], decay fp32 [batch, heads, chunks].
 #include "common.cuh"
 
-#define Q 64
-
-// step = clamp(softplus(dt + bias), dtMin, dtMax) and the inclusive cumulative sum of step * A over the chunk.
-__device__ void chunk_steps(const bf16* dt, const float* dtBias, const float* A, int b, int h, int c, int tokens,
-                            int heads, float dtMin, float dtMax, int L, float* step, float* cum) {
-    for (int t = threadIdx.x; t < Q; t += blockDim.x) {
-        step[t] = t < L ? fminf(fmaxf(softplus(ld(dt, ((i64)b * tokens + c * Q + t) * heads + h) + dtBias[h]), dtMin), dtMax)
-                        : 0.0f;
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        float running = 0.0f, a = A[h];
-        for (int t = 0; t < Q; t++) {
-            if (t < L) running += step[t] * a;
-            cum[t] = running;
-        }
-    }
-    __syncthreads();
-}
-
-// acc += A[r.., 0..K) * B[0..K), c..] with r = (tid / 16) * 4, c = (tid % 16) * 4; ldb a multiple of 4.
-__device__ __forceinline__ void tile_mm(float acc[4][4], const float* A, int lda, const float* B, int ldb, int K) {
-    int r = (threadIdx.x >> 4) * 4, c = (threadIdx.x & 15) * 4;
-    for (int k = 0; k < K; k++) {
-        float4 bv = *(const float4*)(B + (i64)k * ldb + c);
-        float bb[4] = {bv.x, bv.y, bv.z, bv.w};
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            float a = A[(r + i) * lda + k];
-#pragma unroll
-            for (int j = 0; j < 4; j++) acc[i][j] += a * bb[j];
-        }
-    }
-}
-
-__device__ __forceinline__ void zero(float acc[4][4]) {
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
-}
+#define SQ 256       // tokens per chunk; chunk_state and chunk_scan run SQ threads
+#define ROWS 128     // chunk rows per chunk_scan block (8 warps x 16)
+#define XP 72        // shared-memory pitch (bf16) of 64-wide tiles: 144 bytes, so ldmatrix rows hit distinct banks
+#define CB_PAIRS 10  // (row tile, column tile) pairs of 64 x 64 on or below the diagonal of SQ x SQ
+#define HALF 128     // tokens chunk_state stages at a time
+#define NP 136       // chunk_state's pitch of 128-wide B tiles
 
 __device__ __forceinline__ int round64(int n) { return (n + 63) / 64 * 64; }
 
-// Eight consecutive bf16 values (16-byte aligned) as floats, or zeros when !ok.
-__device__ __forceinline__ void load8(const bf16* p, bool ok, float* v) {
-    uint4 raw = ok ? *(const uint4*)p : make_uint4(0, 0, 0, 0);
-    const __nv_bfloat162* h = (const __nv_bfloat162*)&raw;
-#pragma unroll
-    for (int e = 0; e < 4; e++) {
-        float2 f = __bfloat1622float2(h[e]);
-        v[2 * e] = f.x;
-        v[2 * e + 1] = f.y;
-    }
+__device__ __forceinline__ unsigned smem_address(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
+
+// 16 bytes from base + offset (bf16 elements) into shared memory, asynchronously; zeros when !ok.
+__device__ __forceinline__ void copy16(bf16* dst, const bf16* base, i64 offset, bool ok) {
+    const bf16* src = ok ? base + offset : base;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_address(dst)), "l"(src),
+                 "r"(ok ? 16 : 0));
 }
 
-extern "C" __global__ void ssd_chunk_cb(const bf16* B, const bf16* C, float* cb, int tokens, int groups, int N) {
-    extern __shared__ float4 smem4[];
-    float* sm = (float*)smem4;
-    int c = blockIdx.x, g = blockIdx.y, b = blockIdx.z, chunks = gridDim.x;
-    int L = min(Q, tokens - c * Q), Nr = round64(N), lda = Nr + 1, ldb = Q + 4;
-    float* cs = sm;                     // [Q][Nr + 1]
-    float* bt = sm + round64(Q * lda);  // [Nr][Q + 4]: padded against bank conflicts
-    for (int i = threadIdx.x; i < Q * Nr / 8; i += blockDim.x) {
-        int t = i / (Nr / 8), n = i % (Nr / 8) * 8;
-        i64 src = ((i64)b * tokens + c * Q + t) * groups * N + (i64)g * N + n;
-        bool ok = t < L && n < N;
-        float cv[8], bv[8];
-        load8(C + src, ok, cv);
-        load8(B + src, ok, bv);
+__device__ __forceinline__ void copies_wait() {
+    asm volatile("cp.async.commit_group;\n\tcp.async.wait_group 0;" ::: "memory");
+}
+
+// Four 8x8 bf16 matrices; lanes 8i..8i+7 give the row addresses of matrix i. Thread T receives row T / 4,
+// columns 2 (T % 4) and 2 (T % 4) + 1 of each.
+__device__ __forceinline__ void ldm(unsigned* r, const bf16* row) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_address(row)));
+}
+
+// As ldm, transposed: thread T receives rows 2 (T % 4) and 2 (T % 4) + 1 of column T / 4.
+__device__ __forceinline__ void ldm_t(unsigned* r, const bf16* row) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_address(row)));
+}
+
+// c += a (16x16, row major) * b (16x8, column major), fp32 accumulators.
+__device__ __forceinline__ void mma(float* c, const unsigned* a, unsigned b0, unsigned b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ unsigned pack(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *(unsigned*)&v;
+}
+
+__device__ __forceinline__ float2 unpack(unsigned u) { return __bfloat1622float2(*(__nv_bfloat162*)&u); }
+
+// The bf16 pair u scaled by w, as bf16 high parts and the bf16 remainders: hi + lo = u * w to ~2^-16.
+__device__ __forceinline__ void split(unsigned u, float w, unsigned& hi, unsigned& lo) {
+    float2 f = unpack(u);
+    float v0 = f.x * w, v1 = f.y * w;
+    hi = pack(v0, v1);
+    float2 h = unpack(hi);
+    lo = pack(v0 - h.x, v1 - h.y);
+}
+
+// step[t] = clamp(softplus(dt + bias), dtMin, dtMax) for the chunk's len tokens (0 past them) and the inclusive sum
+// cum[t] = sum over s <= t of step[s] * A. One thread per token: blockDim.x must be SQ.
+__device__ void chunk_steps(const bf16* dt, const float* dtBias, const float* A, i64 row0, int heads, int h, int len,
+                            float dtMin, float dtMax, float* step, float* cum) {
+    __shared__ float warpTotals[SQ / 32];
+    int t = threadIdx.x, lane = t & 31, warp = t >> 5;
+    float s = t < len ? fminf(fmaxf(softplus(ld(dt, (row0 + t) * heads + h) + dtBias[h]), dtMin), dtMax) : 0.0f;
+    float v = s * A[h];
 #pragma unroll
-        for (int e = 0; e < 8; e++) {
-            cs[t * lda + n + e] = cv[e];
-            bt[(n + e) * ldb + t] = bv[e];
+    for (int o = 1; o < 32; o <<= 1) {
+        float u = __shfl_up_sync(0xffffffffu, v, o);
+        if (lane >= o) v += u;
+    }
+    if (lane == 31) warpTotals[warp] = v;
+    step[t] = s;
+    __syncthreads();
+    for (int w = 0; w < warp; w++) v += warpTotals[w];
+    cum[t] = v;
+    __syncthreads();
+}
+
+// 128 threads: warp w computes rows 16w..16w+15 of the 64 x 64 tile (ti, si), si <= ti, over all of N.
+extern "C" __global__ void __launch_bounds__(128) ssd_chunk_cb(const bf16* B, const bf16* C, float* cb, int tokens,
+                                                                int t0, int span, int groups, int N) {
+    extern __shared__ __align__(16) unsigned char raw[];
+    int pitch = round64(N) + 8, vecs = round64(N) / 8;
+    bf16* cs = (bf16*)raw;       // [64][pitch]: C rows of tile ti
+    bf16* bs = cs + 64 * pitch;  // [64][pitch]: B rows of tile si
+    int c = blockIdx.x / CB_PAIRS, pair = blockIdx.x % CB_PAIRS, g = blockIdx.y, b = blockIdx.z;
+    int chunks = gridDim.x / CB_PAIRS, len = min(SQ, span - c * SQ);
+    int ti = 0;
+    while ((ti + 1) * (ti + 2) / 2 <= pair) ti++;
+    int si = pair - ti * (ti + 1) / 2;
+    i64 row0 = (i64)b * tokens + t0 + c * SQ;
+    for (int i = threadIdx.x; i < 64 * vecs; i += blockDim.x) {
+        int r = i / vecs, n = i % vecs * 8, tc = ti * 64 + r, tb = si * 64 + r;
+        copy16(cs + r * pitch + n, C, ((row0 + tc) * groups + g) * N + n, tc < len && n < N);
+        copy16(bs + r * pitch + n, B, ((row0 + tb) * groups + g) * N + n, tb < len && n < N);
+    }
+    copies_wait();
+    __syncthreads();
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    float acc[8][4] = {};
+    for (int k = 0; k < vecs * 8; k += 16) {
+        unsigned a[4];
+        ldm(a, cs + (warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * pitch + k + (lane >> 4) * 8);
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            unsigned f[4];
+            ldm(f, bs + (j * 16 + (lane & 7) + (lane >> 4) * 8) * pitch + k + ((lane >> 3) & 1) * 8);
+            mma(acc[2 * j], a, f[0], f[1]);
+            mma(acc[2 * j + 1], a, f[2], f[3]);
         }
     }
-    __syncthreads();
-    float acc[4][4];
-    zero(acc);
-    tile_mm(acc, cs, lda, bt, ldb, Nr);
-    float* dst = cb + (((i64)b * chunks + c) * groups + g) * Q * Q;
-    int r = (threadIdx.x >> 4) * 4, cc = (threadIdx.x & 15) * 4;
+    float* dst = cb + (((i64)b * chunks + c) * groups + g) * SQ * SQ;
+    int r = ti * 64 + warp * 16 + (lane >> 2);
 #pragma unroll
-    for (int i = 0; i < 4; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j++) dst[(r + i) * Q + cc + j] = acc[i][j];
+    for (int j = 0; j < 8; j++) {
+        int s = si * 64 + j * 8 + 2 * (lane & 3);
+        *(float2*)(dst + r * SQ + s) = make_float2(acc[j][0], acc[j][1]);
+        *(float2*)(dst + (r + 8) * SQ + s) = make_float2(acc[j][2], acc[j][3]);
+    }
 }
 
-extern "C" __global__ void ssd_chunk_state(const bf16* x, const bf16* dt, const float* dtBias, const float* A,
-                                           const bf16* B, float* states, float* decay, int tokens, int heads, int P,
-                                           int groups, int N, float dtMin, float dtMax) {
-    extern __shared__ float4 smem4[];
-    float* sm = (float*)smem4;
-    int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, chunks = gridDim.x;
-    int L = min(Q, tokens - c * Q), Pr = round64(P), Nr = round64(N), g = h / (heads / groups);
-    float* step = sm;
-    float* cum = sm + Q;
-    float* xt = sm + 2 * Q;              // [Pr][Q + 1]: x * dt * decay to the chunk end, transposed
-    float* bs = xt + round64(Pr * (Q + 1));  // [Q][Nr]
-    chunk_steps(dt, dtBias, A, b, h, c, tokens, heads, dtMin, dtMax, L, step, cum);
-    float end = cum[Q - 1];
-    for (int i = threadIdx.x; i < Q * Pr / 8; i += blockDim.x) {
-        int t = i / (Pr / 8), p = i % (Pr / 8) * 8;
-        float v[8];
-        load8(x + ((i64)b * tokens + c * Q + t) * heads * P + (i64)h * P + p, t < L && p < P, v);
-        float w = t < L ? step[t] * expf(end - cum[t]) : 0.0f;
+// One 64 x 128 tile (p tile, n tile) of a chunk's state; warp w computes p 32 (w / 4).., n 32 (w % 4)... The chunk
+// is taken in two halves of 128 tokens: x w is split into bf16 high and low parts once per element while staged.
+extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_state(const bf16* x, const bf16* dt, const float* dtBias,
+                                                                 const float* A, const bf16* B, float* states,
+                                                                 float* decay, int tokens, int t0, int span,
+                                                                 int heads, int P, int groups, int N, float dtMin,
+                                                                 float dtMax) {
+    extern __shared__ __align__(16) unsigned char raw[];
+    float* step = (float*)raw;
+    float* cum = step + SQ;
+    float* w = cum + SQ;                 // dt * exp(cum[end] - cum[s])
+    bf16* hi = (bf16*)(w + SQ);          // [HALF][XP]: bf16(x w) of the p tile
+    bf16* lo = hi + HALF * XP;           // [HALF][XP]: bf16(x w - hi)
+    bf16* bs = lo + HALF * XP;           // [HALF][NP]: B of the n tile
+    int nTiles = (N + 127) / 128, tiles = round64(P) / 64 * nTiles;
+    int c = blockIdx.x / tiles, pt = blockIdx.x % tiles / nTiles, nt = blockIdx.x % nTiles;
+    int h = blockIdx.y, b = blockIdx.z, g = h / (heads / groups), chunks = gridDim.x / tiles;
+    int len = min(SQ, span - c * SQ);
+    i64 row0 = (i64)b * tokens + t0 + c * SQ;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, tq = lane & 3;
+    int pw = (warp >> 2) * 32, nw = (warp & 3) * 32;
+    bool busy = nt * 128 + nw < N;  // warp-uniform: this warp's columns hold state
+    float acc[2][4][4] = {};
+    for (int half = 0; half * HALF < len; half++) {
+        int base = half * HALF;
+        for (int i = threadIdx.x; i < HALF * 16; i += blockDim.x) {
+            int s = base + (i >> 4), v = (i & 15) * 8, n = nt * 128 + v;
+            copy16(bs + (i >> 4) * NP + v, B, ((row0 + s) * groups + g) * N + n, s < len && n < N);
+        }
+        uint4 xv[HALF * 8 / SQ];
 #pragma unroll
-        for (int e = 0; e < 8; e++) xt[(p + e) * (Q + 1) + t] = v[e] * w;
-    }
-    for (int i = threadIdx.x; i < Q * Nr / 8; i += blockDim.x) {
-        int t = i / (Nr / 8), n = i % (Nr / 8) * 8;
-        float v[8];
-        load8(B + ((i64)b * tokens + c * Q + t) * groups * N + (i64)g * N + n, t < L && n < N, v);
+        for (int k = 0; k < HALF * 8 / SQ; k++) {
+            int i = threadIdx.x + k * SQ, s = base + (i >> 3), p = pt * 64 + (i & 7) * 8;
+            xv[k] = s < len && p < P ? *(const uint4*)(x + ((row0 + s) * heads + h) * P + p) : make_uint4(0, 0, 0, 0);
+        }
+        if (half == 0) {
+            chunk_steps(dt, dtBias, A, row0, heads, h, len, dtMin, dtMax, step, cum);
+            float end = cum[SQ - 1];
+            w[threadIdx.x] = step[threadIdx.x] * expf(end - cum[threadIdx.x]);
+            if (threadIdx.x == 0 && blockIdx.x % tiles == 0) decay[((i64)b * heads + h) * chunks + c] = expf(end);
+            __syncthreads();
+        }
 #pragma unroll
-        for (int e = 0; e < 8; e++) bs[t * Nr + n + e] = v[e];
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) decay[((i64)b * heads + h) * chunks + c] = expf(end);
-    float* dst = states + (((i64)b * chunks + c) * heads + h) * P * N;
-    int r = (threadIdx.x >> 4) * 4, cc = (threadIdx.x & 15) * 4;
-    for (int p0 = 0; p0 < P; p0 += 64) {
-        for (int n0 = 0; n0 < N; n0 += 64) {
-            float acc[4][4];
-            zero(acc);
-            tile_mm(acc, xt + p0 * (Q + 1), Q + 1, bs + n0, Nr, Q);
+        for (int k = 0; k < HALF * 8 / SQ; k++) {
+            int i = threadIdx.x + k * SQ, r = i >> 3, v = (i & 7) * 8;
+            float ws = w[base + r];
+            uint4 h4, l4;
+            split(xv[k].x, ws, h4.x, l4.x);
+            split(xv[k].y, ws, h4.y, l4.y);
+            split(xv[k].z, ws, h4.z, l4.z);
+            split(xv[k].w, ws, h4.w, l4.w);
+            *(uint4*)(hi + r * XP + v) = h4;
+            *(uint4*)(lo + r * XP + v) = l4;
+        }
+        copies_wait();
+        __syncthreads();
+        for (int s0 = 0; busy && s0 < min(HALF, len - base); s0 += 16) {
+            unsigned f[2][4];
 #pragma unroll
-            for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 2; j++)
+                ldm_t(f[j], bs + (s0 + (lane & 7) + ((lane >> 3) & 1) * 8) * NP + nw + j * 16 + (lane >> 4) * 8);
+#pragma unroll
+            for (int m = 0; m < 2; m++) {
+                unsigned ah[4], al[4];
+                int offset = (s0 + (lane & 7) + (lane >> 4) * 8) * XP + pw + m * 16 + ((lane >> 3) & 1) * 8;
+                ldm_t(ah, hi + offset);
+                ldm_t(al, lo + offset);
 #pragma unroll
                 for (int j = 0; j < 4; j++) {
-                    int p = p0 + r + i, n = n0 + cc + j;
-                    if (p < P && n < N) dst[(i64)p * N + n] = acc[i][j];
+                    mma(acc[m][j], ah, f[j >> 1][2 * (j & 1)], f[j >> 1][2 * (j & 1) + 1]);
+                    mma(acc[m][j], al, f[j >> 1][2 * (j & 1)], f[j >> 1][2 * (j & 1) + 1]);
                 }
+            }
         }
+        __syncthreads();
     }
+    float* dst = states + (((i64)b * chunks + c) * heads + h) * P * N;
+#pragma unroll
+    for (int m = 0; m < 2; m++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int p = pt * 64 + pw + m * 16 + (lane >> 2), n = nt * 128 + nw + j * 8 + 2 * tq;
+            if (n >= N) continue;
+            if (p < P) *(float2*)(dst + (i64)p * N + n) = make_float2(acc[m][j][0], acc[m][j][1]);
+            if (p + 8 < P) *(float2*)(dst + (i64)(p + 8) * N + n) = make_float2(acc[m][j][2], acc[m][j][3]);
+        }
 }
 
-// state runs through the chunks; each chunk's slot of `states` is replaced by the state entering it. The chunks'
-// decay factors are staged in shared memory (chunks floats).
-extern "C" __global__ void ssd_state_pass(float* __restrict__ states, const float* __restrict__ decay,
-                                          float* __restrict__ state, int chunks, int heads, int size) {
-    extern __shared__ float4 smem4[];
-    float* factors = (float*)smem4;
-    int i = blockIdx.x * blockDim.x + threadIdx.x, h = blockIdx.y, b = blockIdx.z;
-    for (int c = threadIdx.x; c < chunks; c += blockDim.x) factors[c] = decay[((i64)b * heads + h) * chunks + c];
-    __syncthreads();
+// The fp32 state runs through the chunks: each chunk's incoming state is written to hin (bf16, the scan's operand),
+// then state = state * decay + the chunk's own state. Four consecutive elements a thread; sixteen chunks' states
+// are read ahead of the sequential update, so that the loads overlap.
+extern "C" __global__ void ssd_state_pass(const float* __restrict__ states, const float* __restrict__ decay,
+                                          float* __restrict__ state, bf16* __restrict__ hin, int chunks, int heads,
+                                          int size) {
+    int i = (blockIdx.x * blockDim.x + threadIdx.x) * 4, h = blockIdx.y, b = blockIdx.z;
     if (i >= size) return;
-    float* s = state + ((i64)b * heads + h) * size + i;
-    float* slot = states + ((i64)b * chunks * heads + h) * size + i;
-    i64 stride = (i64)heads * size;
-    // Sixteen chunks' slots are read ahead of the sequential update, so that the loads overlap.
-    float run = *s;
+    const float* factors = decay + ((i64)b * heads + h) * chunks;
+    float4* s = (float4*)(state + ((i64)b * heads + h) * size + i);
+    i64 first = ((i64)b * chunks * heads + h) * size + i, stride = (i64)heads * size;
+    float4 run = *s;
     for (int c0 = 0; c0 < chunks; c0 += 16) {
-        float own[16];
+        float4 own[16];
 #pragma unroll
-        for (int k = 0; k < 16; k++) own[k] = c0 + k < chunks ? slot[(c0 + k) * stride] : 0.0f;
+        for (int k = 0; k < 16; k++) {
+            own[k] = c0 + k < chunks ? *(const float4*)(states + first + (c0 + k) * stride) : make_float4(0, 0, 0, 0);
+        }
 #pragma unroll
         for (int k = 0; k < 16; k++) {
             if (c0 + k < chunks) {
-                slot[(c0 + k) * stride] = run;
-                run = run * factors[c0 + k] + own[k];
+                *(uint2*)(hin + first + (c0 + k) * stride) = make_uint2(pack(run.x, run.y), pack(run.z, run.w));
+                float f = factors[c0 + k];
+                run = make_float4(run.x * f + own[k].x, run.y * f + own[k].y, run.z * f + own[k].z,
+                                  run.w * f + own[k].w);
             }
         }
     }
     *s = run;
 }
 
-extern "C" __global__ void ssd_chunk_scan(const bf16* x, const bf16* dt, const float* dtBias, const float* A,
-                                          const bf16* C, const float* D, const float* cb, const float* states,
-                                          bf16* out, int tokens, int heads, int P, int groups, int N, float dtMin,
-                                          float dtMax) {
-    extern __shared__ float4 smem4[];
-    float* sm = (float*)smem4;
-    int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, chunks = gridDim.x;
-    int L = min(Q, tokens - c * Q), Pr = round64(P), Nr = round64(N), g = h / (heads / groups);
-    float* step = sm;
-    float* cum = sm + Q;
-    float* m = sm + 2 * Q;                      // [Q][Q + 1]: G o exp(segsum) o dt, lower triangle
-    float* xs = m + round64(Q * (Q + 1));       // [Q][Pr]
-    float* cs = xs + Q * Pr;                    // [Q][Nr + 1]: C * exp(cum)
-    float* ht = cs + round64(Q * (Nr + 1));     // [Nr][Pr + 4]: incoming state, transposed and padded
-    chunk_steps(dt, dtBias, A, b, h, c, tokens, heads, dtMin, dtMax, L, step, cum);
-    const float* g0 = cb + (((i64)b * chunks + c) * groups + g) * Q * Q;
-    for (int i = threadIdx.x; i < Q * Q; i += blockDim.x) {
-        int t = i / Q, s = i % Q;
-        m[t * (Q + 1) + s] = s <= t && t < L ? g0[i] * expf(cum[t] - cum[s]) * step[s] : 0.0f;
+// M[t][s] = CB[t][s] exp(cum[t] - cum[s]) step[s] for s <= t, else 0.
+__device__ __forceinline__ float masked(float g, float cumT, int t, int s, float cumS, float stepS) {
+    return s <= t ? g * __expf(cumT - cumS) * stepS : 0.0f;
+}
+
+// Offset of x[r][col] in chunk_scan's x tile: rows of 64 values (8 units of 16 bytes), unit u of row r stored at
+// u ^ f(r) with f distinct over the rows {0, 1, 4, 5, 8, 9, 12, 13} (and {2, 3, 6, 7, ...}) that one permuted
+// ldmatrix reads, so that those rows hit distinct banks.
+__device__ __forceinline__ int xo(int r, int col) {
+    return r * 64 + ((((col >> 3) ^ (((r >> 1) & 6) | (r & 1)))) << 3) + (col & 7);
+}
+
+// Rows [128 rt, 128 rt + 128) of a chunk, p tile pt; warp w computes rows 16w..16w+15 of them: first the inter-chunk
+// term C h_in^T scaled by exp(cum[t]), then the intra-chunk term M x over the columns s <= t, then D x.
+// Operands that each warp uses alone (its C rows, its CB rows) come straight from global memory (L2: every head of a
+// group reads them) in a permuted k order, so that a thread's fragment values are contiguous: in a 16-wide k step,
+// the mma's k = 2q, 2q + 1, 2q + 8, 2q + 9 of lane quad position q are the physical columns 4q .. 4q + 3 (CB), or,
+// over two k steps of C, 8q .. 8q + 3 and 8q + 4 .. 8q + 7. The shared operands (x, the incoming state) are read with
+// the same permutation: x by ldmatrix with permuted row addresses, the state by 16-byte loads.
+extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_scan(const bf16* x, const bf16* dt, const float* dtBias,
+                                                                const float* A, const bf16* C, const float* D,
+                                                                const float* cb, const bf16* hin, bf16* out,
+                                                                int tokens, int t0, int span, int heads, int P,
+                                                                int groups, int N, float dtMin, float dtMax) {
+    extern __shared__ __align__(16) unsigned char raw[];
+    int pitch = round64(N) + 32, vecs = round64(N) / 8, perChunk = 2 * (round64(P) / 64);
+    float* step = (float*)raw;
+    float* cum = step + SQ;
+    bf16* xs = (bf16*)(cum + SQ);  // [SQ][64], swizzled (xo): x of the p tile, rows up to this block's last
+    bf16* hs = xs + SQ * 64;       // [64][pitch]: incoming state, rows p of the tile; pitch = 16 words mod 32 banks
+    // Even blocks take the lower (longer) halves of the chunks, so that they start first.
+    int c = blockIdx.x / perChunk, pt = blockIdx.x % perChunk / 2, rt = 1 - blockIdx.x % 2;
+    int h = blockIdx.y, b = blockIdx.z, g = h / (heads / groups), chunks = gridDim.x / perChunk;
+    int len = min(SQ, span - c * SQ);
+    i64 row0 = (i64)b * tokens + t0 + c * SQ;
+    for (int i = threadIdx.x; i < (rt + 1) * ROWS * 8; i += blockDim.x) {
+        int s = i >> 3, v = (i & 7) * 8, p = pt * 64 + v;
+        copy16(xs + xo(s, v), x, ((row0 + s) * heads + h) * P + p, s < len && p < P);
     }
-    for (int i = threadIdx.x; i < Q * Pr / 8; i += blockDim.x) {
-        int t = i / (Pr / 8), p = i % (Pr / 8) * 8;
-        load8(x + ((i64)b * tokens + c * Q + t) * heads * P + (i64)h * P + p, t < L && p < P, xs + t * Pr + p);
+    i64 h0 = (((i64)b * chunks + c) * heads + h) * P * N;
+    for (int i = threadIdx.x; i < 64 * vecs; i += blockDim.x) {
+        int r = i / vecs, n = i % vecs * 8, p = pt * 64 + r;
+        copy16(hs + r * pitch + n, hin, h0 + (i64)p * N + n, p < P && n < N);
     }
-    for (int i = threadIdx.x; i < Q * Nr / 8; i += blockDim.x) {
-        int t = i / (Nr / 8), n = i % (Nr / 8) * 8;
-        float v[8];
-        load8(C + ((i64)b * tokens + c * Q + t) * groups * N + (i64)g * N + n, t < L && n < N, v);
-        float scale = expf(cum[t]);
-#pragma unroll
-        for (int e = 0; e < 8; e++) cs[t * (Nr + 1) + n + e] = v[e] * scale;
-    }
-    const float* hin = states + (((i64)b * chunks + c) * heads + h) * P * N;
-    for (int i = threadIdx.x; i < Pr * Nr / 4; i += blockDim.x) {
-        int p = i / (Nr / 4), n = i % (Nr / 4) * 4;  // consecutive threads read consecutive n
-        float4 v = p < P && n < N ? *(const float4*)(hin + (i64)p * N + n) : make_float4(0, 0, 0, 0);
-        ht[(n + 0) * (Pr + 4) + p] = v.x;
-        ht[(n + 1) * (Pr + 4) + p] = v.y;
-        ht[(n + 2) * (Pr + 4) + p] = v.z;
-        ht[(n + 3) * (Pr + 4) + p] = v.w;
-    }
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, tq = lane & 3;
+    int r0 = rt * ROWS + warp * 16, ta = r0 + (lane >> 2), tb = ta + 8;
+    // This warp's C rows, 32 columns at a time; the first block's loads run while the tiles are staged.
+    const bf16* cRowA = C + ((row0 + ta) * groups + g) * N + 8 * tq;
+    const bf16* cRowB = C + ((row0 + tb) * groups + g) * N + 8 * tq;
+    auto loadC = [&](int n0, uint4& ua, uint4& ub) {
+        bool inN = n0 + 8 * tq < N;
+        ua = ta < len && inN ? *(const uint4*)(cRowA + n0) : make_uint4(0, 0, 0, 0);
+        ub = tb < len && inN ? *(const uint4*)(cRowB + n0) : make_uint4(0, 0, 0, 0);
+    };
+    uint4 ua, ub;
+    loadC(0, ua, ub);
+    chunk_steps(dt, dtBias, A, row0, heads, h, len, dtMin, dtMax, step, cum);
+    copies_wait();
     __syncthreads();
-    float dh = D[h];
-    int r = (threadIdx.x >> 4) * 4, cc = (threadIdx.x & 15) * 4;
-    for (int p0 = 0; p0 < P; p0 += 64) {
-        float acc[4][4];
-        zero(acc);
-        tile_mm(acc, m, Q + 1, xs + p0, Pr, Q);
-        tile_mm(acc, cs, Nr + 1, ht + p0, Pr + 4, Nr);
+    if (r0 >= len) return;
+    float acc[8][4] = {};
+    for (int n0 = 0; n0 < vecs * 8; n0 += 32) {
+        uint4 na, nb;
+        loadC(n0 + 32 < vecs * 8 ? n0 + 32 : n0, na, nb);
+        unsigned a0[4] = {ua.x, ub.x, ua.y, ub.y}, a1[4] = {ua.z, ub.z, ua.w, ub.w};
 #pragma unroll
-        for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 8; j++) {
+            uint4 f = *(const uint4*)(hs + (j * 8 + (lane >> 2)) * pitch + n0 + 8 * tq);
+            mma(acc[j], a0, f.x, f.y);
+            mma(acc[j], a1, f.z, f.w);
+        }
+        ua = na;
+        ub = nb;
+    }
+    float cumA = cum[ta], cumB = cum[tb], ea = expf(cumA), eb = expf(cumB);
 #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                int t = r + i, p = p0 + cc + j;
-                if (t < L && p < P) {
-                    st(out, ((i64)b * tokens + c * Q + t) * heads * P + (i64)h * P + p, acc[i][j] + dh * xs[t * Pr + p]);
-                }
-            }
+    for (int j = 0; j < 8; j++) {
+        acc[j][0] *= ea;
+        acc[j][1] *= ea;
+        acc[j][2] *= eb;
+        acc[j][3] *= eb;
+    }
+    const float* rowA = cb + (((i64)b * chunks + c) * groups + g) * SQ * SQ + ta * SQ + 4 * tq;
+    const float* rowB = rowA + 8 * SQ;
+    // x rows s0 + 4q + {0, 1} give the mma's k = 2q, 2q + 1 (matrices 0 and 2), s0 + 4q + {2, 3} its k = 2q + 8, 2q + 9.
+    int xRow = ((lane & 7) >> 1) * 4 + (lane & 1) + ((lane >> 3) & 1) * 2, xCol = (lane >> 4) * 8;
+    float4 ga = *(const float4*)rowA, gb = *(const float4*)rowB;
+    for (int s0 = 0; s0 <= r0; s0 += 16) {
+        float4 ca = ga, cbv = gb;
+        if (s0 + 16 <= r0) {
+            ga = *(const float4*)(rowA + s0 + 16);
+            gb = *(const float4*)(rowB + s0 + 16);
+        }
+        int s = s0 + 4 * tq;
+        float4 cs = *(const float4*)(cum + s), ss = *(const float4*)(step + s);
+        unsigned a[4];
+        a[0] = pack(masked(ca.x, cumA, ta, s, cs.x, ss.x), masked(ca.y, cumA, ta, s + 1, cs.y, ss.y));
+        a[1] = pack(masked(cbv.x, cumB, tb, s, cs.x, ss.x), masked(cbv.y, cumB, tb, s + 1, cs.y, ss.y));
+        a[2] = pack(masked(ca.z, cumA, ta, s + 2, cs.z, ss.z), masked(ca.w, cumA, ta, s + 3, cs.w, ss.w));
+        a[3] = pack(masked(cbv.z, cumB, tb, s + 2, cs.z, ss.z), masked(cbv.w, cumB, tb, s + 3, cs.w, ss.w));
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            unsigned f[4];
+            ldm_t(f, xs + xo(s0 + xRow, j * 16 + xCol));
+            mma(acc[2 * j], a, f[0], f[1]);
+            mma(acc[2 * j + 1], a, f[2], f[3]);
+        }
+    }
+    float d = D[h];
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        int pl = j * 8 + 2 * tq, p = pt * 64 + pl;
+        if (p >= P) continue;
+        if (ta < len) {
+            float2 xv = unpack(*(const unsigned*)(xs + xo(ta, pl)));
+            *(unsigned*)(out + ((row0 + ta) * heads + h) * P + p) = pack(acc[j][0] + d * xv.x, acc[j][1] + d * xv.y);
+        }
+        if (tb < len) {
+            float2 xv = unpack(*(const unsigned*)(xs + xo(tb, pl)));
+            *(unsigned*)(out + ((row0 + tb) * heads + h) * P + p) = pack(acc[j][2] + d * xv.x, acc[j][3] + d * xv.y);
+        }
     }
 }
 
