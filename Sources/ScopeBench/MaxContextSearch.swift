@@ -78,7 +78,8 @@ public enum ContextSearch {
 
     /// Searches the longest prefill of `spec` that fits under `memoryLimit` on `backend`: each probe builds the model
     /// afresh, runs a prefill of n tokens split by `prefillChunking` (as a sweep's points are) and one decode step,
-    /// and counts an out-of-memory as "does not fit".
+    /// and counts an out-of-memory as "does not fit". On the allocation probe the prefill's passes of one length
+    /// are replayed once (`replayPrefillShapes`): they allocate alike, and the probe computes nothing.
     public static func maxContext(spec: ModelSpec, batch: Int, type: ElementType, memoryLimit: Int,
                                   limit: Int, method: String, backendName: String,
                                   makeBackend: (Int) throws -> Backend, source: () -> WeightSource,
@@ -91,9 +92,15 @@ public enum ContextSearch {
             do {
                 let weights = try ModelWeights(spec: spec, source: source(), type: type, backend: backend)
                 let executor = ModelExecutor(spec: spec, weights: weights, backend: backend)
-                let prompt = [Int32](repeating: 0, count: n)
-                let (_, cache) = try executor.prefill(Array(repeating: prompt, count: batch), capacity: n + 1,
-                                                      chunking: prefillChunking)
+                let cache: InferenceCache
+                if backend is MemoryProbeBackend {
+                    cache = try executor.replayPrefillShapes(batch: batch, length: n, capacity: n + 1,
+                                                             chunking: prefillChunking)
+                } else {
+                    let prompt = [Int32](repeating: 0, count: n)
+                    cache = try executor.prefill(Array(repeating: prompt, count: batch), capacity: n + 1,
+                                                 chunking: prefillChunking).cache
+                }
                 _ = try executor.step(Array(repeating: 0, count: batch), cache: cache)
             } catch is OutOfMemory {
                 fits = false
