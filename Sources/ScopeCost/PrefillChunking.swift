@@ -9,12 +9,16 @@ import ScopeSupport
 ///
 /// The rule shared by the engine, the max-context search and the memory model (`--prefill-chunk`):
 /// - `automatic` (the default): one pass while the batch holds at most `automaticPassTokens` prompt tokens;
-///   beyond that, chunks of `automaticPassTokens / batch` tokens per sequence, so that no pass holds more.
+///   beyond that, chunks of `automaticPassTokens / batch` tokens per sequence (at least one), so that no pass
+///   holds more.
 /// - `onePass` (`--prefill-chunk none` or `off`): one pass however long the prompt.
 /// - `tokens(n)` (`--prefill-chunk n`): chunks of n tokens per sequence.
 public enum PrefillChunking: Sendable, Hashable {
+    /// Chunks only where a pass would hold more than `automaticPassTokens` tokens of the batch (the default).
     case automatic
+    /// The whole prompt in one pass.
     case onePass
+    /// Chunks of this many tokens per sequence.
     case tokens(Int)
 
     /// Prompt tokens (sequences x tokens) one automatic pass may hold: 8192. A pass reads every weight once and
