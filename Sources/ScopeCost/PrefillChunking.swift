@@ -23,8 +23,9 @@ public enum PrefillChunking: Sendable, Hashable {
 
     /// Prompt tokens (sequences x tokens) one automatic pass may hold: 8192. A pass reads every weight once and
     /// does 2 FLOPs per weight per token, so at 8192 tokens a pass does some 8000 FLOPs per weight byte read
-    /// (bf16), far above the ~300 at which an H100 stops waiting on memory (989 TFLOP/s over 3.35 TB/s): chunks
-    /// this large cost next to nothing in throughput, while the workspace stays fixed whatever the context.
+    /// (bf16), far above the ~300 at which an H100 stops waiting on memory (989 TFLOP/s over 3.35 TB/s): the
+    /// GEMMs lose nothing to chunks this large, while the workspace stays fixed whatever the context (on the H100
+    /// an SSM's TTFT is unchanged; a Transformer's attention over earlier chunks costs 7-12%, docs/perf-notes.md).
     public static let automaticPassTokens = 8192
 
     /// Reads `--prefill-chunk`: "auto", "none" or "off", or a token count such as 2k.
