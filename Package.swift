@@ -52,11 +52,11 @@ let package = Package(
         ]),
         // Command-line options shared by both executables (plan flags, protocol knobs).
         .target(name: "ScopeCommandLine", dependencies: [
-            "ScopeBench", "ScopeSupport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "ScopeBench", "ScopeCost", "ScopeSupport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // The PyTorch / Hugging Face peer backend ("torch"): runs the Python worker embedded from
         // tools/torch_worker as a child process (FoundationEssentials only, so the static worker carries it too).
-        .target(name: "ScopeTorch", dependencies: ["ScopeBench", "ScopeModels", "ScopeSupport"]),
+        .target(name: "ScopeTorch", dependencies: ["ScopeBench", "ScopeCost", "ScopeModels", "ScopeSupport"]),
         // Tables and HTML reports.
         .target(name: "ScopeReport", dependencies: ["ScopeBench", "ScopeCost", "ScopeModels", "ScopeSupport"]),
         // The command line: parsing and printing only.
@@ -83,7 +83,9 @@ let package = Package(
         .testTarget(name: "ScopeModelsTests", dependencies: ["ScopeModels", "ScopeSupport"]),
         .testTarget(name: "ScopeCostTests", dependencies: ["ScopeCost", "ScopeModels"]),
         .testTarget(name: "ScopeCLITests", dependencies: ["ssm-scope", "ScopeReport"]),
-        .testTarget(name: "ScopeBenchTests", dependencies: ["ScopeBench", "ScopeBackends", "ScopeEngine", "ScopeModels"]),
+        .testTarget(name: "ScopeBenchTests", dependencies: [
+            "ScopeBench", "ScopeBackends", "ScopeCost", "ScopeEngine", "ScopeModels",
+        ]),
         .testTarget(name: "ScopeTorchTests", dependencies: ["ScopeTorch", "ScopeBench", "ScopeReport", "ssm-scope"]),
         .testTarget(name: "ScopeStoreTests", dependencies: ["ScopeStore", "ScopeBench", "ScopeCost"]),
         .testTarget(name: "ScopeReportTests", dependencies: ["ScopeReport", "ScopeBench", "ScopeCost", "ScopeModels"]),

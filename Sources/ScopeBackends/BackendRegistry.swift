@@ -55,7 +55,7 @@ public enum BackendRegistry {
 /// with `measure`, by running the model at every probe.
 public enum MaxContextProbe {
     public static func search(model: String, batch: Int, dtype: String, backend: String, memoryLimit: Int,
-                              measure: Bool, prefillChunk: Int?,
+                              measure: Bool, prefillChunking: PrefillChunking,
                               progress: ((MaxContextResult.Probe) -> Void)?) throws -> MaxContextResult {
         let spec = try ModelCatalog.resolve(model)
         guard let type = ElementType(name: dtype) else {
@@ -71,7 +71,7 @@ public enum MaxContextProbe {
                                          memoryLimit: limit)
             },
             source: { measure ? RandomWeights(seed: 0) as WeightSource : ShapeOnlyWeights() },
-            prefillChunk: prefillChunk, progress: { progress?($0) })
+            prefillChunking: prefillChunking, progress: { progress?($0) })
     }
 }
 

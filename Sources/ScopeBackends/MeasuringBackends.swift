@@ -53,7 +53,7 @@ public enum MeasuringBackends {
             try MaxContextProbe.search(model: point.model, batch: point.batch, dtype: point.dtype,
                                        backend: point.backend,
                                        memoryLimit: plan.memoryLimit ?? BackendRegistry.memoryCapacity(of: point.backend),
-                                       measure: false, prefillChunk: plan.settings.prefillChunk, progress: nil)
+                                       measure: false, prefillChunking: plan.settings.prefillChunking, progress: nil)
         }
     }
 

@@ -31,8 +31,8 @@ public enum CUDASelfTest {
         }
     }
 
-    /// One line with the energy of a prefill (catalog `model` with random bf16 weights, `tokens` tokens, after one
-    /// unmeasured warm-up prefill), or a line saying why there is none (no power readings, an NVML error).
+    /// One line with the energy of a prefill (catalog `model` with random bf16 weights, `tokens` tokens in one pass,
+    /// after one unmeasured warm-up prefill), or a line saying why there is none (no power readings, an NVML error).
     public static func energyLine(model: String = "mamba2-130m", tokens: Int = 16384) -> String {
         do {
             let gpu = try CUDABackend()
@@ -41,8 +41,8 @@ public enum CUDASelfTest {
             let executor = ModelExecutor(spec: spec, weights: weights, backend: gpu)
             var rng = SplitMix64(seed: 7)
             let ids = [(0..<tokens).map { _ in Int32(rng.next() % UInt64(spec.vocabSize)) }]
-            _ = try executor.prefill(ids, capacity: tokens + 1, chunk: nil)
-            guard let sample = try gpu.measureEnergy({ _ = try executor.prefill(ids, capacity: tokens + 1, chunk: nil) })
+            _ = try executor.prefill(ids, capacity: tokens + 1, chunking: .onePass)
+            guard let sample = try gpu.measureEnergy({ _ = try executor.prefill(ids, capacity: tokens + 1, chunking: .onePass) })
             else { return "energy: \(gpu.device.name) reports no power readings" }
             return "energy: \(model) prefill of \(tokens) tokens: \(Format.significant(sample.joules, 3)) J in "
                 + "\(Format.significant(sample.seconds * 1000, 3)) ms, average \(Format.significant(sample.averageWatts, 3)) W, "

@@ -1,3 +1,4 @@
+import ScopeCost
 import ScopeEngine
 import ScopeModels
 import ScopeSupport
@@ -17,10 +18,13 @@ public struct MaxContextResult: Sendable, Codable, Hashable {
     public var peakBytesAtLimit: Int
     /// "probe" (allocation schedule only) or "measured" (the model was run).
     public var method: String
+    /// How the prefill of `tokens` tokens ran, as a point's notes say it ("prefill chunked by 8192 tokens
+    /// (automatic: workspace bound)"); nil in results stored before it was recorded.
+    public var prefill: String?
     /// Each context tried and whether it fit, in order.
     public var probes: [Probe]
 
-    public init(model: String, backend: String, dtype: String, batch: Int, memoryLimitBytes: Int, tokens: Int, reachedSearchLimit: Bool, peakBytesAtLimit: Int, method: String, probes: [Probe]) {
+    public init(model: String, backend: String, dtype: String, batch: Int, memoryLimitBytes: Int, tokens: Int, reachedSearchLimit: Bool, peakBytesAtLimit: Int, method: String, prefill: String? = nil, probes: [Probe]) {
         self.model = model
         self.backend = backend
         self.dtype = dtype
@@ -30,6 +34,7 @@ public struct MaxContextResult: Sendable, Codable, Hashable {
         self.reachedSearchLimit = reachedSearchLimit
         self.peakBytesAtLimit = peakBytesAtLimit
         self.method = method
+        self.prefill = prefill
         self.probes = probes
     }
 
@@ -72,11 +77,13 @@ public enum ContextSearch {
     }
 
     /// Searches the longest prefill of `spec` that fits under `memoryLimit` on `backend`: each probe builds the model
-    /// afresh, runs a prefill of n tokens and one decode step, and counts an out-of-memory as "does not fit".
+    /// afresh, runs a prefill of n tokens split by `prefillChunking` (as a sweep's points are) and one decode step,
+    /// and counts an out-of-memory as "does not fit". On the allocation probe the prefill's passes of one length
+    /// are replayed once (`replayPrefillShapes`): they allocate alike, and the probe computes nothing.
     public static func maxContext(spec: ModelSpec, batch: Int, type: ElementType, memoryLimit: Int,
                                   limit: Int, method: String, backendName: String,
                                   makeBackend: (Int) throws -> Backend, source: () -> WeightSource,
-                                  prefillChunk: Int?, progress: (MaxContextResult.Probe) -> Void) throws
+                                  prefillChunking: PrefillChunking, progress: (MaxContextResult.Probe) -> Void) throws
         -> MaxContextResult {
         var probes: [MaxContextResult.Probe] = []
         let (tokens, reached) = try largest(limit: limit) { n in
@@ -85,9 +92,15 @@ public enum ContextSearch {
             do {
                 let weights = try ModelWeights(spec: spec, source: source(), type: type, backend: backend)
                 let executor = ModelExecutor(spec: spec, weights: weights, backend: backend)
-                let prompt = [Int32](repeating: 0, count: n)
-                let (_, cache) = try executor.prefill(Array(repeating: prompt, count: batch), capacity: n + 1,
-                                                      chunk: prefillChunk)
+                let cache: InferenceCache
+                if backend is MemoryProbeBackend {
+                    cache = try executor.replayPrefillShapes(batch: batch, length: n, capacity: n + 1,
+                                                             chunking: prefillChunking)
+                } else {
+                    let prompt = [Int32](repeating: 0, count: n)
+                    cache = try executor.prefill(Array(repeating: prompt, count: batch), capacity: n + 1,
+                                                 chunking: prefillChunking).cache
+                }
                 _ = try executor.step(Array(repeating: 0, count: batch), cache: cache)
             } catch is OutOfMemory {
                 fits = false
@@ -100,6 +113,8 @@ public enum ContextSearch {
         let peak = probes.last { $0.tokens == tokens }?.peakBytes ?? 0
         return MaxContextResult(model: spec.name, backend: backendName, dtype: type.rawValue, batch: batch,
                                 memoryLimitBytes: memoryLimit, tokens: tokens, reachedSearchLimit: reached,
-                                peakBytesAtLimit: peak, method: method, probes: probes)
+                                peakBytesAtLimit: peak, method: method,
+                                prefill: tokens > 0 ? prefillChunking.note(context: tokens, batch: batch) : nil,
+                                probes: probes)
     }
 }

@@ -91,7 +91,7 @@ public final class NativeRunner {
             var prefillSeconds = 0.0
             let prefillSample = try metered(timed) {
                 prefillSeconds = try backend.timeRegion {
-                    result = try executor.prefill(prompts, capacity: capacity, chunk: settings.prefillChunk)
+                    result = try executor.prefill(prompts, capacity: capacity, chunking: settings.prefillChunking)
                 }
             }
             guard let (firstLogits, cache) = result else { continue }
@@ -116,7 +116,7 @@ public final class NativeRunner {
         var prefillBreakdown: [String: Double] = [:], decodeBreakdown: [String: Double] = [:]
         if settings.profile {
             backend.startProfile()
-            var (logits, cache) = try executor.prefill(prompts, capacity: capacity, chunk: settings.prefillChunk)
+            var (logits, cache) = try executor.prefill(prompts, capacity: capacity, chunking: settings.prefillChunking)
             for (kind, t) in try backend.finishProfile().seconds { prefillBreakdown[kind.rawValue] = t }
             backend.startProfile()
             for _ in 0..<settings.decodeSteps { logits = try executor.step(logits.map(Self.argmax), cache: cache) }
@@ -133,7 +133,7 @@ public final class NativeRunner {
             peakProcessBytes: ProcessMemory.peakResidentBytes(), prefillBreakdown: prefillBreakdown,
             decodeBreakdown: decodeBreakdown,
             energy: Self.energy(prefill: prefillEnergy, decode: decodeEnergy, tokensPerDecode: steps * point.batch),
-            notes: settings.prefillChunk.map { "prefill chunked by \($0) tokens" } ?? "prefill in one pass")
+            notes: settings.prefillChunking.note(context: point.context, batch: point.batch))
     }
 
     /// Joules per prefill (median over the timed repeats), joules per generated token (median decode region over

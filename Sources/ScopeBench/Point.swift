@@ -42,18 +42,18 @@ public struct ProtocolSettings: Sendable, Codable, Hashable {
     public var decodeSteps: Int
     /// Whether to run the separate profiling pass for the operator breakdown.
     public var profile: Bool
-    /// Prompt tokens per prefill pass; nil for one pass.
-    public var prefillChunk: Int?
+    /// How each prompt is split into prefill passes (automatic unless `--prefill-chunk` says otherwise).
+    public var prefillChunking: PrefillChunking
     /// Seed of random weights and prompt tokens.
     public var seed: UInt64
 
     public init(warmups: Int = 1, repeats: Int = 3, decodeSteps: Int = 16, profile: Bool = true,
-                prefillChunk: Int? = nil, seed: UInt64 = 0) {
+                prefillChunking: PrefillChunking = .automatic, seed: UInt64 = 0) {
         self.warmups = warmups
         self.repeats = repeats
         self.decodeSteps = decodeSteps
         self.profile = profile
-        self.prefillChunk = prefillChunk
+        self.prefillChunking = prefillChunking
         self.seed = seed
     }
 
@@ -62,7 +62,22 @@ public struct ProtocolSettings: Sendable, Codable, Hashable {
         if warmups < 0 { throw ScopeError("--warmups must be 0 or more") }
         if repeats < 1 { throw ScopeError("--repeats must be at least 1") }
         if decodeSteps < 16 { throw ScopeError("--decode-steps must be at least 16 (TPOT is a median over >= 16 steps)") }
-        if let c = prefillChunk, c < 1 { throw ScopeError("--prefill-chunk must be positive") }
+        try prefillChunking.validate()
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case warmups, repeats, decodeSteps, profile, seed
+        case prefillChunking = "prefillChunk"
+    }
+
+    /// Settings written before automatic chunking existed hold no "prefillChunk" when they ran in one pass.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(warmups: try c.decode(Int.self, forKey: .warmups), repeats: try c.decode(Int.self, forKey: .repeats),
+                  decodeSteps: try c.decode(Int.self, forKey: .decodeSteps),
+                  profile: try c.decode(Bool.self, forKey: .profile),
+                  prefillChunking: try c.decodeIfPresent(PrefillChunking.self, forKey: .prefillChunking) ?? .onePass,
+                  seed: try c.decode(UInt64.self, forKey: .seed))
     }
 }
 
@@ -103,7 +118,7 @@ public struct PointResult: Sendable, Codable, Hashable {
     /// Operator breakdown of one decode step, seconds by `OperatorKind` raw value (profiling pass, averaged).
     public var decodeBreakdown: [String: Double]
     public var energy: EnergyResult?
-    /// How the point ran (e.g. "prefill chunked by 2048 tokens").
+    /// How the point ran (e.g. "prefill chunked by 8192 tokens (automatic: workspace bound)").
     public var notes: String
 
     public init(config: PointConfig, ttft: Statistics, tpot: Statistics, endToEnd: Statistics, prefillTokensPerSecond: Double, decodeTokensPerSecond: Double, peakEngineBytes: Int, weightBytes: Int, cacheBytes: Int, peakProcessBytes: Int, prefillBreakdown: [String: Double], decodeBreakdown: [String: Double], energy: EnergyResult?, notes: String) {

@@ -1,3 +1,4 @@
+import ScopeCost
 import ScopeModels
 import ScopeSupport
 
@@ -68,7 +69,7 @@ public struct SweepPlan: Sendable, Codable, Hashable {
     public var hash: String {
         let numbers: [[Int]] = [contexts, batches, generate]
         let protocolText = "\(settings.warmups)/\(settings.repeats)/\(settings.decodeSteps)/\(settings.profile)/"
-            + "\(settings.prefillChunk ?? 0)/\(settings.seed)"
+            + "\(Self.hashText(settings.prefillChunking))/\(settings.seed)"
         var parts: [String] = [models.joined(separator: ",")]
         parts += numbers.map { list in list.map { String($0) }.joined(separator: ",") }
         parts += [backends.joined(separator: ","), dtypes.joined(separator: ","), protocolText,
@@ -81,6 +82,15 @@ public struct SweepPlan: Sendable, Codable, Hashable {
         }
         let hex = String(h, radix: 16)
         return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+
+    /// The chunking as the plan hash spells it: one pass stays "0", as in hashes made before automatic chunking.
+    private static func hashText(_ chunking: PrefillChunking) -> String {
+        switch chunking {
+        case .automatic: "auto"
+        case .onePass: "0"
+        case .tokens(let n): String(n)
+        }
     }
 
     /// Checks everything that can be checked before anything runs: models resolve, sizes are positive, backends

@@ -1,3 +1,4 @@
+import ScopeCost
 import ScopeSupport
 
 /// Reads a sweep plan from a YAML or JSON file, rejecting unknown keys and bad values with the line named.
@@ -70,7 +71,14 @@ public enum SweepSpecFile {
         settings.repeats = try int("repeats", minimum: 1) ?? settings.repeats
         settings.decodeSteps = try int("decode_steps", minimum: 16) ?? settings.decodeSteps
         settings.profile = try bool("profile") ?? settings.profile
-        settings.prefillChunk = try ints("prefill_chunk", what: "prefill_chunk")?.first
+        if let entry = entries["prefill_chunk"] {
+            guard entry.items.count == 1 else { throw fail("prefill_chunk", "must be one value: auto, none or a token count") }
+            do {
+                settings.prefillChunking = try PrefillChunking(parsing: entry.items[0], what: "prefill_chunk")
+            } catch let error as ScopeError {
+                throw fail("prefill_chunk", "has a bad value: \(error.message)")
+            }
+        }
         settings.seed = UInt64(try int("seed", minimum: 0) ?? 0)
         var memoryLimit: Int?
         if let entry = entries["memory_limit"], let text = entry.items.first {

@@ -5,7 +5,20 @@ import FoundationEssentials
 import Foundation
 #endif
 import ScopeBench
+import ScopeCost
 import ScopeSupport
+
+/// `--prefill-chunk`, the same in every command that takes it.
+public enum PrefillChunkOption {
+    public static let help = "Prompt tokens per prefill pass: auto (the default: one pass up to "
+        + "\(PrefillChunking.automaticPassTokens) tokens of the batch, chunks of that size beyond), none or off "
+        + "(one pass however long), or a count such as 2k."
+
+    /// The chunking the option's text asks for; automatic when it is not given.
+    public static func chunking(_ text: String?) throws -> PrefillChunking {
+        try text.map { try PrefillChunking(parsing: $0) } ?? .automatic
+    }
+}
 
 /// The measurement protocol's knobs, shared by every measuring command of both binaries.
 public struct ProtocolOptions: ParsableArguments {
@@ -18,7 +31,7 @@ public struct ProtocolOptions: ParsableArguments {
     @Option(name: .customLong("decode-steps"), help: "Decode steps per repeat for TPOT (at least 16).")
     public var decodeSteps: Int = 16
 
-    @Option(name: .customLong("prefill-chunk"), help: "Prompt tokens per prefill pass (default: one pass).")
+    @Option(name: .customLong("prefill-chunk"), help: ArgumentHelp(PrefillChunkOption.help))
     public var prefillChunk: String?
 
     @Flag(name: .customLong("no-profile"), help: "Skip the profiling pass (no operator breakdown).")
@@ -43,7 +56,7 @@ public struct ProtocolOptions: ParsableArguments {
 
     public func settings() throws -> ProtocolSettings {
         let s = ProtocolSettings(warmups: warmups, repeats: repeats, decodeSteps: decodeSteps, profile: !noProfile,
-                                 prefillChunk: try prefillChunk.map { try SizeParsing.tokens($0, what: "--prefill-chunk") },
+                                 prefillChunking: try PrefillChunkOption.chunking(prefillChunk),
                                  seed: seed)
         try s.validate()
         return s

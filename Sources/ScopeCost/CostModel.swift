@@ -9,17 +9,20 @@ public struct ExecutionAssumptions: Sendable, Hashable, Codable {
         case materialized
     }
     public var attention: AttentionMode
-    /// Prompt tokens per prefill pass; nil processes the whole prompt in one pass.
-    public var prefillChunk: Int?
+    /// How a prompt is split into prefill passes (the engine's rule; automatic unless told otherwise).
+    public var prefillChunking: PrefillChunking
 
-    public init(attention: AttentionMode = .fused, prefillChunk: Int? = nil) {
+    public init(attention: AttentionMode = .fused, prefillChunking: PrefillChunking = .automatic) {
         self.attention = attention
-        self.prefillChunk = prefillChunk
+        self.prefillChunking = prefillChunking
     }
 
     /// One line for tables and reports.
-    public var summary: String {
-        "attention \(attention.rawValue), prefill " + (prefillChunk.map { "chunked by \($0) tokens" } ?? "in one pass")
+    public var summary: String { "attention \(attention.rawValue), \(prefillChunking.summary)" }
+
+    enum CodingKeys: String, CodingKey {
+        case attention
+        case prefillChunking = "prefillChunk"
     }
 }
 
@@ -40,9 +43,12 @@ public struct CostModel: Sendable {
         self.assumptions = assumptions
     }
 
-    /// The passes a prefill of `tokens` is made of: one, or one per chunk when `assumptions.prefillChunk` is set.
-    public func prefillPasses(tokens: Int) -> [Phase] {
-        guard let chunk = assumptions.prefillChunk, chunk < tokens else { return [.prefill(tokens: tokens)] }
+    /// The passes a prefill of `tokens` per sequence at `batch` is made of: one, or one per chunk where
+    /// `assumptions.prefillChunking` splits it.
+    public func prefillPasses(tokens: Int, batch: Int = 1) -> [Phase] {
+        guard let chunk = assumptions.prefillChunking.chunkTokens(context: tokens, batch: batch) else {
+            return [.prefill(tokens: tokens)]
+        }
         return stride(from: 0, to: tokens, by: chunk).map { .prefill(tokens: min(chunk, tokens - $0), past: $0) }
     }
 

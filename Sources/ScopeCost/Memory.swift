@@ -18,7 +18,8 @@ public struct MemoryFootprint: Sendable, Hashable, Codable {
 /// Activations: the residual stream (plus the original embeddings for Zamba2) for the tokens of one pass, plus the
 /// largest working set of any single block (its normalised input and every intermediate it produces, as an
 /// unfused implementation holds them), plus fp32 logits for the last token. With materialised attention the
-/// fp32 score matrix of one layer (heads x queries x keys) is added. Chunked prefill bounds the tokens of a pass.
+/// fp32 score matrix of one layer (heads x queries x keys) is added. Chunked prefill bounds the tokens of a pass,
+/// following the engine's rule (`PrefillChunking`, automatic by default).
 public struct MemoryModel: Sendable {
     public var spec: ModelSpec
     public var precision: Precision
@@ -68,7 +69,7 @@ public struct MemoryModel: Sendable {
 
     /// Peak memory of a prefill of `context` tokens, by part.
     public func prefill(context: Int, batch: Int = 1) -> MemoryFootprint {
-        let passTokens = min(context, assumptions.prefillChunk ?? context)
+        let passTokens = assumptions.prefillChunking.chunkTokens(context: context, batch: batch) ?? context
         return MemoryFootprint(weights: weightBytes, kvCache: kvCacheBytes(context: context, batch: batch),
                                convState: convStateBytes(batch: batch), ssmState: ssmStateBytes(batch: batch),
                                activations: activationBytes(passTokens: passTokens, keys: context, batch: batch))

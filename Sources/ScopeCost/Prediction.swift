@@ -149,7 +149,7 @@ public struct Predictor: Sendable {
     /// Prefill time, summing the passes of a chunked prefill.
     public func prefillTime(_ cost: CostModel, tokens: Int, batch: Int) -> PassPrediction {
         var total = PassPrediction(seconds: 0, secondsByCategory: [:], flops: 0, bytes: 0, memoryBoundSeconds: 0)
-        for phase in cost.prefillPasses(tokens: tokens) {
+        for phase in cost.prefillPasses(tokens: tokens, batch: batch) {
             let p = pass(cost.operators(phase, batch: batch))
             total.seconds += p.seconds
             total.flops += p.flops

@@ -35,15 +35,18 @@ public final class ModelExecutor {
     }
 
     /// Runs the prompts (one per sequence, all the same length) and returns the logits of each one's last token.
-    /// `capacity` is the longest context the returned cache will hold (default: the prompt length).
-    public func prefill(_ prompts: [[Int32]], capacity: Int? = nil, chunk: Int? = nil) throws
+    /// `capacity` is the longest context the returned cache will hold (default: the prompt length). `chunking`
+    /// splits the prompts into passes that each continue from the cache (by default automatically, so that the
+    /// activations of a pass stay bounded however long the prompts are; see `PrefillChunking`).
+    public func prefill(_ prompts: [[Int32]], capacity: Int? = nil, chunking: PrefillChunking = .automatic) throws
         -> (logits: [[Float]], cache: InferenceCache) {
         guard let length = prompts.first?.count, length > 0, prompts.allSatisfy({ $0.count == length }) else {
             throw ScopeError("prefill needs one or more prompts of the same, non-zero length")
         }
+        try chunking.validate()
         let cache = try makeCache(batch: prompts.count, capacity: max(capacity ?? length, length))
         var logits: [[Float]] = []
-        let step = chunk ?? length
+        let step = chunking.chunkTokens(context: length, batch: prompts.count) ?? length
         var start = 0
         while start < length {
             let end = min(length, start + step)

@@ -9,6 +9,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import ScopeBench
+import ScopeCost
 import ScopeModels
 import ScopeSupport
 
@@ -72,7 +73,7 @@ public final class TorchMeasurer: PointMeasurer {
             }
             guard var result = reply.result else { throw malformed(worker, "measure", "no \"result\"") }
             result.config = point
-            result.notes = versions + "; " + result.notes
+            result.notes = versions + "; " + result.notes + Self.chunkingNote(point, settings: settings)
             return .measured(result)
         } catch {
             return .failed(point, reason: "\(error)", outOfMemory: false)
@@ -150,12 +151,29 @@ public final class TorchMeasurer: PointMeasurer {
         return text.isEmpty ? "" : "\nstderr tail:\n" + text
     }
 
+    /// The settings the worker runs under. Hugging Face prefills a prompt in one pass, and so does the peer unless
+    /// `--prefill-chunk N` asks for chunks: automatic chunking is the native engines' rule, so the worker only ever
+    /// reads a token count or null (one pass) in "prefillChunk".
+    static func workerSettings(_ settings: ProtocolSettings) -> ProtocolSettings {
+        var worker = settings
+        if case .tokens = settings.prefillChunking { return worker }
+        worker.prefillChunking = .onePass
+        return worker
+    }
+
+    /// Where the native engines would have chunked a point's prefill automatically and the peer did not, says so.
+    static func chunkingNote(_ point: PointConfig, settings: ProtocolSettings) -> String {
+        guard settings.prefillChunking == .automatic,
+              let chunk = settings.prefillChunking.chunkTokens(context: point.context, batch: point.batch) else { return "" }
+        return " (the native engines chunk this prompt by \(chunk) tokens automatically; Hugging Face does not)"
+    }
+
     /// The measure request: the point, the protocol, the model's config.json and the memory limit, on one line.
     static func measureRequest(_ point: PointConfig, settings: ProtocolSettings, memoryLimit: Int?) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let pointText = String(decoding: try encoder.encode(point), as: UTF8.self)
-        let settingsText = String(decoding: try encoder.encode(settings), as: UTF8.self)
+        let settingsText = String(decoding: try encoder.encode(workerSettings(settings)), as: UTF8.self)
         return #"{"op":"measure","point":\#(pointText),"settings":\#(settingsText),"config":"#
             + (try configLine(point.model)) + #","memoryLimit":\#(memoryLimit.map(String.init) ?? "null")}"#
     }

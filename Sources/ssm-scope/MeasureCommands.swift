@@ -111,7 +111,7 @@ struct MaxContextCommand: ParsableCommand {
         discussion: """
             By default each probe runs the executor on an allocation-only backend: the exact memory schedule of \
             the real engine without its arithmetic, so the search takes seconds. --measure runs the model for real \
-            at every probe (slow on a CPU).
+            at every probe (slow on a CPU). Each probe splits its prefill as a sweep's point would             (--prefill-chunk, automatic by default), and the table says how the prefill at the limit ran.
             """)
 
     @Option(name: .customLong("model"), help: "Model (repeat for several).")
@@ -129,7 +129,7 @@ struct MaxContextCommand: ParsableCommand {
     @Option(help: "Weight type: fp32, bf16, fp16.")
     var dtype: String = "fp32"
 
-    @Option(name: .customLong("prefill-chunk"), help: "Prompt tokens per prefill pass (default: one pass).")
+    @Option(name: .customLong("prefill-chunk"), help: ArgumentHelp(PrefillChunkOption.help))
     var prefillChunk: String?
 
     @Flag(help: "Run the model at every probe instead of the allocation probe.")
@@ -141,25 +141,25 @@ struct MaxContextCommand: ParsableCommand {
         let limit = try memoryLimit.map { Int(try SizeParsing.bytes($0, what: "--memory-limit")) }
             ?? BackendRegistry.memoryCapacity(of: backend)
         let batch = try SizeParsing.tokens(self.batch, what: "batch size")
-        let chunk = try prefillChunk.map { try SizeParsing.tokens($0, what: "--prefill-chunk") }
+        let chunking = try PrefillChunkOption.chunking(prefillChunk)
         for model in models { _ = try ModelCatalog.resolve(model) }
         _ = try BackendRegistry.make(backend, memoryLimit: nil)
         let store = try ResultsStore(path: self.store.db)
         let run = try store.startRun(HostEnvironment.record(backend: backend, dtype: dtype))
         let progress = ProgressLine()
-        var table = TextTable(header: ["model", "max context", "peak at limit", "memory limit", "method"],
+        var table = TextTable(header: ["model", "max context", "peak at limit", "memory limit", "method", "prefill"],
                               rightAligned: [1, 2, 3])
         for model in models {
             progress.note("searching \(model) under \(Format.bytes(Double(limit)))")
             let result = try MaxContextProbe.search(model: model, batch: batch, dtype: dtype, backend: backend,
-                                                    memoryLimit: limit, measure: measure, prefillChunk: chunk) { probe in
+                                                    memoryLimit: limit, measure: measure, prefillChunking: chunking) { probe in
                 progress.note("  \(probe.tokens) tokens: " + (probe.fits ? "fits" : "out of memory")
                     + " (peak \(Format.bytes(Double(probe.peakBytes))))")
             }
             try store.record(result, run: run)
             table.rows.append([model, result.reachedSearchLimit ? ">= \(result.tokens)" : String(result.tokens),
                                Format.bytes(Double(result.peakBytesAtLimit)), Format.bytes(Double(limit)),
-                               result.method])
+                               result.method, result.prefill ?? "-"])
         }
         try store.finishRun(run)
         print(table.render())

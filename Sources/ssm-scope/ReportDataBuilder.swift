@@ -23,10 +23,10 @@ enum ReportDataBuilder {
                 guard let spec = try? ModelCatalog.resolve(c.model), let weights = DType(rawValue: c.dtype) else {
                     continue
                 }
-                // The engines compute and cache in fp32; only the weights take the stored type.
+                // The engines compute and cache in fp32; only the weights take the stored type. Prefill chunking
+                // is the engines' default, automatic (the store keeps a run's rule only in its points' notes).
                 let precision = Precision(weights: weights, activations: .fp32, cache: .fp32)
-                let predictor = Predictor(device: device, precision: precision,
-                                          assumptions: ExecutionAssumptions(prefillChunk: nil))
+                let predictor = Predictor(device: device, precision: precision)
                 let p = predictor.predict(spec, context: c.context, batch: c.batch)
                 predictions.append(ReportData.Prediction(model: c.model, context: c.context, batch: c.batch,
                                                          ttftSeconds: p.prefill?.seconds ?? predictor.prefillTime(

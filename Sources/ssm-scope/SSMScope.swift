@@ -1,4 +1,5 @@
 import ArgumentParser
+import ScopeCommandLine
 import ScopeCost
 import ScopeModels
 import ScopeReport
@@ -22,8 +23,7 @@ struct PrecisionOptions: ParsableArguments {
     @Option(help: "Attention execution assumed: fused (no L x L matrix) or materialized (fp32 scores in memory).")
     var attention: String = "fused"
 
-    @Option(name: .customLong("prefill-chunk"),
-            help: "Prompt tokens per prefill pass (e.g. 2k); default: the whole prompt in one pass.")
+    @Option(name: .customLong("prefill-chunk"), help: ArgumentHelp(PrefillChunkOption.help))
     var prefillChunk: String?
 
     func precision() throws -> Precision { Precision(weights: try DType.parse(dtype)) }
@@ -32,8 +32,7 @@ struct PrecisionOptions: ParsableArguments {
         guard let mode = ExecutionAssumptions.AttentionMode(rawValue: attention.lowercased()) else {
             throw ScopeError("unknown --attention '\(attention)'; choose fused or materialized")
         }
-        let chunk = try prefillChunk.map { try SizeParsing.tokens($0, what: "--prefill-chunk") }
-        return ExecutionAssumptions(attention: mode, prefillChunk: chunk)
+        return ExecutionAssumptions(attention: mode, prefillChunking: try PrefillChunkOption.chunking(prefillChunk))
     }
 }
 

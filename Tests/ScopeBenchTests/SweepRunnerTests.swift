@@ -74,10 +74,10 @@ final class MemorySink: ResultSink {
     @Test func maxContextProbeAgreesWithTheRealBackend() throws {
         let limit = 24 << 20
         let result = try MaxContextProbe.search(model: "tiny-llama", batch: 1, dtype: "fp32", backend: "cpu",
-                                                memoryLimit: limit, measure: false, prefillChunk: nil, progress: nil)
+                                                memoryLimit: limit, measure: false, prefillChunking: .automatic, progress: nil)
         #expect(!result.reachedSearchLimit && result.tokens > 1000)
         let measured = try MaxContextProbe.search(model: "tiny-llama", batch: 1, dtype: "fp32", backend: "cpu",
-                                                  memoryLimit: limit, measure: true, prefillChunk: nil, progress: nil)
+                                                  memoryLimit: limit, measure: true, prefillChunking: .automatic, progress: nil)
         #expect(measured.tokens == result.tokens && measured.method == "measured")
         #expect(result.probes.contains { $0.tokens == result.tokens && $0.fits })
         #expect(result.probes.contains { $0.tokens == result.tokens + 1 && !$0.fits })

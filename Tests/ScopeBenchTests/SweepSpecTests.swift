@@ -32,7 +32,7 @@ import Testing
         #expect(plan.models == ["tiny-llama", "tiny-mamba2"])
         #expect(plan.contexts == [1024, 2048, 4096])
         #expect(plan.batches == [1, 4] && plan.generate == [32] && plan.dtypes == ["fp32", "bf16"])
-        #expect(plan.settings.repeats == 5 && plan.settings.decodeSteps == 32 && plan.settings.prefillChunk == 2048)
+        #expect(plan.settings.repeats == 5 && plan.settings.decodeSteps == 32 && plan.settings.prefillChunking == .tokens(2048))
         #expect(plan.memoryLimit == 8 << 30 && plan.maxContext)
         #expect(plan.points.count == 2 * 3 * 2 * 1 * 1 * 2)
     }

@@ -78,7 +78,7 @@ import ScopeModels
         let spec = try ModelCatalog.spec(named: "tiny-llama")
         let whole = CostModel(spec: spec, precision: Precision(weights: .bf16))
         let chunked = CostModel(spec: spec, precision: Precision(weights: .bf16),
-                                assumptions: ExecutionAssumptions(prefillChunk: 256))
+                                assumptions: ExecutionAssumptions(prefillChunking: .tokens(256)))
         let passes = chunked.prefillPasses(tokens: 1000)
         #expect(passes == [.prefill(tokens: 256, past: 0), .prefill(tokens: 256, past: 256),
                            .prefill(tokens: 256, past: 512), .prefill(tokens: 232, past: 768)])

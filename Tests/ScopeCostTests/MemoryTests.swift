@@ -49,9 +49,11 @@ import ScopeModels
     }
 
     @Test func chunkingBoundsActivationsAndMaterialisingGrowsThem() throws {
-        let whole = try memory("qwen2.5-1.5b").prefill(context: 65536)
-        let chunked = try memory("qwen2.5-1.5b", .bf16, ExecutionAssumptions(prefillChunk: 2048)).prefill(context: 65536)
-        let eager = try memory("qwen2.5-1.5b", .bf16, ExecutionAssumptions(attention: .materialized))
+        let whole = try memory("qwen2.5-1.5b", .bf16, ExecutionAssumptions(prefillChunking: .onePass))
+            .prefill(context: 65536)
+        let chunked = try memory("qwen2.5-1.5b", .bf16, ExecutionAssumptions(prefillChunking: .tokens(2048))).prefill(context: 65536)
+        let eager = try memory("qwen2.5-1.5b", .bf16,
+                               ExecutionAssumptions(attention: .materialized, prefillChunking: .onePass))
             .prefill(context: 65536)
         #expect(chunked.activations < whole.activations / 16)
         #expect(chunked.kvCache == whole.kvCache)

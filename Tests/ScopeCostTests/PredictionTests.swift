@@ -44,8 +44,8 @@ import ScopeSupport
         let mamba = try ModelCatalog.spec(named: "mamba2-1.3b")
         let qwenMax = predictor.maxContext(qwen)
         let mambaMax = predictor.maxContext(mamba)
-        #expect(qwenMax.tokens < 262_144 && mambaMax.tokens >= 262_144)
-        #expect(!predictor.predict(qwen, context: 262_144).fits && predictor.predict(mamba, context: 262_144).fits)
+        #expect(qwenMax.tokens < 1_048_576 && mambaMax.tokens >= 1_048_576)
+        #expect(!predictor.predict(qwen, context: 1_048_576).fits && predictor.predict(mamba, context: 1_048_576).fits)
         // The answer is exact to the token: one more token no longer fits.
         let memory = MemoryModel(spec: qwen, precision: Precision(weights: .bf16))
         #expect(memory.prefill(context: qwenMax.tokens).total <= predictor.usableMemory)
@@ -55,7 +55,7 @@ import ScopeSupport
 
     @Test func ssmWithChunkedPrefillReachesTheSearchLimit() throws {
         let predictor = Predictor(device: rtx4090, precision: Precision(weights: .bf16),
-                                  assumptions: ExecutionAssumptions(prefillChunk: 4096))
+                                  assumptions: ExecutionAssumptions(prefillChunking: .tokens(4096)))
         let result = predictor.maxContext(try ModelCatalog.spec(named: "mamba2-1.3b"))
         #expect(result.reachedSearchLimit && result.tokens == Predictor.searchLimit)
         let llama = predictor.maxContext(try ModelCatalog.spec(named: "llama-3.2-1b"))

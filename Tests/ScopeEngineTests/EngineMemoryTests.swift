@@ -49,3 +49,29 @@ import Testing
         #expect(profile.calls[.lmHead] == 1)
     }
 }
+
+/// The allocation probe replays one pass of each length a chunked prefill makes; that must reach the high-water
+/// mark of the whole prefill, i.e. a pass's allocations must not depend on the tokens before it.
+@Suite struct ShapeReplayTests {
+    @Test(arguments: ["tiny-llama", "tiny-mamba2", "tiny-hybrid"])
+    func replayReachesTheWholePrefillsPeak(name: String) throws {
+        let spec = try ModelCatalog.spec(named: name)
+        for (batch, length, chunking) in [(1, 20000, PrefillChunking.automatic), (3, 7000, .automatic),
+                                          (2, 1000, .tokens(96)), (1, 4096, .onePass)] {
+            func probeExecutor() throws -> ModelExecutor {
+                let probe = MemoryProbeBackend(standingInFor: "cpu", memoryLimit: nil)
+                let weights = try ModelWeights(spec: spec, source: ShapeOnlyWeights(), type: .fp32, backend: probe)
+                return ModelExecutor(spec: spec, weights: weights, backend: probe)
+            }
+            let whole = try probeExecutor(), replayed = try probeExecutor()
+            let prompts = Array(repeating: [Int32](repeating: 0, count: length), count: batch)
+            let (_, wholeCache) = try whole.prefill(prompts, capacity: length + 1, chunking: chunking)
+            _ = try whole.step(Array(repeating: 0, count: batch), cache: wholeCache)
+            let cache = try replayed.replayPrefillShapes(batch: batch, length: length, capacity: length + 1,
+                                                         chunking: chunking)
+            #expect(cache.length == length)
+            _ = try replayed.step(Array(repeating: 0, count: batch), cache: cache)
+            #expect(replayed.backend.memory.peak == whole.backend.memory.peak, "\(name) B=\(batch) L=\(length)")
+        }
+    }
+}

@@ -42,7 +42,7 @@ import Testing
         let executor = try randomExecutor(spec)
         let prompt = tokens(37, vocab: spec.vocabSize, seed: 3)
         let whole = try executor.prefill([prompt]).logits[0]
-        let chunked = try executor.prefill([prompt], chunk: 10).logits[0]
+        let chunked = try executor.prefill([prompt], chunking: .tokens(10)).logits[0]
         #expect(relativeError(chunked, whole) < 1e-4, "\(family)")
     }
 
@@ -81,7 +81,7 @@ import Testing
         let spec = try ModelCatalog.spec(named: "tiny-mamba2")
         let executor = try randomExecutor(spec, seed: 11)
         let prompt = tokens(100_000, vocab: spec.vocabSize, seed: 9)
-        let (logits, cache) = try executor.prefill([prompt], capacity: 100_001, chunk: 8192)
+        let (logits, cache) = try executor.prefill([prompt], capacity: 100_001)
         #expect(logits[0].allSatisfy { $0.isFinite })
         let next = try executor.step([1], cache: cache)
         #expect(next[0].allSatisfy { $0.isFinite } && cache.length == 100_001)

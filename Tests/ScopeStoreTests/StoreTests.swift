@@ -88,7 +88,7 @@ func result(_ model: String, context: Int, ttft: Double) -> PointResult {
         #expect(try store.runs().map(\.environment.commandLine) == ["old run"])
         let limit = MaxContextResult(model: "m", backend: "cpu", dtype: "fp32", batch: 1, memoryLimitBytes: 1 << 30,
                                      tokens: 5000, reachedSearchLimit: false, peakBytesAtLimit: 1 << 29,
-                                     method: "probe", probes: [])
+                                     method: "probe", prefill: "prefill in one pass", probes: [])
         try store.record(limit, run: 1)
         #expect(try store.maxContexts().map(\.result) == [limit])
     }

@@ -1,5 +1,6 @@
 import Foundation
 import ScopeBench
+import ScopeCost
 import ScopeReport
 import Testing
 @testable import ScopeTorch
@@ -129,6 +130,24 @@ func failure(_ outcome: PointOutcome) -> (reason: String, outOfMemory: Bool)? {
         #expect((request["settings"] as? [String: Any])?["seed"] as? Int == 7)
         #expect((request["point"] as? [String: Any])?["backend"] as? String == "torch")
         #expect(throws: Error.self) { try TorchMeasurer.configLine("/nonexistent/config.json") }
+    }
+
+    /// The peer prefills in one pass as Hugging Face does, unless a chunk is given; the notes say where the native
+    /// engines would have chunked automatically.
+    @Test func thePeerChunksOnlyWhenAsked() throws {
+        func sentChunk(_ chunking: PrefillChunking) throws -> Any? {
+            let line = try TorchMeasurer.measureRequest(point, settings: ProtocolSettings(prefillChunking: chunking),
+                                                        memoryLimit: nil)
+            let request = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            return (request["settings"] as? [String: Any])?["prefillChunk"]
+        }
+        #expect(try sentChunk(.automatic) is NSNull && sentChunk(.onePass) is NSNull)
+        #expect(try sentChunk(.tokens(2048)) as? Int == 2048)
+        var long = point
+        long.context = 32768
+        #expect(TorchMeasurer.chunkingNote(long, settings: ProtocolSettings()).contains("by 8192 tokens automatically"))
+        #expect(TorchMeasurer.chunkingNote(point, settings: ProtocolSettings()).isEmpty)
+        #expect(TorchMeasurer.chunkingNote(long, settings: ProtocolSettings(prefillChunking: .onePass)).isEmpty)
     }
 
     /// The script compiled into the binary is the one in tools/torch_worker.
