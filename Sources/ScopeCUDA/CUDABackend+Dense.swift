@@ -14,11 +14,17 @@ private enum K {
     static let scatterAdd = Kernel(module: "elementwise", name: "scatter_add_rows")
     static let convert = Kernel(module: "elementwise", name: "convert")
     static let biasStore = Kernel(module: "elementwise", name: "bias_store")
-    static let gemvKernels = [false, true].map { norm in
-        [1, 8].map { Kernel(module: "gemv", name: "gemv_bf16\(norm ? "_norm" : "")_r\($0)") }
+    static let gemvKernels = [1, 8].map { Kernel(module: "gemv", name: "gemv_bf16_r\($0)") }
+    static let gemvNormKernels = [1, 8].map { rows in
+        [1, 2, 4].map { Kernel(module: "gemv", name: "gemv_bf16_norm_r\(rows)_c\($0)") }
     }
-    /// The gemv kernel for `rows` rows (one, or up to eight), plain or with the input norm folded in.
-    static func gemv(rows: Int, norm: Bool) -> Kernel { gemvKernels[norm ? 1 : 0][rows == 1 ? 0 : 1] }
+    /// The gemv kernel for `rows` rows (one, or up to eight).
+    static func gemv(rows: Int) -> Kernel { gemvKernels[rows == 1 ? 0 : 1] }
+    /// The gemv kernel with the input norm folded in, for `rows` rows of `chunks` (1, 2 or 4) eight-element chunks
+    /// per thread.
+    static func gemvNorm(rows: Int, chunks: Int) -> Kernel {
+        gemvNormKernels[rows == 1 ? 0 : 1][chunks <= 1 ? 0 : chunks <= 2 ? 1 : 2]
+    }
     static let rmsnorm = Kernel(module: "norms", name: "rmsnorm")
     static let rope = Kernel(module: "rope", name: "rope")
 }
@@ -79,8 +85,7 @@ extension CUDABackend {
         try requireActivations(x, out, in: "linear")
         try requireFP32(bias, in: "linear bias")
         guard n > 0 else { return }
-        let threads = gemvThreads(columns: n, minimum: (k + 31) / 32)
-        try launch(K.gemv(rows: m, norm: true), grid: ((n + threads / 32 - 1) / (threads / 32), 1, 1), block: threads,
+        try launch(K.gemvNorm(rows: m, chunks: (k + 2047) / 2048), grid: (gemvBlocks(columns: n), 1, 1), block: 256,
                    shared: 4 * m * k, [
             .tensor(x), .pointer(w), .tensor(bias), .tensor(out), .int(m), .int(n), .int(k),
             .int(accumulate ? 1 : 0)] + arguments)
@@ -88,15 +93,9 @@ extension CUDABackend {
 
     public func foldsInputNorm(rows: Int) -> Bool { rows <= 8 }
 
-    /// Threads per gemv block (one output column per warp): fewer for narrow outputs, so that at least about two
-    /// blocks per multiprocessor exist; at least `minimum`.
-    private func gemvThreads(columns: Int, minimum: Int) -> Int {
-        let blocksWanted = 2 * device.multiprocessors
-        var threads = 256
-        while threads > 64, (columns + threads / 32 - 1) / (threads / 32) < blocksWanted { threads /= 2 }
-        while threads < minimum, threads < 256 { threads *= 2 }
-        return threads
-    }
+    /// Blocks of the gemv kernels (256 threads, warps streaming whole columns): about two per multiprocessor, so
+    /// that one wave covers any output width, and none without a column of its own.
+    private func gemvBlocks(columns: Int) -> Int { max(1, min((columns + 7) / 8, 2 * device.multiprocessors)) }
 
     private func project(_ x: Tensor, weight: Tensor, rows: Range<Int>?, bias: Tensor?, out: Tensor,
                          accumulate: Bool) throws {
@@ -108,9 +107,7 @@ extension CUDABackend {
         guard m > 0, n > 0 else { return }
         let w = CUdeviceptr(weight.address) + CUdeviceptr(range.lowerBound * k * weight.type.byteSize)
         if weight.type == .bf16, m <= 8, k % 8 == 0, w % 16 == 0, x.address % 16 == 0 {
-            let threads = gemvThreads(columns: n, minimum: 0)
-            try launch(K.gemv(rows: m, norm: false), grid: ((n + threads / 32 - 1) / (threads / 32), 1, 1),
-                       block: threads, [
+            try launch(K.gemv(rows: m), grid: (gemvBlocks(columns: n), 1, 1), block: 256, [
                 .tensor(x), .pointer(w), .tensor(bias), .tensor(out), .int(m), .int(n), .int(k),
                 .int(accumulate ? 1 : 0)])
             return

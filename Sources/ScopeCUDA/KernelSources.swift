@@ -634,10 +634,14 @@ extern "C" __global__ void conv1d_step(const bf16* x, const float* weight, const
     bf16* s = state + (i64)b * history * channels + c;
     float newest = ld(x, (i64)b * channels + c);
     float acc = (bias ? bias[c] : 0.0f) + weight[(i64)c * kernel + history] * newest;
-    for (int i = 0; i < history; i++) {
-        float v = ld(s, (i64)i * channels);
-        acc += weight[(i64)c * kernel + i] * v;
-        if (i > 0) st(s, (i64)(i - 1) * channels, v);
+    float old[KMAX];
+#pragma unroll
+    for (int i = 0; i < KMAX - 1; i++) old[i] = i < history ? ld(s, (i64)i * channels) : 0.0f;  // loads together
+#pragma unroll
+    for (int i = 0; i < KMAX - 1; i++) {
+        if (i >= history) break;
+        acc += weight[(i64)c * kernel + i] * old[i];
+        if (i > 0) st(s, (i64)(i - 1) * channels, old[i]);
     }
     if (history > 0) st(s, (i64)(history - 1) * channels, newest);
     st(out, (i64)b * channels + c, silu_out ? silu(acc) : acc);
@@ -755,7 +759,7 @@ extern "C" __global__ void bias_store(const void* src, int srcType, const float*
 // Linear layers of decode steps (a few rows): out[r, n] = sum_k x'[r, k] w[n, k] (+ bias[n]) with bf16 weights read
 // once in 16-byte loads, one warp per output column, fp32 accumulation; memory bound on the weights. k a multiple
 // of 8 and 16-byte aligned rows; rows <= 8 (kernels _r1 for one row, _r8 for up to eight). accumulate: out += instead
-// of out =. One column per warp: grid ceil(n / (threads / 32)), 64 to 256 threads.
+// of out =. 256 threads; at most one block per 8 columns, about two per multiprocessor.
 //
 // x' is x (gemv_bf16_*) or x normalised on the fly (gemv_bf16_norm_*), so that a decode step needs no separate norm
 // launch: every block recomputes the rows' norms (a few KB from L2) and keeps x' in fp32 shared memory, after
@@ -806,26 +810,34 @@ __device__ __forceinline__ void load_weights(const bf16* wr, int c0, int k, bool
     }
 }
 
-// One warp per output column. The weights stream double-buffered: the next UNROLL loads are issued before the
-// current ones are used, so about 4 KB per warp are in flight. `prologue` runs on every thread of the block after
-// the first loads are issued (it may synchronise the block); `xs` is read only after it.
+// Each warp streams whole weight rows, one output column after another (columns warp, warp + all warps, ...), so
+// that a grid of about two blocks per multiprocessor covers any n in one wave and the prologue runs once per block.
+// The weights stream double-buffered across columns: the next UNROLL loads are issued before the current ones are
+// used, so about 4 KB per warp are always in flight. `prologue` runs on every thread of the block after the first
+// loads are issued (it may synchronise the block); `xs` is read only after it.
 template <int ROWS, typename Rows, typename Prologue>
 __device__ __forceinline__ void gemv_columns(Rows xs, Prologue prologue, const bf16* w, const float* bias, bf16* out,
                                              int rows, int n, int k, int accumulate) {
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int col = blockIdx.x * (blockDim.x >> 5) + warp;
-    bool active = col < n;
-    const bf16* wr = w + (i64)(active ? col : 0) * k;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+    int first = blockIdx.x * warps + warp, everyWarp = gridDim.x * warps;
+    int batches = (k + STRIDE * UNROLL - 1) / (STRIDE * UNROLL);  // load batches per column
+    int columns = first < n ? (n - first + everyWarp - 1) / everyWarp : 0;
+    int total = columns * batches;
+    // Batch `it` of this warp: column first + (it / batches) * everyWarp, columns from (it % batches) * STRIDE * UNROLL.
+    auto issue = [&](int it, uint4* wv) {
+        int col = first + (it / batches) * everyWarp;
+        load_weights(w + (i64)col * k, lane * 8 + (it % batches) * STRIDE * UNROLL, k, it < total, wv);
+    };
     uint4 wv[UNROLL];
-    load_weights(wr, lane * 8, k, active, wv);
+    issue(0, wv);
     prologue();
-    if (!active) return;
     float acc[ROWS];
 #pragma unroll
     for (int r = 0; r < ROWS; r++) acc[r] = 0.0f;
-    for (int c0 = lane * 8; c0 < k; c0 += STRIDE * UNROLL) {
+    for (int it = 0; it < total; it++) {
         uint4 next[UNROLL];
-        load_weights(wr, c0 + STRIDE * UNROLL, k, true, next);
+        issue(it + 1, next);
+        int c0 = lane * 8 + (it % batches) * STRIDE * UNROLL;
 #pragma unroll
         for (int u = 0; u < UNROLL; u++) {
             int c = c0 + u * STRIDE;
@@ -844,18 +856,22 @@ __device__ __forceinline__ void gemv_columns(Rows xs, Prologue prologue, const b
                 }
             }
         }
+        if (it % batches == batches - 1) {  // the column is complete
+            int col = first + (it / batches) * everyWarp;
 #pragma unroll
-        for (int u = 0; u < UNROLL; u++) wv[u] = next[u];
-    }
-#pragma unroll
-    for (int r = 0; r < ROWS; r++) {
-        if (r < rows) {
-            float v = warp_sum(acc[r]);
-            if (lane == 0) {
-                i64 o = (i64)r * n + col;
-                st(out, o, v + (bias ? bias[col] : 0.0f) + (accumulate ? ld(out, o) : 0.0f));
+            for (int r = 0; r < ROWS; r++) {
+                if (r < rows) {
+                    float v = warp_sum(acc[r]);
+                    acc[r] = 0.0f;
+                    if (lane == 0) {
+                        i64 o = (i64)r * n + col;
+                        st(out, o, v + (bias ? bias[col] : 0.0f) + (accumulate ? ld(out, o) : 0.0f));
+                    }
+                }
             }
         }
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++) wv[u] = next[u];
     }
 }
 
@@ -871,7 +887,8 @@ GEMV(8)
 // Mamba-2's gated RMSNorm over `groups` groups of k / groups features (see gated_rmsnorm): normBeforeGate 0:
 // rmsnorm(x * silu(gate)) * normWeight; 1: rmsnorm(x) * normWeight * silu(gate). Each thread loads its (at most
 // CHUNKS) eight-element chunks of a row at once with 16-byte loads and keeps them in registers for both passes, so
-// k <= 8 * CHUNKS * blockDim.
+// k <= 8 * CHUNKS * blockDim (kernels _c1, _c2, _c4: fewer chunks, fewer registers).
+template <int CHUNKS>
 struct NormPrologue {
     const bf16* x;
     const bf16* gate;
@@ -879,8 +896,6 @@ struct NormPrologue {
     float eps;
     int mode, groups, normBeforeGate, rows, k;
     float* staged;
-
-    static constexpr int CHUNKS = 4;
 
     __device__ __forceinline__ void operator()() const {
         __shared__ float inverse[MAX_GROUPS];
@@ -934,18 +949,17 @@ struct NormPrologue {
     }
 };
 
-// Dynamic shared memory: rows * k floats. groups <= 8, (k / groups) % 8 == 0, k <= 32 * blockDim.
-#define GEMV_NORM(ROWS)                                                                                          \
-    extern "C" __global__ void gemv_bf16_norm_r##ROWS(const bf16* x, const bf16* w, const float* bias, bf16* out, \
-                                                      int rows, int n, int k, int accumulate, int mode,          \
-                                                      const float* normWeight, float eps, const bf16* gate,      \
-                                                      int groups, int normBeforeGate) {                          \
+// Dynamic shared memory: rows * k floats. groups <= 8, (k / groups) % 8 == 0, k <= 8 * CHUNKS * blockDim.
+#define GEMV_NORM(ROWS, CHUNKS)                                                                                  \
+    extern "C" __global__ void gemv_bf16_norm_r##ROWS##_c##CHUNKS(                                               \
+        const bf16* x, const bf16* w, const float* bias, bf16* out, int rows, int n, int k, int accumulate,     \
+        int mode, const float* normWeight, float eps, const bf16* gate, int groups, int normBeforeGate) {        \
         extern __shared__ float staged[];                                                                        \
-        NormPrologue prologue{x, gate, normWeight, eps, mode, groups, normBeforeGate, rows, k, staged};          \
+        NormPrologue<CHUNKS> prologue{x, gate, normWeight, eps, mode, groups, normBeforeGate, rows, k, staged};  \
         gemv_columns<ROWS>(SharedRows{staged, k}, prologue, w, bias, out, rows, n, k, accumulate);                \
     }
-GEMV_NORM(1)
-GEMV_NORM(8)
+GEMV_NORM(1, 1) GEMV_NORM(1, 2) GEMV_NORM(1, 4)
+GEMV_NORM(8, 1) GEMV_NORM(8, 2) GEMV_NORM(8, 4)
 """###,
         "norms": ###"""
 // Row normalisations: RMSNorm and the gated RMSNorm of Mamba-2 mixers. One block per row (or row group).
@@ -1617,7 +1631,8 @@ extern "C" __global__ void ssd_step(const bf16* x, const bf16* dt, const float* 
         const bf16* bRow = B + row * groups * N + (i64)g * N;
         const bf16* cRow = C + row * groups * N + (i64)g * N;
         float y = 0.0f;
-        for (int n = lane; n < N; n += 32) {
+#pragma unroll 4
+        for (int n = lane; n < N; n += 32) {  // unrolled: the state, B and C loads of four n go out together
             float v = dA * hs[n] + coef * ld(bRow, n);
             hs[n] = v;
             y += v * ld(cRow, n);

@@ -63,10 +63,14 @@ extern "C" __global__ void conv1d_step(const bf16* x, const float* weight, const
     bf16* s = state + (i64)b * history * channels + c;
     float newest = ld(x, (i64)b * channels + c);
     float acc = (bias ? bias[c] : 0.0f) + weight[(i64)c * kernel + history] * newest;
-    for (int i = 0; i < history; i++) {
-        float v = ld(s, (i64)i * channels);
-        acc += weight[(i64)c * kernel + i] * v;
-        if (i > 0) st(s, (i64)(i - 1) * channels, v);
+    float old[KMAX];
+#pragma unroll
+    for (int i = 0; i < KMAX - 1; i++) old[i] = i < history ? ld(s, (i64)i * channels) : 0.0f;  // loads together
+#pragma unroll
+    for (int i = 0; i < KMAX - 1; i++) {
+        if (i >= history) break;
+        acc += weight[(i64)c * kernel + i] * old[i];
+        if (i > 0) st(s, (i64)(i - 1) * channels, old[i]);
     }
     if (history > 0) st(s, (i64)(history - 1) * channels, newest);
     st(out, (i64)b * channels + c, silu_out ? silu(acc) : acc);

@@ -403,7 +403,8 @@ extern "C" __global__ void ssd_step(const bf16* x, const bf16* dt, const float* 
         const bf16* bRow = B + row * groups * N + (i64)g * N;
         const bf16* cRow = C + row * groups * N + (i64)g * N;
         float y = 0.0f;
-        for (int n = lane; n < N; n += 32) {
+#pragma unroll 4
+        for (int n = lane; n < N; n += 32) {  // unrolled: the state, B and C loads of four n go out together
             float v = dA * hs[n] + coef * ld(bRow, n);
             hs[n] = v;
             y += v * ld(cRow, n);
