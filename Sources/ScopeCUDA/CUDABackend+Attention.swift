@@ -15,6 +15,10 @@ private enum K {
     static func prefill(_ headDim: Int) -> Kernel { Kernel(module: "attention_prefill", name: "attn_prefill_d\(headDim)") }
     /// Head sizes the tensor-core prefill kernel is instantiated for.
     static let prefillHeadDims: Set<Int> = [16, 32, 64, 128]
+    /// Queries per block of the prefill kernel: 4 warps x 32 rows, or x 16 at head size 128 (attention_prefill.cu).
+    static func prefillQueries(_ headDim: Int) -> Int { headDim == 128 ? 64 : 128 }
+    /// Its dynamic shared memory: 3 stages of a key and a value tile, 64 rows of headDim + 8 bf16 each.
+    static func prefillShared(_ headDim: Int) -> Int { 3 * 2 * 64 * (headDim + 8) * 2 }
 }
 
 /// Attention: the tensor-core prefill kernel where it applies (16+ new tokens, head size 16/32/64/128, 16-byte
@@ -39,9 +43,11 @@ extension CUDABackend {
         let aligned = [q, kNew, vNew, out].allSatisfy { $0.address % 16 == 0 }
             && (cache.map { $0.keys.address % 16 == 0 && $0.values.address % 16 == 0 } ?? true)
         if newTokens >= 16, K.prefillHeadDims.contains(headDim), aligned {
-            try check(batch <= 65535 && heads <= 65535, "attention grid too large")
-            try launch(K.prefill(headDim), grid: ((newTokens + 63) / 64, heads, batch), block: 128,
-                       shared: 4 * 64 * (headDim + 8) * 2, pointers + [
+            let queries = K.prefillQueries(headDim), tiles = (newTokens + queries - 1) / queries
+            try check(batch <= 65535 && tiles <= 65535, "attention grid too large")
+            // Heads along x: the longest query tiles of every head are launched first (the kernel reverses y).
+            try launch(K.prefill(headDim), grid: (heads, tiles, batch), block: 128,
+                       shared: K.prefillShared(headDim), pointers + [
                 .tensor(out), .int(capacity), .int(newTokens), .int(past), .int(heads), .int(kvHeads),
                 .int(window ?? 0), .float(scale)])
             return

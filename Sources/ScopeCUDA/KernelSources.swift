@@ -276,12 +276,14 @@ extern "C" __global__ void append_kv(const bf16* kNew, const bf16* vNew, bf16* k
 """###,
         "attention_prefill": ###"""
 // Causal prefill attention on tensor cores (FlashAttention-2 style, mma.sync m16n8k16 bf16 with fp32
-// accumulation): a block of 4 warps takes 64 queries of one head, each warp 16 of them; key/value tiles of 64 rows
-// go through shared memory, double-buffered with cp.async so that the next tile loads while this one computes;
-// value fragments come from ldmatrix.trans; scores stay in registers with an online softmax, so no L x L matrix
-// exists. Dynamic shared memory: 4 tiles of 64 x (D + 8) bf16. Keys come
-// from the new rows or the ring-buffer cache (Attention.causal's contract); GQA by head / (heads / kvHeads);
-// window 0 means none. Grid (query tiles, heads, batch).
+// accumulation). A block of 4 warps takes 4 x 16 G queries of one head, each warp 16 G of them (G row groups of
+// 16, so that every key and value fragment read from shared memory feeds G MMAs). Key/value tiles of 64 rows go
+// through a 3-stage cp.async ring in shared memory; key fragments come from ldmatrix, value fragments from
+// ldmatrix.trans; scores stay in registers with an online softmax, so no L x L matrix exists. Dynamic shared
+// memory: 3 stages x (K, V) x 64 x (D + 8) bf16. Keys come from the new rows or the ring-buffer cache
+// (Attention.causal's contract); GQA by head / (heads / kvHeads); window 0 means none.
+// Grid (heads, query tiles, batch): blockIdx.y counts query tiles from the last, so the longest tiles of every head
+// start first and the short ones fill the tail.
 #include "common.cuh"
 
 __device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
@@ -297,7 +299,14 @@ __device__ __forceinline__ void copy16(void* dst, const void* src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_address(dst)), "l"(src));
 }
 
-// Four 8x8 b16 matrices, transposed: rows of matrix i at the addresses lanes 8i..8i+7 give.
+// Four 8x8 b16 matrices: rows of matrix i at the addresses lanes 8i..8i+7 give.
+__device__ __forceinline__ void ldmatrix(unsigned* r, const bf16* row) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_address(row)));
+}
+
+// The same, transposed.
 __device__ __forceinline__ void ldmatrix_trans(unsigned* r, const bf16* row) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
@@ -319,166 +328,251 @@ __device__ __forceinline__ void mma(float* c, const unsigned* a, unsigned b0, un
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-template <int D>
+// A row's running maximum (log2 domain) is raised only when a tile's scores exceed it by more than 2^RESCALE_SLACK;
+// until then p = 2^(s - m) stays at most 2^8, harmless in fp32 sums and bf16 P, and the accumulators keep their
+// scale (the rescale pass over them is skipped for most tiles).
+#define RESCALE_SLACK 8.0f
+
+template <int D, int G>
 __device__ void prefill(const bf16* q, const bf16* kNew, const bf16* vNew, const bf16* kCache, const bf16* vCache,
                         bf16* out, int capacity, int newTokens, int past, int heads, int kvHeads, int window,
                         float scale) {
-    constexpr int QT = 64, KT = 64, STRIDE = D + 8;
+    constexpr int ROWS = 16 * G, QT = 4 * ROWS, KT = 64, STRIDE = D + 8, STAGES = 3, TILE = KT * STRIDE;
     extern __shared__ __align__(16) unsigned char raw[];
-    bf16* tiles = (bf16*)raw;  // [2 buffers][K, V][KT][STRIDE]
-    int tile = gridDim.x - 1 - blockIdx.x;  // the longest tiles first
-    int h = blockIdx.y, b = blockIdx.z;
+    bf16* tiles = (bf16*)raw;  // [STAGES][K, V][KT][STRIDE]
+    int h = blockIdx.x, tile = gridDim.y - 1 - blockIdx.y, b = blockIdx.z;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
     i64 qStride = (i64)heads * D, kvStride = (i64)kvHeads * D;
     int kvOffset = (h / (heads / kvHeads)) * D;
     int t0 = tile * QT;
     int first = past + t0, last = past + min(newTokens, t0 + QT) - 1;
-    int r0 = t0 + warp * 16 + g, r1 = r0 + 8;
-    int pos0 = past + r0, pos1 = past + r1;
+    // This warp's rows are t0 + warp * ROWS + 16 i + g (+ 8) for i < G; wFirst .. wLast their positions (rows past
+    // the new tokens are computed but never stored).
+    int wFirst = first + warp * ROWS, wLast = min(wFirst + ROWS - 1, last);
 
-    unsigned qf[D / 16][4];
+    unsigned qf[G][D / 16][4];
     const bf16* qb = q + (i64)b * newTokens * qStride + (i64)h * D;
 #pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) {
-        int col = kk * 16 + tq * 2;
-        qf[kk][0] = r0 < newTokens ? pair(qb + r0 * qStride + col) : 0u;
-        qf[kk][1] = r1 < newTokens ? pair(qb + r1 * qStride + col) : 0u;
-        qf[kk][2] = r0 < newTokens ? pair(qb + r0 * qStride + col + 8) : 0u;
-        qf[kk][3] = r1 < newTokens ? pair(qb + r1 * qStride + col + 8) : 0u;
-    }
-    float o[D / 8][4];
+    for (int i = 0; i < G; i++) {
+        int r0 = t0 + warp * ROWS + 16 * i + g, r1 = r0 + 8;
 #pragma unroll
-    for (int n = 0; n < D / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
-    float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.0f, l1 = 0.0f;
+        for (int kk = 0; kk < D / 16; kk++) {
+            int col = kk * 16 + tq * 2;
+            qf[i][kk][0] = r0 < newTokens ? pair(qb + r0 * qStride + col) : 0u;
+            qf[i][kk][1] = r1 < newTokens ? pair(qb + r1 * qStride + col) : 0u;
+            qf[i][kk][2] = r0 < newTokens ? pair(qb + r0 * qStride + col + 8) : 0u;
+            qf[i][kk][3] = r1 < newTokens ? pair(qb + r1 * qStride + col + 8) : 0u;
+        }
+    }
+    // Per row group i, rows g (index 0) and g + 8 (index 1): accumulators, running maxima (log2 domain of scaled
+    // scores) and this thread's share of the row sums (its quad adds them up at the end).
+    float o[G][D / 8][4], m[G][2], l[G][2];
+#pragma unroll
+    for (int i = 0; i < G; i++) {
+#pragma unroll
+        for (int n = 0; n < D / 8; n++) o[i][n][0] = o[i][n][1] = o[i][n][2] = o[i][n][3] = 0.0f;
+        m[i][0] = m[i][1] = NEG_INF;
+        l[i][0] = l[i][1] = 0.0f;
+    }
     const float scaleLog2 = scale * 1.4426950408889634f;
 
-    // Issues the copies of the key and value rows j0 .. j0 + KT - 1 into buffer `buffer` (zeros past `last`).
-    auto load = [&](int buffer, int j0) {
-        bf16* ks = tiles + buffer * 2 * KT * STRIDE;
-        bf16* vs = ks + KT * STRIDE;
-        for (int idx = threadIdx.x; idx < KT * (D / 8); idx += blockDim.x) {
-            int r = idx / (D / 8), c = (idx % (D / 8)) * 8, j = j0 + r;
-            if (j <= last) {
-                i64 rowK = j >= past ? ((i64)b * newTokens + j - past) * kvStride : ((i64)b * capacity + j % capacity) * kvStride;
-                copy16(ks + r * STRIDE + c, (j >= past ? kNew : kCache) + rowK + kvOffset + c);
-                copy16(vs + r * STRIDE + c, (j >= past ? vNew : vCache) + rowK + kvOffset + c);
+    int lo = window > 0 ? max(0, first - window + 1) : 0;
+    int count = (last - lo) / KT + 1;
+    // Issues the copies of key tile t (rows lo + t KT ..., zeros past `last`) into its stage, if t < count; commits a
+    // group either way so that group t is always tile t's. Thread x copies 16 bytes at column cx of rows
+    // rx + STEP u; tiles wholly among the new rows (all but at most two edge tiles of a long prompt) take the short
+    // path with addresses precomputed.
+    constexpr int STEP = 128 / (D / 8);
+    int rx = threadIdx.x / (D / 8), cx = (threadIdx.x % (D / 8)) * 8;
+    const bf16* kRows = kNew + ((i64)b * newTokens + rx - past) * kvStride + kvOffset + cx;
+    const bf16* vRows = vNew + ((i64)b * newTokens + rx - past) * kvStride + kvOffset + cx;
+    auto load = [&](int t) {
+        if (t < count) {
+            int j0 = lo + t * KT;
+            bf16* ks = tiles + (t % STAGES) * 2 * TILE + rx * STRIDE + cx;
+            bf16* vs = ks + TILE;
+            if (j0 >= past && j0 + KT - 1 <= last) {
+                i64 offset = (i64)j0 * kvStride;
+#pragma unroll
+                for (int u = 0; u < KT / STEP; u++) {
+                    copy16(ks + u * STEP * STRIDE, kRows + offset + u * STEP * kvStride);
+                    copy16(vs + u * STEP * STRIDE, vRows + offset + u * STEP * kvStride);
+                }
             } else {
-                *(uint4*)(ks + r * STRIDE + c) = make_uint4(0, 0, 0, 0);
-                *(uint4*)(vs + r * STRIDE + c) = make_uint4(0, 0, 0, 0);
+#pragma unroll
+                for (int u = 0; u < KT / STEP; u++) {
+                    int j = j0 + rx + u * STEP;
+                    if (j <= last) {
+                        i64 row = j >= past ? ((i64)b * newTokens + j - past) * kvStride
+                                            : ((i64)b * capacity + j % capacity) * kvStride;
+                        copy16(ks + u * STEP * STRIDE, (j >= past ? kNew : kCache) + row + kvOffset + cx);
+                        copy16(vs + u * STEP * STRIDE, (j >= past ? vNew : vCache) + row + kvOffset + cx);
+                    } else {
+                        *(uint4*)(ks + u * STEP * STRIDE) = make_uint4(0, 0, 0, 0);
+                        *(uint4*)(vs + u * STEP * STRIDE) = make_uint4(0, 0, 0, 0);
+                    }
+                }
             }
         }
         asm volatile("cp.async.commit_group;");
     };
-    int lo = window > 0 ? max(0, first - window + 1) : 0, buffer = 0;
-    load(0, lo);
-    for (int j0 = lo; j0 <= last; j0 += KT, buffer ^= 1) {
-        if (j0 + KT <= last) {
-            load(buffer ^ 1, j0 + KT);
-            asm volatile("cp.async.wait_group 1;");
-        } else {
-            asm volatile("cp.async.wait_group 0;");
-        }
-        __syncthreads();
-        const bf16* ks = tiles + buffer * 2 * KT * STRIDE;
-        const bf16* vs = ks + KT * STRIDE;
+#pragma unroll
+    for (int t = 0; t < STAGES - 1; t++) load(t);
 
-        float s[KT / 8][4];
+    // Lane addresses for ldmatrix. Keys: matrices (n-tile n, dims 0-7), (n, 8-15), (n + 1, 0-7), (n + 1, 8-15) of a
+    // 16-dim slice give b0, b1 of n-tiles n and n + 1. Values (transposed): rows (l % 8) + 8 ((l / 8) % 2) of 16 keys
+    // at dims 8 (l / 16) of a pair of n-tiles give b0, b1 of n-tile n and b0, b1 of n-tile n + 1.
+    int kLane = ((lane & 7) + (lane >> 4) * 8) * STRIDE + ((lane >> 3) & 1) * 8;
+    int vLane = ((lane & 7) + ((lane >> 3) & 1) * 8) * STRIDE + (lane >> 4) * 8;
+    for (int t = 0; t < count; t++) {
+        asm volatile("cp.async.wait_group %0;" ::"n"(STAGES - 2));
+        __syncthreads();  // tile t is in place, and every warp is done with tile t - 1, whose stage load(t + 2) takes
+        load(t + STAGES - 1);
+        int j0 = lo + t * KT;
+        // Skips tiles that lie wholly after this warp's rows or before their windows.
+        if (j0 > wLast || (window > 0 && j0 + KT - 1 <= wFirst - window)) continue;
+        const bf16* ks = tiles + (t % STAGES) * 2 * TILE;
+        const bf16* vs = ks + TILE;
+
+        float s[G][KT / 8][4];
 #pragma unroll
-        for (int n = 0; n < KT / 8; n++) {
-            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-            const bf16* krow = ks + (n * 8 + g) * STRIDE + tq * 2;
+        for (int i = 0; i < G; i++)
 #pragma unroll
-            for (int kk = 0; kk < D / 16; kk++) mma(s[n], qf[kk], pair(krow + kk * 16), pair(krow + kk * 16 + 8));
-        }
-        // Masks only where the tile crosses the diagonal, the window's edge or the last key; the running maxima
-        // are kept in the log2 domain of scaled scores, so p = 2^(s * scaleLog2 - m) is one FMA and one ex2.
-        bool interior = j0 + KT - 1 <= first && j0 + KT - 1 <= last && (window <= 0 || j0 > last - window);
-        if (!interior) {
+            for (int n = 0; n < KT / 8; n++) s[i][n][0] = s[i][n][1] = s[i][n][2] = s[i][n][3] = 0.0f;
 #pragma unroll
-            for (int n = 0; n < KT / 8; n++) {
+        for (int kk = 0; kk < D / 16; kk++) {
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    int j = j0 + n * 8 + tq * 2 + (e & 1);
-                    int pos = e < 2 ? pos0 : pos1;
-                    if (!(j <= pos && j <= last && (window <= 0 || j > pos - window))) s[n][e] = NEG_INF;
+            for (int n = 0; n < KT / 8; n += 2) {
+                unsigned f[4];
+                ldmatrix(f, ks + kLane + n * 8 * STRIDE + kk * 16);
+#pragma unroll
+                for (int i = 0; i < G; i++) {
+                    mma(s[i][n], qf[i][kk], f[0], f[1]);
+                    mma(s[i][n + 1], qf[i][kk], f[2], f[3]);
                 }
             }
         }
-        float mx0 = NEG_INF, mx1 = NEG_INF;
+        // Masks only where the tile crosses this warp's diagonal, a window's edge or the last key.
+        bool interior = j0 + KT - 1 <= wFirst && j0 + KT - 1 <= last && (window <= 0 || j0 > wLast - window);
+        if (!interior) {
 #pragma unroll
-        for (int n = 0; n < KT / 8; n++) {
-            mx0 = fmaxf(mx0, fmaxf(s[n][0], s[n][1]));
-            mx1 = fmaxf(mx1, fmaxf(s[n][2], s[n][3]));
+            for (int i = 0; i < G; i++) {
+                int pos0 = wFirst + 16 * i + g;
+#pragma unroll
+                for (int n = 0; n < KT / 8; n++) {
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        int j = j0 + n * 8 + tq * 2 + (e & 1), pos = pos0 + (e >> 1) * 8;
+                        if (!(j <= pos && j <= last && (window <= 0 || j > pos - window))) s[i][n][e] = NEG_INF;
+                    }
+                }
+            }
         }
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-        float n0 = fmaxf(m0, mx0 * scaleLog2), n1 = fmaxf(m1, mx1 * scaleLog2);
-        float base0 = n0 == NEG_INF ? 0.0f : n0, base1 = n1 == NEG_INF ? 0.0f : n1;
-        float c0 = ex2(m0 - base0), c1 = ex2(m1 - base1);
-        float sum0 = 0.0f, sum1 = 0.0f;
+        // Row maxima of the tile over the quad, in the log2 domain.
+        float mx[G][2];
+        bool grows = false;
 #pragma unroll
-        for (int n = 0; n < KT / 8; n++) {
-            s[n][0] = ex2(fmaf(s[n][0], scaleLog2, -base0));
-            s[n][1] = ex2(fmaf(s[n][1], scaleLog2, -base0));
-            s[n][2] = ex2(fmaf(s[n][2], scaleLog2, -base1));
-            s[n][3] = ex2(fmaf(s[n][3], scaleLog2, -base1));
-            sum0 += s[n][0] + s[n][1];
-            sum1 += s[n][2] + s[n][3];
+        for (int i = 0; i < G; i++) {
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                float v = NEG_INF;
+#pragma unroll
+                for (int n = 0; n < KT / 8; n++) v = fmaxf(v, fmaxf(s[i][n][2 * r], s[i][n][2 * r + 1]));
+                v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+                v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+                mx[i][r] = v * scaleLog2;
+                grows |= mx[i][r] > m[i][r] + RESCALE_SLACK;
+            }
         }
-        sum0 += __shfl_xor_sync(0xffffffffu, sum0, 1);
-        sum0 += __shfl_xor_sync(0xffffffffu, sum0, 2);
-        sum1 += __shfl_xor_sync(0xffffffffu, sum1, 1);
-        sum1 += __shfl_xor_sync(0xffffffffu, sum1, 2);
-        l0 = l0 * c0 + sum0;
-        l1 = l1 * c1 + sum1;
-        m0 = n0;
-        m1 = n1;
+        if (__any_sync(0xffffffffu, grows)) {
 #pragma unroll
-        for (int n = 0; n < D / 8; n++) {
-            o[n][0] *= c0; o[n][1] *= c0;
-            o[n][2] *= c1; o[n][3] *= c1;
+            for (int i = 0; i < G; i++) {
+#pragma unroll
+                for (int r = 0; r < 2; r++) {
+                    float next = fmaxf(m[i][r], mx[i][r]);
+                    float c = ex2(m[i][r] - (next == NEG_INF ? 0.0f : next));  // 0 while the row saw no key
+                    m[i][r] = next;
+                    l[i][r] *= c;
+#pragma unroll
+                    for (int n = 0; n < D / 8; n++) {
+                        o[i][n][2 * r] *= c;
+                        o[i][n][2 * r + 1] *= c;
+                    }
+                }
+            }
+        }
+        // p = 2^(s scaleLog2 - m): one FMA and one ex2 each; then P (bf16, as the A operand) times V.
+#pragma unroll
+        for (int i = 0; i < G; i++) {
+            float base0 = m[i][0] == NEG_INF ? 0.0f : m[i][0], base1 = m[i][1] == NEG_INF ? 0.0f : m[i][1];
+#pragma unroll
+            for (int n = 0; n < KT / 8; n++) {
+                s[i][n][0] = ex2(fmaf(s[i][n][0], scaleLog2, -base0));
+                s[i][n][1] = ex2(fmaf(s[i][n][1], scaleLog2, -base0));
+                s[i][n][2] = ex2(fmaf(s[i][n][2], scaleLog2, -base1));
+                s[i][n][3] = ex2(fmaf(s[i][n][3], scaleLog2, -base1));
+                l[i][0] += s[i][n][0] + s[i][n][1];
+                l[i][1] += s[i][n][2] + s[i][n][3];
+            }
         }
 #pragma unroll
         for (int kk = 0; kk < KT / 16; kk++) {
-            unsigned a[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
-                             pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                             pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-            // Lane l addresses row (l % 8) + 8 ((l / 8) % 2) of the 16 keys, at dims 8 (l / 16) of each pair of
-            // n-tiles: the four matrices are b0, b1 of n-tile n and b0, b1 of n-tile n + 1.
-            const bf16* vrow = vs + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * STRIDE + (lane >> 4) * 8;
+            unsigned a[G][4];
+#pragma unroll
+            for (int i = 0; i < G; i++) {
+                a[i][0] = pack_bf16(s[i][2 * kk][0], s[i][2 * kk][1]);
+                a[i][1] = pack_bf16(s[i][2 * kk][2], s[i][2 * kk][3]);
+                a[i][2] = pack_bf16(s[i][2 * kk + 1][0], s[i][2 * kk + 1][1]);
+                a[i][3] = pack_bf16(s[i][2 * kk + 1][2], s[i][2 * kk + 1][3]);
+            }
 #pragma unroll
             for (int n = 0; n < D / 8; n += 2) {
                 unsigned f[4];
-                ldmatrix_trans(f, vrow + n * 8);
-                mma(o[n], a, f[0], f[1]);
-                mma(o[n + 1], a, f[2], f[3]);
+                ldmatrix_trans(f, vs + vLane + kk * 16 * STRIDE + n * 8);
+#pragma unroll
+                for (int i = 0; i < G; i++) {
+                    mma(o[i][n], a[i], f[0], f[1]);
+                    mma(o[i][n + 1], a[i], f[2], f[3]);
+                }
             }
         }
-        __syncthreads();  // the next iteration prefetches into this buffer
     }
     bf16* ob = out + (i64)b * newTokens * qStride + (i64)h * D;
-    float inv0 = 1.0f / l0, inv1 = 1.0f / l1;
 #pragma unroll
-    for (int n = 0; n < D / 8; n++) {
-        int col = n * 8 + tq * 2;
-        if (r0 < newTokens) *(__nv_bfloat162*)(ob + r0 * qStride + col) = __floats2bfloat162_rn(o[n][0] * inv0, o[n][1] * inv0);
-        if (r1 < newTokens) *(__nv_bfloat162*)(ob + r1 * qStride + col) = __floats2bfloat162_rn(o[n][2] * inv1, o[n][3] * inv1);
+    for (int i = 0; i < G; i++) {
+        int r0 = t0 + warp * ROWS + 16 * i + g, r1 = r0 + 8;
+        float inv[2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            float sum = l[i][r];
+            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+            inv[r] = 1.0f / sum;
+        }
+#pragma unroll
+        for (int n = 0; n < D / 8; n++) {
+            int col = n * 8 + tq * 2;
+            if (r0 < newTokens)
+                *(__nv_bfloat162*)(ob + r0 * qStride + col) = __floats2bfloat162_rn(o[i][n][0] * inv[0], o[i][n][1] * inv[0]);
+            if (r1 < newTokens)
+                *(__nv_bfloat162*)(ob + r1 * qStride + col) = __floats2bfloat162_rn(o[i][n][2] * inv[1], o[i][n][3] * inv[1]);
+        }
     }
 }
 
-#define PREFILL(D)                                                                                                  \
+// Head size, row groups per warp (2 up to head size 64; 1 at 128, where two groups' accumulators would not fit in
+// registers). The host's query tile (CUDABackend+Attention.swift) is 64 x G.
+#define PREFILL(D, G)                                                                                               \
     extern "C" __global__ void __launch_bounds__(128) attn_prefill_d##D(                                          \
         const bf16* q, const bf16* kNew, const bf16* vNew, const bf16* kCache, const bf16* vCache, bf16* out,       \
         int capacity, int newTokens, int past, int heads, int kvHeads, int window, float scale) {                   \
-        prefill<D>(q, kNew, vNew, kCache, vCache, out, capacity, newTokens, past, heads, kvHeads, window, scale);   \
+        prefill<D, G>(q, kNew, vNew, kCache, vCache, out, capacity, newTokens, past, heads, kvHeads, window, scale); \
     }
 
-PREFILL(16)
-PREFILL(32)
-PREFILL(64)
-PREFILL(128)
+PREFILL(16, 2)
+PREFILL(32, 2)
+PREFILL(64, 2)
+PREFILL(128, 1)
 """###,
         "common": ###"""
 // Shared helpers of every kernel module: element access, reductions, pointwise functions.
