@@ -21,12 +21,12 @@ public enum PrefillChunking: Sendable, Hashable {
     /// Chunks of this many tokens per sequence.
     case tokens(Int)
 
-    /// Prompt tokens (sequences x tokens) one automatic pass may hold: 8192. A pass reads every weight once and
-    /// does 2 FLOPs per weight per token, so at 8192 tokens a pass does some 8000 FLOPs per weight byte read
-    /// (bf16), far above the ~300 at which an H100 stops waiting on memory (989 TFLOP/s over 3.35 TB/s): the
-    /// GEMMs lose nothing to chunks this large, while the workspace stays fixed whatever the context (on the H100
-    /// an SSM's TTFT is unchanged; a Transformer's attention over earlier chunks costs 7-12%, docs/perf-notes.md).
-    public static let automaticPassTokens = 8192
+    /// Prompt tokens (sequences x tokens) one automatic pass may hold: 32768. A pass reads every weight once and
+    /// does 2 FLOPs per weight per token, so a pass this long is far above the ~300 FLOPs per weight byte at which
+    /// an H100 stops waiting on memory: the GEMMs lose nothing, while the workspace stays fixed whatever the
+    /// context. Shorter passes cost time on the H100: with 8192-token passes Llama-3.2-1B's TTFT rose 13% at 16K
+    /// and 24% at 64K (docs/perf-notes.md), so the bound is set where a 32K prompt still runs in one pass.
+    public static let automaticPassTokens = 32768
 
     /// Reads `--prefill-chunk`: "auto", "none" or "off", or a token count such as 2k.
     public init(parsing text: String, what: String = "--prefill-chunk") throws {

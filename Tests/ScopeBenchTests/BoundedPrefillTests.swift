@@ -7,10 +7,11 @@ import ScopeModels
 import ScopeSupport
 import Testing
 
-/// Prefill under a memory limit: automatic chunking keeps the workspace bounded, and the max-context probe sees
-/// the same memory as the measured run.
+/// Prefill under a memory limit: chunking keeps the workspace bounded, and the max-context probe sees the same
+/// memory as the measured run. The measured runs chunk explicitly by 8192 tokens (the automatic rule's 32768-token
+/// passes would need CPU prefills of 40K+ tokens here); the automatic rule is checked on the probe.
 @Suite struct BoundedPrefillTests {
-    /// Under this cap one pass over tiny-hybrid fits up to ~9.3K tokens; automatic chunks up to ~25K.
+    /// Under this cap one pass over tiny-hybrid fits up to ~9.3K tokens; 8192-token chunks up to ~25K.
     static let limit = 160 << 20
 
     func runner(_ chunking: PrefillChunking) -> NativeRunner {
@@ -18,9 +19,9 @@ import Testing
                      memoryLimit: Self.limit) { name, limit in try BackendRegistry.make(name, memoryLimit: limit) }
     }
 
-    /// A context that runs out of memory in one pass fits when chunked automatically, and from one context to a
-    /// longer one the measured peak grows by exactly what the KV cache grows: the workspace does not grow.
-    @Test func automaticChunkingFitsWhatOnePassCannotWithABoundedWorkspace() throws {
+    /// A context that runs out of memory in one pass fits when chunked, and from one context to a longer one the
+    /// measured peak grows by exactly what the KV cache grows: the workspace does not grow.
+    @Test func chunkingFitsWhatOnePassCannotWithABoundedWorkspace() throws {
         let short = PointConfig(model: "tiny-hybrid", context: 10240, generate: 0)
         let long = PointConfig(model: "tiny-hybrid", context: 12288, generate: 0)
         guard case .failed(_, let reason, true) = try runner(.onePass).measure(short) else {
@@ -28,13 +29,13 @@ import Testing
             return
         }
         #expect(reason.hasPrefix("out of memory"))
-        let automatic = runner(.automatic)
-        guard case .measured(let a) = try automatic.measure(short), case .measured(let b) = try automatic.measure(long)
+        let chunked = runner(.tokens(8192))
+        guard case .measured(let a) = try chunked.measure(short), case .measured(let b) = try chunked.measure(long)
         else {
-            Issue.record("automatic chunking should fit \(short.context) and \(long.context) tokens under 160 MiB")
+            Issue.record("8192-token chunks should fit \(short.context) and \(long.context) tokens under 160 MiB")
             return
         }
-        #expect(a.notes == "prefill chunked by 8192 tokens (automatic: workspace bound)" && b.notes == a.notes)
+        #expect(a.notes == "prefill chunked by 8192 tokens (explicit)" && b.notes == a.notes)
         let kvPerToken = 2 * 2 * 2 * 32 * 4  // 2 attention layers x K and V x 2 KV heads x head dim 32 x fp32
         #expect(b.cacheBytes - a.cacheBytes == (long.context - short.context) * kvPerToken)
         #expect(b.peakEngineBytes - a.peakEngineBytes == b.cacheBytes - a.cacheBytes)
@@ -47,7 +48,7 @@ import Testing
                                                                            type: .fp32, backend: probe),
                                      backend: probe)
         let cache = try executor.replayPrefillShapes(batch: 1, length: long.context, capacity: long.context + 16,
-                                                     chunking: .automatic)
+                                                     chunking: .tokens(8192))
         _ = try executor.step([0], cache: cache)
         #expect(probe.memory.peak == b.peakEngineBytes)
     }
@@ -55,20 +56,21 @@ import Testing
     /// max-context follows the same rule as the sweep: the probe search finds more than one pass allows, says how
     /// the prefill at the limit ran, and its answer is exact on the probe (one token more no longer fits).
     @Test func maxContextSearchChunksLikeTheSweep() throws {
+        let limit = 640 << 20  // one pass over tiny-hybrid fits some 41K tokens: past one automatic pass
         func search(_ chunking: PrefillChunking) throws -> MaxContextResult {
             try MaxContextProbe.search(model: "tiny-hybrid", batch: 1, dtype: "fp32", backend: "cpu",
-                                       memoryLimit: Self.limit, measure: false, prefillChunking: chunking,
+                                       memoryLimit: limit, measure: false, prefillChunking: chunking,
                                        progress: nil)
         }
         let onePass = try search(.onePass), automatic = try search(.automatic)
-        #expect(onePass.tokens > 8192 && onePass.tokens < 10240)
+        #expect(onePass.tokens > PrefillChunking.automaticPassTokens && onePass.tokens < 49152)
         #expect(automatic.tokens > 2 * onePass.tokens && !automatic.reachedSearchLimit)
         #expect(onePass.prefill == "prefill in one pass (chunking off)")
-        #expect(automatic.prefill == "prefill chunked by 8192 tokens (automatic: workspace bound)")
+        #expect(automatic.prefill == "prefill chunked by 32768 tokens (automatic: workspace bound)")
         #expect(automatic.probes.contains { $0.tokens == automatic.tokens + 1 && !$0.fits })
         // An SSM's memory no longer grows with the context at all.
         let ssm = try MaxContextProbe.search(model: "tiny-mamba2", batch: 1, dtype: "fp32", backend: "cpu",
-                                             memoryLimit: Self.limit, measure: false, prefillChunking: .automatic,
+                                             memoryLimit: limit, measure: false, prefillChunking: .automatic,
                                              progress: nil)
         #expect(ssm.reachedSearchLimit)
     }

@@ -7,22 +7,22 @@ import Testing
 @Suite struct PrefillChunkingTests {
     @Test func automaticChunksOnlyPassesOverTheBound() {
         let auto = PrefillChunking.automatic
-        #expect(auto.chunkTokens(context: 8192, batch: 1) == nil)
-        #expect(auto.chunkTokens(context: 8193, batch: 1) == 8192)
-        #expect(auto.chunkTokens(context: 1 << 20, batch: 1) == 8192)
+        #expect(auto.chunkTokens(context: 32768, batch: 1) == nil)
+        #expect(auto.chunkTokens(context: 32769, batch: 1) == 32768)
+        #expect(auto.chunkTokens(context: 1 << 20, batch: 1) == 32768)
         // The bound counts the tokens of the whole batch.
-        #expect(auto.chunkTokens(context: 2048, batch: 4) == nil)
-        #expect(auto.chunkTokens(context: 4096, batch: 4) == 2048)
-        #expect(auto.chunkTokens(context: 4096, batch: 3) == 2730)
-        #expect(auto.chunkTokens(context: 4, batch: 10_000) == 1)
+        #expect(auto.chunkTokens(context: 8192, batch: 4) == nil)
+        #expect(auto.chunkTokens(context: 16384, batch: 4) == 8192)
+        #expect(auto.chunkTokens(context: 16384, batch: 3) == 10922)
+        #expect(auto.chunkTokens(context: 4, batch: 10_000) == 3)
         #expect(PrefillChunking.onePass.chunkTokens(context: 1 << 20, batch: 8) == nil)
         #expect(PrefillChunking.tokens(2048).chunkTokens(context: 2048, batch: 1) == nil)
         #expect(PrefillChunking.tokens(2048).chunkTokens(context: 2049, batch: 4) == 2048)
     }
 
     @Test func notesSayWhatHappenedAndWhy() {
-        #expect(PrefillChunking.automatic.note(context: 32768, batch: 1)
-            == "prefill chunked by 8192 tokens (automatic: workspace bound)")
+        #expect(PrefillChunking.automatic.note(context: 65536, batch: 1)
+            == "prefill chunked by 32768 tokens (automatic: workspace bound)")
         #expect(PrefillChunking.automatic.note(context: 4096, batch: 1) == "prefill in one pass")
         #expect(PrefillChunking.onePass.note(context: 32768, batch: 1) == "prefill in one pass (chunking off)")
         #expect(PrefillChunking.tokens(2048).note(context: 4096, batch: 2) == "prefill chunked by 2048 tokens (explicit)")
@@ -37,7 +37,7 @@ import Testing
         #expect(try PrefillChunking(parsing: "2k") == .tokens(2048))
         for bad in ["0", "-1", "sometimes", ""] {
             #expect(throws: ScopeError("invalid --prefill-chunk '\(bad)': write a token count such as 2k, 'auto' "
-                + "(the default: at most 8192 prompt tokens per pass) or 'none' (one pass)")) {
+                + "(the default: at most 32768 prompt tokens per pass) or 'none' (one pass)")) {
                 try PrefillChunking(parsing: bad)
             }
         }
@@ -51,26 +51,26 @@ import Testing
         #expect(try JSONDecoder().decode([PrefillChunking].self, from: Data(text.utf8)) == values)
     }
 
-    /// The memory model and the pass list follow the engine's rule: a pass never holds more than 8192 tokens, so
+    /// The memory model and the pass list follow the engine's rule: a pass never holds more than 32768 tokens, so
     /// the activations stop growing with the context while the KV cache goes on.
     @Test func costModelFollowsTheAutomaticRule() throws {
         let spec = try ModelCatalog.spec(named: "llama-3.2-1b")
         let memory = MemoryModel(spec: spec, precision: Precision(weights: .bf16))
         let fixed = MemoryModel(spec: spec, precision: Precision(weights: .bf16),
-                                assumptions: ExecutionAssumptions(prefillChunking: .tokens(8192)))
+                                assumptions: ExecutionAssumptions(prefillChunking: .tokens(32768)))
         let onePass = MemoryModel(spec: spec, precision: Precision(weights: .bf16),
                                   assumptions: ExecutionAssumptions(prefillChunking: .onePass))
-        #expect(memory.prefill(context: 1 << 20).activations == memory.prefill(context: 16384).activations)
-        #expect(memory.prefill(context: 16384).activations == fixed.prefill(context: 16384).activations)
-        #expect(memory.prefill(context: 8192).activations == onePass.prefill(context: 8192).activations)
+        #expect(memory.prefill(context: 1 << 20).activations == memory.prefill(context: 65536).activations)
+        #expect(memory.prefill(context: 65536).activations == fixed.prefill(context: 65536).activations)
+        #expect(memory.prefill(context: 32768).activations == onePass.prefill(context: 32768).activations)
         #expect(memory.prefill(context: 1 << 20).kvCache == onePass.prefill(context: 1 << 20).kvCache)
-        #expect(memory.prefill(context: 4096, batch: 4).activations
-            == fixed.prefill(context: 2048, batch: 4).activations)
+        #expect(memory.prefill(context: 16384, batch: 4).activations
+            == fixed.prefill(context: 8192, batch: 4).activations)
 
-        let passes = CostModel(spec: spec, precision: Precision(weights: .bf16)).prefillPasses(tokens: 20000)
-        #expect(passes == [.prefill(tokens: 8192), .prefill(tokens: 8192, past: 8192),
-                           .prefill(tokens: 3616, past: 16384)])
+        let passes = CostModel(spec: spec, precision: Precision(weights: .bf16)).prefillPasses(tokens: 80000)
+        #expect(passes == [.prefill(tokens: 32768), .prefill(tokens: 32768, past: 32768),
+                           .prefill(tokens: 14464, past: 65536)])
         #expect(ExecutionAssumptions().summary
-            == "attention fused, prefill chunked automatically (at most 8192 tokens per pass)")
+            == "attention fused, prefill chunked automatically (at most 32768 tokens per pass)")
     }
 }

@@ -144,8 +144,8 @@ func failure(_ outcome: PointOutcome) -> (reason: String, outOfMemory: Bool)? {
         #expect(try sentChunk(.automatic) is NSNull && sentChunk(.onePass) is NSNull)
         #expect(try sentChunk(.tokens(2048)) as? Int == 2048)
         var long = point
-        long.context = 32768
-        #expect(TorchMeasurer.chunkingNote(long, settings: ProtocolSettings()).contains("by 8192 tokens automatically"))
+        long.context = 65536
+        #expect(TorchMeasurer.chunkingNote(long, settings: ProtocolSettings()).contains("by 32768 tokens automatically"))
         #expect(TorchMeasurer.chunkingNote(point, settings: ProtocolSettings()).isEmpty)
         #expect(TorchMeasurer.chunkingNote(long, settings: ProtocolSettings(prefillChunking: .onePass)).isEmpty)
     }
