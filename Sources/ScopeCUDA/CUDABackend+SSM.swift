@@ -52,7 +52,7 @@ extension CUDABackend {
         // 16 per lane for prompts, fewer for short inputs and decode steps so that few tokens are padding.
         let perLane = tokens <= 16 ? 1 : tokens <= 64 ? 4 : 16
         let row = perLane == 1 ? 32 : 16 * (perLane >= 8 ? perLane + 4 : perLane) + 4
-        let shared = 4 * (5 * 16 * row + 3 * 16 * dState)
+        let shared = 4 * (5 * 16 * row + 3 * 16 * ((dState + 15) / 16 * 16))
         func aligned(_ tensors: Tensor?...) -> Bool { tensors.allSatisfy { ($0?.address ?? 0) % 16 == 0 } }
         let flags = (dInner % 8 == 0 && aligned(u, delta, z, out) ? 1 : 0)
             | (dState % 8 == 0 && aligned(B, C) ? 2 : 0)

@@ -98,7 +98,12 @@ __device__ void stage_states(const bf16* B, const bf16* C, float* sB, float* sC,
 }
 
 // Grid (ceil(dInner / CH), batch), THREADS threads. Shared memory (floats): step, u, gate [CH][row]; B, C
-// [NG][row]; A * log2(e) [CH][dState]; the carried state [2][CH][dState].
+// [NG][row]; A * log2(e) [CH][states]; the carried state [2][CH][states], with states = dState rounded up to NG.
+// States past dState have A = 0, B = C = 0 and state 0, so every group runs all NG states without a bound check
+// (the scheduler may then overlap one state's exponentials with the previous state's scan).
+// With 8 or more tokens a lane runs them as two halves whose recurrences are independent dependency chains: the
+// halves' maps are composed for the scan, and the second half starts from the first half's map applied to the
+// entering state.
 template <int ITEMS>
 __device__ void scan(const bf16* u, const bf16* delta, const float* A, const bf16* B, const bf16* C, const float* D,
                      const bf16* z, float* state, bf16* out, int tokens, int dInner, int dState, int flags) {
@@ -110,18 +115,20 @@ __device__ void scan(const bf16* u, const bf16* delta, const float* A, const bf1
     float* sB = sGate + CH * T::row;
     float* sC = sB + NG * T::row;
     float* sA = sC + NG * T::row;
-    float* sH = sA + CH * dState;
+    int states = (dState + NG - 1) / NG * NG;
+    float* sH = sA + CH * states;
     const unsigned full = 0xffffffffu;
     int c0 = blockIdx.x * CH, b = blockIdx.y;
     int ch = threadIdx.x / SEGS, seg = threadIdx.x % SEGS;
     bool valid = c0 + ch < dInner;
     float d = valid ? D[c0 + ch] : 0.0f;
-    for (int i = threadIdx.x; i < CH * dState; i += THREADS) {
-        int c = c0 + i / dState;
-        sA[i] = c < dInner ? A[(i64)c * dState + i % dState] * 1.4426950408889634f : 0.0f;  // log2 domain
-        sH[i] = c < dInner ? state[((i64)b * dInner + c) * dState + i % dState] : 0.0f;
+    for (int i = threadIdx.x; i < CH * states; i += THREADS) {
+        int c = c0 + i / states, n = i % states;
+        bool on = c < dInner && n < dState;
+        sA[i] = on ? A[(i64)c * dState + n] * 1.4426950408889634f : 0.0f;  // log2 domain
+        sH[i] = on ? state[((i64)b * dInner + c) * dState + n] : 0.0f;
     }
-    const float* aRow = sA + ch * dState;
+    const float* aRow = sA + ch * states;
     int par = 0;
     for (int t0 = 0; t0 < tokens; t0 += T::tokens, par ^= 1) {
         int len = min(T::tokens, tokens - t0);
@@ -171,17 +178,19 @@ __device__ void scan(const bf16* u, const bf16* delta, const float* A, const bf1
 
         // Tokens past `len` have step 0 and u 0: dA = 1 and dBu = 0 leave the state unchanged.
         int mine = ch * T::row + seg * T::seg;
-        float step[ITEMS], du[ITEMS], y[ITEMS], sum = 0.0f;
+        constexpr bool SPLIT = ITEMS >= 8;
+        constexpr int H = SPLIT ? ITEMS / 2 : ITEMS;  // tokens in the first (or only) half
+        float step[ITEMS], du[ITEMS], y[ITEMS], sumLo = 0.0f, sumHi = 0.0f;
         load_items<ITEMS>(sStep + mine, step);
         load_items<ITEMS>(sU + mine, du);
 #pragma unroll
         for (int i = 0; i < ITEMS; i++) {
             y[i] = d * du[i];
             du[i] *= step[i];
-            sum += step[i];
+            (i < H ? sumLo : sumHi) += step[i];
         }
-        const float* hIn = sH + par * CH * dState + ch * dState;
-        float* hOut = sH + (par ^ 1) * CH * dState + ch * dState;
+        const float* hIn = sH + par * CH * states + ch * states;
+        float* hOut = sH + (par ^ 1) * CH * states + ch * states;
         for (int g = 0; g * NG < dState; g++) {
             if (g > 0) {
                 __syncthreads();
@@ -191,16 +200,21 @@ __device__ void scan(const bf16* u, const bf16* delta, const float* A, const bf1
 #pragma unroll
             for (int k = 0; k < NG; k++) {
                 int n = g * NG + k;
-                if (n >= dState) break;
-                float a = aRow[n], dA[ITEMS], dBu[ITEMS], q = 0.0f;
+                float a = aRow[n], dA[ITEMS], dBu[ITEMS], qLo = 0.0f, qHi = 0.0f;
                 load_items<ITEMS>(sB + k * T::row + seg * T::seg, dBu);
 #pragma unroll
-                for (int i = 0; i < ITEMS; i++) {
+                for (int i = 0; i < H; i++) {
                     dA[i] = ex2(step[i] * a);
                     dBu[i] *= du[i];
-                    q = fmaf(dA[i], q, dBu[i]);
+                    qLo = fmaf(dA[i], qLo, dBu[i]);
+                    if constexpr (SPLIT) {
+                        dA[i + H] = ex2(step[i + H] * a);
+                        dBu[i + H] *= du[i + H];
+                        qHi = fmaf(dA[i + H], qHi, dBu[i + H]);
+                    }
                 }
-                float p = ex2(a * sum);
+                float pLo = ex2(a * sumLo), pHi = SPLIT ? ex2(a * sumHi) : 1.0f;
+                float p = pLo * pHi, q = fmaf(pHi, qLo, qHi);
                 // Inclusive scan of the segments' maps: an earlier (pp, qq) then (p, q) is (pp p, p qq + q).
 #pragma unroll
                 for (int off = 1; off < SEGS; off *= 2) {
@@ -209,14 +223,18 @@ __device__ void scan(const bf16* u, const bf16* delta, const float* A, const bf1
                 }
                 float carried = hIn[n];
                 float before = __shfl_up_sync(full, fmaf(p, carried, q), 1, SEGS);
-                float h = seg == 0 ? carried : before, c[ITEMS];
+                float h = seg == 0 ? carried : before, h2 = fmaf(pLo, h, qLo), c[ITEMS];
                 load_items<ITEMS>(sC + k * T::row + seg * T::seg, c);
 #pragma unroll
-                for (int i = 0; i < ITEMS; i++) {
+                for (int i = 0; i < H; i++) {
                     h = fmaf(dA[i], h, dBu[i]);
                     y[i] = fmaf(c[i], h, y[i]);
+                    if constexpr (SPLIT) {
+                        h2 = fmaf(dA[i + H], h2, dBu[i + H]);
+                        y[i + H] = fmaf(c[i + H], h2, y[i + H]);
+                    }
                 }
-                if (seg == SEGS - 1) hOut[n] = h;
+                if (seg == SEGS - 1) hOut[n] = SPLIT ? h2 : h;
             }
         }
         float gate[ITEMS];
@@ -245,10 +263,10 @@ __device__ void scan(const bf16* u, const bf16* delta, const float* A, const bf1
         }
     }
     __syncthreads();
-    const float* hFinal = sH + par * CH * dState;
-    for (int i = threadIdx.x; i < CH * dState; i += THREADS) {
-        int c = c0 + i / dState;
-        if (c < dInner) state[((i64)b * dInner + c) * dState + i % dState] = hFinal[i];
+    const float* hFinal = sH + par * CH * states;
+    for (int i = threadIdx.x; i < CH * states; i += THREADS) {
+        int c = c0 + i / states, n = i % states;
+        if (c < dInner && n < dState) state[((i64)b * dInner + c) * dState + n] = hFinal[i];
     }
 }
 
