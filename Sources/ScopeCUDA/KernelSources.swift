@@ -865,6 +865,8 @@ __device__ void scan(const bf16* u, const bf16* delta, const float* A, const bf1
             du[i] *= step[i];
             (i < H ? sumLo : sumHi) += step[i];
         }
+        // A decode step (one token, in lane 0) needs no scan: lane 0 runs from the carried state and keeps it.
+        bool alone = ITEMS == 1 && len == 1;
         const float* hIn = sH + par * CH * states + ch * states;
         float* hOut = sH + (par ^ 1) * CH * states + ch * states;
         for (int g = 0; g * NG < dState; g++) {
@@ -891,15 +893,18 @@ __device__ void scan(const bf16* u, const bf16* delta, const float* A, const bf1
                 }
                 float pLo = ex2(a * sumLo), pHi = SPLIT ? ex2(a * sumHi) : 1.0f;
                 float p = pLo * pHi, q = fmaf(pHi, qLo, qHi);
-                // Inclusive scan of the segments' maps: an earlier (pp, qq) then (p, q) is (pp p, p qq + q).
+                float carried = hIn[n], h = carried;
+                if (!alone) {
+                    // Inclusive scan of the segments' maps: an earlier (pp, qq) then (p, q) is (pp p, p qq + q).
 #pragma unroll
-                for (int off = 1; off < SEGS; off *= 2) {
-                    float pp = __shfl_up_sync(full, p, off, SEGS), qq = __shfl_up_sync(full, q, off, SEGS);
-                    if (seg >= off) q = fmaf(p, qq, q), p *= pp;
+                    for (int off = 1; off < SEGS; off *= 2) {
+                        float pp = __shfl_up_sync(full, p, off, SEGS), qq = __shfl_up_sync(full, q, off, SEGS);
+                        if (seg >= off) q = fmaf(p, qq, q), p *= pp;
+                    }
+                    float before = __shfl_up_sync(full, fmaf(p, carried, q), 1, SEGS);
+                    if (seg > 0) h = before;
                 }
-                float carried = hIn[n];
-                float before = __shfl_up_sync(full, fmaf(p, carried, q), 1, SEGS);
-                float h = seg == 0 ? carried : before, h2 = fmaf(pLo, h, qLo), c[ITEMS];
+                float h2 = fmaf(pLo, h, qLo), c[ITEMS];
                 load_items<ITEMS>(sC + k * T::row + seg * T::seg, c);
 #pragma unroll
                 for (int i = 0; i < H; i++) {
@@ -910,7 +915,7 @@ __device__ void scan(const bf16* u, const bf16* delta, const float* A, const bf1
                         y[i + H] = fmaf(c[i + H], h2, y[i + H]);
                     }
                 }
-                if (seg == SEGS - 1) hOut[n] = SPLIT ? h2 : h;
+                if (seg == (alone ? 0 : SEGS - 1)) hOut[n] = SPLIT ? h2 : h;
             }
         }
         float gate[ITEMS];
