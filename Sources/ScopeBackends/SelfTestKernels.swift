@@ -244,10 +244,18 @@ final class KernelChecks {
                 return [out, state]
             }
         }
-        for (tokens, dState, gated) in [(150, 16, true), (1, 16, true), (40, 8, false), (3000, 16, true), (70, 1, true), (90, 100, false)] {
-            check("ssm", "selective scan \(tokens) tokens, N \(dState)\(gated ? ", gated" : "") (out, state)") {
-                let dInner = 96
-                let u = try pair([2 * tokens, dInner]), delta = try pair([2 * tokens, dInner], .bf16, -4, 0)
+        // Steps softplus(delta) from delta in [-4, 0] (0.02 to 0.7) forget the state within tens of tokens; the
+        // 5000-token case's delta in [-8, -5] (0.0003 to 0.007) carries it across many of the CUDA scan's 256-token
+        // tiles from a nonzero start. 100 channels: rows too narrow for 16-byte loads, a block past the last channel.
+        let scans: [(tokens: Int, dState: Int, gated: Bool, dInner: Int, delta: ClosedRange<Float>)] = [
+            (150, 16, true, 96, -4...0), (1, 16, true, 96, -4...0), (40, 8, false, 96, -4...0),
+            (3000, 16, true, 96, -4...0), (70, 1, true, 96, -4...0), (90, 100, false, 96, -4...0),
+            (5000, 16, true, 96, -8...(-5)), (300, 16, true, 100, -4...0)]
+        for (tokens, dState, gated, dInner, range) in scans {
+            let channels = dInner == 96 ? "" : ", \(dInner) channels"
+            check("ssm", "selective scan \(tokens) tokens, N \(dState)\(gated ? ", gated" : "")\(channels) (out, state)") {
+                let u = try pair([2 * tokens, dInner])
+                let delta = try pair([2 * tokens, dInner], .bf16, range.lowerBound, range.upperBound)
                 let a = try pair([dInner, dState], .fp32, values: (0..<(dInner * dState)).map { -Float($0 % dState + 1) })
                 let b = try pair([2 * tokens, dState]), c = try pair([2 * tokens, dState])
                 let d = try pair([dInner], .fp32, 0.5, 1.5), z = try pair([2 * tokens, dInner], .bf16, -2, 2)

@@ -5,10 +5,9 @@ private enum K {
     static let convForward = Kernel(module: "conv1d", name: "conv1d_forward")
     static let convRoll = Kernel(module: "conv1d", name: "conv1d_roll")
     static let convStep = Kernel(module: "conv1d", name: "conv1d_step")
-    static func scan(statesPerThread: Int) -> Kernel {
-        Kernel(module: "selective_scan", name: "selective_scan_s\(statesPerThread)")
+    static func scan(tokensPerLane: Int) -> Kernel {
+        Kernel(module: "selective_scan", name: "selective_scan_i\(tokensPerLane)")
     }
-    static let carry = Kernel(module: "selective_scan", name: "scan_carry")
     static let cb = Kernel(module: "ssd", name: "ssd_chunk_cb")
     static let chunkState = Kernel(module: "ssd", name: "ssd_chunk_state")
     static let statePass = Kernel(module: "ssd", name: "ssd_state_pass")
@@ -57,31 +56,18 @@ extension CUDABackend {
                   && u.rows == batch * tokens && state.count == batch * dInner * dState,
                   "selectiveScan u \(u.shape), A \(A.shape), B \(B.shape), state \(state.shape) (dState up to 128)")
         guard batch > 0, tokens > 0, dInner > 0 else { return }
-        // Two states per thread where dState allows (more threads in flight), at most four.
-        var lanes = 1
-        while lanes * 2 < dState && lanes < 32 { lanes *= 2 }
-        let block = 128, perBlock = block / lanes, blocks = (dInner + perBlock - 1) / perBlock
-        let perThread = (dState + lanes - 1) / lanes
-        let kernel = K.scan(statesPerThread: perThread <= 2 ? perThread : 4)
-        let shared = 4 * 64 * (3 * perBlock + 2 * dState + block)
-        // Chunks of a multiple of 64 tokens, enough of them for about 8 blocks per multiprocessor.
-        let wanted = max(1, min(tokens / 256, 8 * device.multiprocessors / max(1, blocks * batch)))
-        let chunkTokens = ((tokens + wanted - 1) / wanted + 63) / 64 * 64
-        let chunks = (tokens + chunkTokens - 1) / chunkTokens
-        try check(chunks <= 65535 && batch <= 65535, "selectiveScan grid too large")
-        func scan(mode: Int, chunks: Int, carry: Tensor?, stepSum: Tensor?) throws {
-            try launch(kernel, grid: (blocks, batch, chunks), block: block, shared: shared, [
-                .tensor(u), .tensor(delta), .tensor(A), .tensor(B), .tensor(C), .tensor(D), .tensor(z),
-                .tensor(state), .tensor(out), .tensor(carry), .tensor(stepSum), .int(tokens), .int(dInner),
-                .int(dState), .int(lanes), .int(chunkTokens), .int(mode)])
-        }
-        guard chunks > 1 else { return try scan(mode: 2, chunks: 1, carry: nil, stepSum: nil) }
-        let carry = try scratch(batch * chunks * dInner * dState, .fp32)
-        let stepSum = try scratch(batch * chunks * dInner, .fp32)
-        try scan(mode: 0, chunks: chunks, carry: carry, stepSum: stepSum)
-        try launch(K.carry, grid: ((dInner * dState + 255) / 256, batch, 1), block: 256, [
-            .tensor(A), .tensor(state), .tensor(carry), .tensor(stepSum), .int(chunks), .int(dInner), .int(dState)])
-        try scan(mode: 1, chunks: chunks, carry: carry, stepSum: stepSum)
+        try check(batch <= 65535, "selectiveScan grid too large")
+        // One block per 16 channels of a sequence walks the whole sequence in tiles of 16 lanes x `perLane` tokens:
+        // 16 per lane for prompts, fewer for short inputs and decode steps so that few tokens are padding.
+        let perLane = tokens <= 16 ? 1 : tokens <= 64 ? 4 : 16
+        let row = perLane == 1 ? 32 : 16 * (perLane >= 8 ? perLane + 4 : perLane) + 4
+        let shared = 4 * (5 * 16 * row + 3 * 16 * ((dState + 15) / 16 * 16))
+        func aligned(_ tensors: Tensor?...) -> Bool { tensors.allSatisfy { ($0?.address ?? 0) % 16 == 0 } }
+        let flags = (dInner % 8 == 0 && aligned(u, delta, z, out) ? 1 : 0)
+            | (dState % 8 == 0 && aligned(B, C) ? 2 : 0)
+        try launch(K.scan(tokensPerLane: perLane), grid: ((dInner + 15) / 16, batch, 1), block: 256, shared: shared, [
+            .tensor(u), .tensor(delta), .tensor(A), .tensor(B), .tensor(C), .tensor(D), .tensor(z), .tensor(state),
+            .tensor(out), .int(tokens), .int(dInner), .int(dState), .int(flags)])
     }
 
     /// Mamba-2 SSD (see `SSD.scan`), chunked over `ssdChunk` tokens whatever `chunkSize` says (the chunk length

@@ -1160,25 +1160,35 @@ extern "C" __global__ void rope(bf16* x, int heads, int headDim, int rotaryDim, 
 }
 """###,
         "selective_scan": ###"""
-// Mamba-1 selective scan (SelectiveScan.scan's contract), chunked along the sequence in three steps so that long
-// prompts run thousands of independent recurrences instead of one per channel:
-//   mode 0  each chunk's own final state from a zero start, and its sum of time steps      grid (.., batch, chunks)
-//   scan_carry  chunk by chunk: the state entering each chunk, and the final state
-//   mode 1  each chunk again from its entering state, writing the outputs                   grid (.., batch, chunks)
-// (mode 2: one chunk from `state` to outputs and the new state, for short inputs and decode). Over a chunk the
-// decay of state n is prod_t exp(step_t a_n) = exp(a_n sum_t step_t), which is all scan_carry needs.
-// Each block stages 64 tokens of softplus(delta), u, silu(z), B and C in shared memory with coalesced loads; `lanes`
-// threads (a power of two up to 32) share one channel, each holding S = 1, 2 or 4 of its states. Per step:
-// dA = exp(step a); h = dA h + step B u; y = C.h + D u; y *= silu(z).
+// Mamba-1 selective scan (SelectiveScan.scan's contract) in one pass: each exponential is computed once.
+//
+// A block owns 16 channels of one sequence for the whole sequence and walks it in tiles of 16 x ITEMS tokens.
+// Each channel belongs to 16 lanes (half a warp); lane s owns the tile's tokens [s ITEMS, (s + 1) ITEMS). Per
+// state n, each lane computes its tokens' dA = exp(step a_n) and dBu = step u B_n in registers and composes them
+// into one affine map h -> p h + q (p = exp(a_n sum of its steps), q = its state from zero); a shuffle scan over
+// the 16 lanes composes the maps, the lane before gives each lane its entering state, and the lane then runs its
+// tokens again from registers, accumulating y += C_n h. The last lane's final state is the carry into the next
+// tile (shared memory, double-buffered by tile parity). Per tile the block stages softplus(delta), u, silu(z) for
+// its channels and B, C for up to 16 states as fp32 in shared memory with 16-byte global loads, laid out so that
+// each lane reads its tokens as float4 without bank conflicts; outputs return through shared memory the same way.
+// Per step: dA = exp(step a); h = dA h + step B u; y = C.h + D u; y *= silu(z).
 #include "common.cuh"
 
-#define ST 64  // tokens staged per pass over shared memory
+#define CH 16    // channels per block (8 warps, two channels each)
+#define SEGS 16  // lanes per channel, one segment of tokens each
+#define NG 16    // states staged in shared memory at a time
+#define THREADS (CH * SEGS)
+
+#define VECTOR_CHANNELS 1  // flags: u, delta, z and out rows allow 16-byte accesses (dInner % 8 == 0, aligned)
+#define VECTOR_STATES 2    //        B and C rows do (dState % 8 == 0, aligned)
 
 __device__ __forceinline__ float ex2(float x) {
     float y;
     asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
     return y;
 }
+
+__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.L2 [%0];" ::"l"(p)); }
 
 // softplus and silu with the fast exponential and logarithm (relative error ~1e-6; log1p's series below 1e-4).
 __device__ __forceinline__ float fast_softplus(float x) {
@@ -1188,136 +1198,256 @@ __device__ __forceinline__ float fast_softplus(float x) {
 
 __device__ __forceinline__ float fast_silu(float x) { return __fdividef(x, 1.0f + __expf(-x)); }
 
-// carry: [batch, chunks, dInner, dState] fp32; stepSum: [batch, chunks, dInner] fp32 (modes 0 and 1). S states
-// per thread (n = sub + k * lanes, k < S); the per-lane partial sums of y go to shared memory and are added up
-// when the chunk's outputs are written, so the recurrence itself needs no shuffles.
-template <int S>
-__device__ void scan(const bf16* u, const bf16* delta, const float* A, const bf16* B, const bf16* C, const float* D,
-                     const bf16* z, float* state, bf16* out, float* carry, float* stepSum, int tokens, int dInner,
-                     int dState, int lanes, int chunkTokens, int mode) {
-    extern __shared__ float4 smem4[];
-    float* sm = (float*)smem4;
-    int perBlock = blockDim.x / lanes, c0 = blockIdx.x * perBlock, b = blockIdx.y, chunk = blockIdx.z;
-    int chunks = gridDim.z;
-    int local = threadIdx.x / lanes, sub = threadIdx.x % lanes;
-    bool valid = c0 + local < dInner;
-    int ch = valid ? c0 + local : dInner - 1;
-    float* sStep = sm;                         // [ST][perBlock]
-    float* sU = sStep + ST * perBlock;
-    float* sGate = sU + ST * perBlock;
-    float* sB = sGate + ST * perBlock;         // [ST][dState]
-    float* sC = sB + ST * dState;
-    float* sY = sC + ST * dState;              // [ST][blockDim]: per-lane partial sums of y
+// Shared-memory geometry of a tile: a row (one channel, or one state of B or C) holds the 16 segments of ITEMS
+// tokens, `seg` words apart, so that the eight lanes of one float4 wavefront hit distinct banks.
+template <int ITEMS> struct Tile {
+    static constexpr int tokens = SEGS * ITEMS;
+    static constexpr int seg = ITEMS >= 8 ? ITEMS + 4 : ITEMS;
+    static constexpr int row = ITEMS == 1 ? 32 : SEGS * seg + 4;
+    static __device__ __forceinline__ int slot(int t) { return (t / ITEMS) * seg + t % ITEMS; }
+};
 
-    float h[S], a[S];
-    bool live[S];
-    i64 slot = (((i64)b * chunks + chunk) * dInner + ch) * dState;
-    float* hs = state + ((i64)b * dInner + ch) * dState;
+template <int ITEMS> __device__ __forceinline__ void load_items(const float* p, float (&v)[ITEMS]) {
+    if constexpr (ITEMS % 4 == 0) {
 #pragma unroll
-    for (int k = 0; k < S; k++) {
-        int n = sub + k * lanes;
-        live[k] = n < dState;
-        h[k] = !live[k] || mode == 0 ? 0.0f : mode == 1 ? carry[slot + n] : hs[n];
-        a[k] = live[k] ? A[(i64)ch * dState + n] * 1.4426950408889634f : 0.0f;  // log2 domain
+        for (int j = 0; j < ITEMS / 4; j++) {
+            float4 f = reinterpret_cast<const float4*>(p)[j];
+            v[4 * j] = f.x, v[4 * j + 1] = f.y, v[4 * j + 2] = f.z, v[4 * j + 3] = f.w;
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < ITEMS; i++) v[i] = p[i];
     }
-    float steps = 0.0f;
-    int begin = chunk * chunkTokens, finish = min(tokens, begin + chunkTokens);
-    for (int t0 = begin; t0 < finish; t0 += ST) {
-        int len = min(ST, finish - t0);
-        __syncthreads();
-        for (int i = threadIdx.x; i < len * perBlock; i += blockDim.x) {
-            int t = i / perBlock, c = min(c0 + i % perBlock, dInner - 1);
-            i64 g = ((i64)b * tokens + t0 + t) * dInner + c;
-            sStep[i] = fast_softplus(ld(delta, g));
-            sU[i] = ld(u, g);
-            if (mode != 0) sGate[i] = z ? fast_silu(ld(z, g)) : 1.0f;
-        }
-        for (int i = threadIdx.x; i < len * dState; i += blockDim.x) {
-            i64 g = ((i64)b * tokens + t0) * dState + i;
-            sB[i] = ld(B, g);
-            if (mode != 0) sC[i] = ld(C, g);
-        }
-        __syncthreads();
-        const float* bRow = sB + sub;
-        const float* cRow = sC + sub;
-        if (mode == 0) {
-            for (int t = 0; t < len; t++) {
-                float step = sStep[t * perBlock + local], du = step * sU[t * perBlock + local];
-                steps += step;
-#pragma unroll
-                for (int k = 0; k < S; k++) h[k] = ex2(step * a[k]) * h[k] + du * bRow[t * dState + k * lanes];
-            }
-            continue;
-        }
-        // Eight tokens at a time with their partial outputs in registers: no shared-memory store inside a group,
-        // so the loads and exponentials of later tokens overlap the recurrence of earlier ones.
-        for (int g0 = 0; g0 < len; g0 += 8) {
-            float yv[8];
-#pragma unroll
-            for (int tt = 0; tt < 8; tt++) {
-                int t = min(g0 + tt, len - 1);
-                bool on = g0 + tt < len;
-                float step = on ? sStep[t * perBlock + local] : 0.0f;
-                float du = step * sU[t * perBlock + local], y = 0.0f;
-#pragma unroll
-                for (int k = 0; k < S; k++) {
-                    // A finished group (on == false) has step 0: dA = 1 and du = 0 leave h unchanged.
-                    h[k] = ex2(step * a[k]) * h[k] + du * bRow[t * dState + k * lanes];
-                    y += live[k] ? cRow[t * dState + k * lanes] * h[k] : 0.0f;
-                }
-                yv[tt] = y;
-            }
-#pragma unroll
-            for (int tt = 0; tt < 8; tt++) {
-                if (g0 + tt < len) sY[(g0 + tt) * blockDim.x + threadIdx.x] = yv[tt];
-            }
-        }
-        __syncthreads();
-        for (int i = threadIdx.x; i < len * perBlock; i += blockDim.x) {
-            int t = i / perBlock, l = i % perBlock, c = c0 + l;
-            if (c >= dInner) continue;
-            float y = 0.0f;
-            for (int j = 0; j < lanes; j++) y += sY[t * blockDim.x + l * lanes + j];
-            st(out, ((i64)b * tokens + t0 + t) * dInner + c, (y + D[c] * sU[i]) * sGate[i]);
-        }
-    }
-    if (!valid || mode == 1) return;
-#pragma unroll
-    for (int k = 0; k < S; k++) {
-        if (live[k]) (mode == 0 ? carry + slot : hs)[sub + k * lanes] = h[k];
-    }
-    if (mode == 0 && sub == 0) stepSum[((i64)b * chunks + chunk) * dInner + ch] = steps;
 }
 
-#define SCAN(S)                                                                                                     \
-    extern "C" __global__ void selective_scan_s##S(                                                                \
+__device__ __forceinline__ void unpack8(uint4 raw, float (&v)[8]) {
+    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        float2 f = __bfloat1622float2(h[j]);
+        v[2 * j] = f.x, v[2 * j + 1] = f.y;
+    }
+}
+
+// B and C of states [g NG, g NG + NG) for the tile's `len` tokens (zero beyond) into sB, sC [NG][row].
+template <int ITEMS>
+__device__ void stage_states(const bf16* B, const bf16* C, float* sB, float* sC, i64 r0, int len, int dState, int g,
+                             int flags) {
+    using T = Tile<ITEMS>;
+    if (flags & VECTOR_STATES) {
+        for (int i = threadIdx.x; i < T::tokens * (NG / 8); i += THREADS) {
+            int t = i % T::tokens, k0 = i / T::tokens * 8, n0 = g * NG + k0;
+            float vb[8] = {}, vc[8] = {};
+            if (t < len && n0 < dState) {
+                i64 at = (r0 + t) * dState + n0;
+                unpack8(*reinterpret_cast<const uint4*>(B + at), vb);
+                unpack8(*reinterpret_cast<const uint4*>(C + at), vc);
+            }
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                sB[(k0 + k) * T::row + T::slot(t)] = vb[k];
+                sC[(k0 + k) * T::row + T::slot(t)] = vc[k];
+            }
+        }
+        return;
+    }
+    for (int i = threadIdx.x; i < T::tokens * NG; i += THREADS) {
+        int t = i / NG, k = i % NG, n = g * NG + k;
+        bool on = t < len && n < dState;
+        sB[k * T::row + T::slot(t)] = on ? ld(B, (r0 + t) * dState + n) : 0.0f;
+        sC[k * T::row + T::slot(t)] = on ? ld(C, (r0 + t) * dState + n) : 0.0f;
+    }
+}
+
+// Grid (ceil(dInner / CH), batch), THREADS threads. Shared memory (floats): step, u, gate [CH][row]; B, C
+// [NG][row]; A * log2(e) [CH][states]; the carried state [2][CH][states], with states = dState rounded up to NG.
+// States past dState have A = 0, B = C = 0 and state 0, so every group runs all NG states without a bound check
+// (the scheduler may then overlap one state's exponentials with the previous state's scan).
+// With 8 or more tokens a lane runs them as two halves whose recurrences are independent dependency chains: the
+// halves' maps are composed for the scan, and the second half starts from the first half's map applied to the
+// entering state.
+template <int ITEMS>
+__device__ void scan(const bf16* u, const bf16* delta, const float* A, const bf16* B, const bf16* C, const float* D,
+                     const bf16* z, float* state, bf16* out, int tokens, int dInner, int dState, int flags) {
+    using T = Tile<ITEMS>;
+    extern __shared__ float4 smem4[];
+    float* sStep = reinterpret_cast<float*>(smem4);
+    float* sU = sStep + CH * T::row;
+    float* sGate = sU + CH * T::row;
+    float* sB = sGate + CH * T::row;
+    float* sC = sB + NG * T::row;
+    float* sA = sC + NG * T::row;
+    int states = (dState + NG - 1) / NG * NG;
+    float* sH = sA + CH * states;
+    const unsigned full = 0xffffffffu;
+    int c0 = blockIdx.x * CH, b = blockIdx.y;
+    int ch = threadIdx.x / SEGS, seg = threadIdx.x % SEGS;
+    bool valid = c0 + ch < dInner;
+    float d = valid ? D[c0 + ch] : 0.0f;
+    for (int i = threadIdx.x; i < CH * states; i += THREADS) {
+        int c = c0 + i / states, n = i % states;
+        bool on = c < dInner && n < dState;
+        sA[i] = on ? A[(i64)c * dState + n] * 1.4426950408889634f : 0.0f;  // log2 domain
+        sH[i] = on ? state[((i64)b * dInner + c) * dState + n] : 0.0f;
+    }
+    const float* aRow = sA + ch * states;
+    int par = 0;
+    for (int t0 = 0; t0 < tokens; t0 += T::tokens, par ^= 1) {
+        int len = min(T::tokens, tokens - t0);
+        i64 r0 = (i64)b * tokens + t0;
+        __syncthreads();  // the previous tile's outputs have left sU
+        if (flags & VECTOR_CHANNELS) {
+            for (int i = threadIdx.x; i < T::tokens * (CH / 8); i += THREADS) {
+                int t = i % T::tokens, k0 = i / T::tokens * 8, c = c0 + k0;
+                float vs[8] = {}, vu[8] = {}, vg[8] = {};
+                if (t < len && c < dInner) {
+                    i64 at = (r0 + t) * dInner + c;
+                    unpack8(*reinterpret_cast<const uint4*>(delta + at), vs);
+                    unpack8(*reinterpret_cast<const uint4*>(u + at), vu);
+                    if (z) unpack8(*reinterpret_cast<const uint4*>(z + at), vg);
+#pragma unroll
+                    for (int k = 0; k < 8; k++) {
+                        vs[k] = fast_softplus(vs[k]);
+                        vg[k] = z ? fast_silu(vg[k]) : 1.0f;
+                    }
+                }
+#pragma unroll
+                for (int k = 0; k < 8; k++) {
+                    int at = (k0 + k) * T::row + T::slot(t);
+                    sStep[at] = vs[k], sU[at] = vu[k], sGate[at] = vg[k];
+                }
+            }
+        } else {
+            for (int i = threadIdx.x; i < T::tokens * CH; i += THREADS) {
+                int t = i / CH, k = i % CH, c = c0 + k, at = k * T::row + T::slot(t);
+                bool on = t < len && c < dInner;
+                i64 g = (r0 + t) * dInner + c;
+                sStep[at] = on ? fast_softplus(ld(delta, g)) : 0.0f;
+                sU[at] = on ? ld(u, g) : 0.0f;
+                sGate[at] = on && z ? fast_silu(ld(z, g)) : 1.0f;
+            }
+        }
+        stage_states<ITEMS>(B, C, sB, sC, r0, len, dState, 0, flags);
+        __syncthreads();
+
+        // The next tile's rows head for L2 while this one computes, so that its staging waits less.
+        for (int i = threadIdx.x; i < 5 * T::tokens && t0 + T::tokens < tokens; i += THREADS) {
+            int t = i % T::tokens, which = i / T::tokens;
+            i64 r = min(r0 + T::tokens + t, (i64)b * tokens + tokens - 1);
+            const bf16* row = which == 0 ? delta : which == 1 ? u : which == 2 ? z : which == 3 ? B : C;
+            if (row) prefetch_l2(row + (which < 3 ? r * dInner + c0 : r * dState));
+        }
+
+        // Tokens past `len` have step 0 and u 0: dA = 1 and dBu = 0 leave the state unchanged.
+        int mine = ch * T::row + seg * T::seg;
+        constexpr bool SPLIT = ITEMS >= 8;
+        constexpr int H = SPLIT ? ITEMS / 2 : ITEMS;  // tokens in the first (or only) half
+        float step[ITEMS], du[ITEMS], y[ITEMS], sumLo = 0.0f, sumHi = 0.0f;
+        load_items<ITEMS>(sStep + mine, step);
+        load_items<ITEMS>(sU + mine, du);
+#pragma unroll
+        for (int i = 0; i < ITEMS; i++) {
+            y[i] = d * du[i];
+            du[i] *= step[i];
+            (i < H ? sumLo : sumHi) += step[i];
+        }
+        // A decode step (one token, in lane 0) needs no scan: lane 0 runs from the carried state and keeps it.
+        bool alone = ITEMS == 1 && len == 1;
+        const float* hIn = sH + par * CH * states + ch * states;
+        float* hOut = sH + (par ^ 1) * CH * states + ch * states;
+        for (int g = 0; g * NG < dState; g++) {
+            if (g > 0) {
+                __syncthreads();
+                stage_states<ITEMS>(B, C, sB, sC, r0, len, dState, g, flags);
+                __syncthreads();
+            }
+#pragma unroll
+            for (int k = 0; k < NG; k++) {
+                int n = g * NG + k;
+                float a = aRow[n], dA[ITEMS], dBu[ITEMS], qLo = 0.0f, qHi = 0.0f;
+                load_items<ITEMS>(sB + k * T::row + seg * T::seg, dBu);
+#pragma unroll
+                for (int i = 0; i < H; i++) {
+                    dA[i] = ex2(step[i] * a);
+                    dBu[i] *= du[i];
+                    qLo = fmaf(dA[i], qLo, dBu[i]);
+                    if constexpr (SPLIT) {
+                        dA[i + H] = ex2(step[i + H] * a);
+                        dBu[i + H] *= du[i + H];
+                        qHi = fmaf(dA[i + H], qHi, dBu[i + H]);
+                    }
+                }
+                float pLo = ex2(a * sumLo), pHi = SPLIT ? ex2(a * sumHi) : 1.0f;
+                float p = pLo * pHi, q = fmaf(pHi, qLo, qHi);
+                float carried = hIn[n], h = carried;
+                if (!alone) {
+                    // Inclusive scan of the segments' maps: an earlier (pp, qq) then (p, q) is (pp p, p qq + q).
+#pragma unroll
+                    for (int off = 1; off < SEGS; off *= 2) {
+                        float pp = __shfl_up_sync(full, p, off, SEGS), qq = __shfl_up_sync(full, q, off, SEGS);
+                        if (seg >= off) q = fmaf(p, qq, q), p *= pp;
+                    }
+                    float before = __shfl_up_sync(full, fmaf(p, carried, q), 1, SEGS);
+                    if (seg > 0) h = before;
+                }
+                float h2 = fmaf(pLo, h, qLo), c[ITEMS];
+                load_items<ITEMS>(sC + k * T::row + seg * T::seg, c);
+#pragma unroll
+                for (int i = 0; i < H; i++) {
+                    h = fmaf(dA[i], h, dBu[i]);
+                    y[i] = fmaf(c[i], h, y[i]);
+                    if constexpr (SPLIT) {
+                        h2 = fmaf(dA[i + H], h2, dBu[i + H]);
+                        y[i + H] = fmaf(c[i + H], h2, y[i + H]);
+                    }
+                }
+                if (seg == (alone ? 0 : SEGS - 1)) hOut[n] = SPLIT ? h2 : h;
+            }
+        }
+        float gate[ITEMS];
+        load_items<ITEMS>(sGate + mine, gate);
+#pragma unroll
+        for (int i = 0; i < ITEMS; i++) sU[mine + i] = y[i] * gate[i];  // only this lane read these slots
+        __syncthreads();
+        if (flags & VECTOR_CHANNELS) {
+            for (int i = threadIdx.x; i < T::tokens * (CH / 8); i += THREADS) {
+                int t = i % T::tokens, k0 = i / T::tokens * 8, c = c0 + k0;
+                if (t >= len || c >= dInner) continue;
+                uint4 raw;
+                __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&raw);
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    h[j] = __floats2bfloat162_rn(sU[(k0 + 2 * j) * T::row + T::slot(t)],
+                                                 sU[(k0 + 2 * j + 1) * T::row + T::slot(t)]);
+                }
+                *reinterpret_cast<uint4*>(out + (r0 + t) * dInner + c) = raw;
+            }
+        } else {
+            for (int i = threadIdx.x; i < T::tokens * CH; i += THREADS) {
+                int t = i / CH, k = i % CH, c = c0 + k;
+                if (t < len && c < dInner) st(out, (r0 + t) * dInner + c, sU[k * T::row + T::slot(t)]);
+            }
+        }
+    }
+    __syncthreads();
+    const float* hFinal = sH + par * CH * states;
+    for (int i = threadIdx.x; i < CH * states; i += THREADS) {
+        int c = c0 + i / states, n = i % states;
+        if (c < dInner && n < dState) state[((i64)b * dInner + c) * dState + n] = hFinal[i];
+    }
+}
+
+// One kernel per segment length: 16 tokens per lane for prompts, 4 and 1 for short inputs and decode steps.
+#define SCAN(ITEMS)                                                                                                 \
+    extern "C" __global__ void __launch_bounds__(THREADS, 2) selective_scan_i##ITEMS(                             \
         const bf16* u, const bf16* delta, const float* A, const bf16* B, const bf16* C, const float* D,              \
-        const bf16* z, float* state, bf16* out, float* carry, float* stepSum, int tokens, int dInner, int dState,   \
-        int lanes, int chunkTokens, int mode) {                                                                     \
-        scan<S>(u, delta, A, B, C, D, z, state, out, carry, stepSum, tokens, dInner, dState, lanes, chunkTokens,    \
-                mode);                                                                                              \
+        const bf16* z, float* state, bf16* out, int tokens, int dInner, int dState, int flags) {                    \
+        scan<ITEMS>(u, delta, A, B, C, D, z, state, out, tokens, dInner, dState, flags);                            \
     }
 
 SCAN(1)
-SCAN(2)
 SCAN(4)
-
-// Chunk by chunk, per (channel, state, sequence): the state entering each chunk replaces the chunk's own final
-// state in `carry`, and `state` ends as the final state. Grid (ceil(dInner * dState / 256), batch); 256 threads.
-extern "C" __global__ void scan_carry(const float* A, float* state, float* carry, const float* stepSum, int chunks,
-                                      int dInner, int dState) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x, b = blockIdx.y;
-    if (i >= dInner * dState) return;
-    int ch = i / dState;
-    float a = A[i], run = state[(i64)b * dInner * dState + i];
-    for (int c = 0; c < chunks; c++) {
-        i64 slot = ((i64)b * chunks + c) * dInner * dState + i;
-        float own = carry[slot];
-        carry[slot] = run;
-        run = run * expf(a * stepSum[((i64)b * chunks + c) * dInner + ch]) + own;
-    }
-    state[(i64)b * dInner * dState + i] = run;
-}
+SCAN(16)
 """###,
         "ssd": ###"""
 // Mamba-2 SSD (SSD.scan's contract) as the chunked algorithm over chunks of SQ = 256 tokens, every product on tensor
