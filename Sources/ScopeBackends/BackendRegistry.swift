@@ -16,11 +16,13 @@ public enum BackendRegistry {
     /// "cpu", and "cuda" where the CUDA driver reports a GPU.
     public static let names = ["cpu"] + (CUDARuntime.gpuPresent ? ["cuda"] : [])
 
-    /// A fresh backend with an optional memory cap.
-    public static func make(_ name: String, memoryLimit: Int?) throws -> Backend {
+    /// A fresh backend with an optional memory cap, for weights of `dtype` (which picks the activation type; see
+    /// `activationType(of:dtype:)`).
+    public static func make(_ name: String, memoryLimit: Int?, dtype: ElementType = .bf16) throws -> Backend {
         switch name {
         case "cpu": return CPUBackend(memoryLimit: memoryLimit)
-        case "cuda" where names.contains("cuda"): return try CUDABackend(memoryLimit: memoryLimit)
+        case "cuda" where names.contains("cuda"):
+            return try CUDABackend(memoryLimit: memoryLimit, activations: try activationType(of: name, dtype: dtype))
         case "cuda":
             throw ScopeError("backend 'cuda' is unavailable: no NVIDIA GPU or CUDA driver here "
                 + "(run 'doctor' for details); available: \(names.joined(separator: ", "))")
@@ -30,12 +32,13 @@ public enum BackendRegistry {
         }
     }
 
-    /// The activation type a backend computes in.
-    public static func activationType(of name: String) throws -> ElementType {
+    /// The activation type a backend computes in with weights of `dtype`: fp32 on the CPU; on the GPU fp16 for fp16
+    /// weights and bf16 otherwise.
+    public static func activationType(of name: String, dtype: ElementType) throws -> ElementType {
         switch name {
         case "cpu": return .fp32
-        case "cuda": return .bf16
-        default: return try make(name, memoryLimit: nil).activationType
+        case "cuda": return dtype == .fp16 ? .fp16 : .bf16
+        default: return try make(name, memoryLimit: nil, dtype: dtype).activationType
         }
     }
 
@@ -65,9 +68,9 @@ public enum MaxContextProbe {
             spec: spec, batch: batch, type: type, memoryLimit: memoryLimit, limit: 1 << 30,
             method: measure ? "measured" : "probe", backendName: backend,
             makeBackend: { limit in
-                measure ? try BackendRegistry.make(backend, memoryLimit: limit) as Backend
+                measure ? try BackendRegistry.make(backend, memoryLimit: limit, dtype: type) as Backend
                     : MemoryProbeBackend(standingInFor: backend,
-                                         activationType: try BackendRegistry.activationType(of: backend),
+                                         activationType: try BackendRegistry.activationType(of: backend, dtype: type),
                                          memoryLimit: limit)
             },
             source: { measure ? RandomWeights(seed: 0) as WeightSource : ShapeOnlyWeights() },

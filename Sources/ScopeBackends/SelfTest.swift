@@ -18,7 +18,8 @@ public struct SelfTestResult: Sendable {
 }
 
 /// `selftest`: every CUDA kernel against the CPU backend on random inputs, every golden fixture through the
-/// executor on the CUDA backend, and prefill/step parity; a table and the number of failures.
+/// executor on the CUDA backend, and prefill/step parity, with bf16 and again with fp16 weights and activations; a
+/// table and the number of failures.
 public enum CUDASelfTest {
     /// Runs every check. `fixtures` is the folder of golden fixtures (Tests/ScopeEngineTests/Fixtures).
     public static func run(fixtures: String, progress: @escaping (String) -> Void = { _ in }) throws
@@ -26,9 +27,12 @@ public enum CUDASelfTest {
         let gpu = try CUDABackend()
         progress("GPU: \(gpu.device.name); kernels compiled or loaded from \(KernelCache.defaultDirectory())")
         let report = { (r: SelfTestResult) in progress("  \(r.passed ? "ok  " : "FAIL") \(r.group): \(r.name)") }
-        return try KernelChecks(gpu: gpu, report: report).run() + ModelChecks(gpu: gpu).run(fixtures: fixtures) {
-            progress("  checking \($0)")
-        }
+        var results = try KernelChecks(gpu: gpu, report: report).run()
+        results += ModelChecks(gpu: gpu).run(fixtures: fixtures) { progress("  checking \($0)") }
+        // The same models with fp16 weights and activations (every kernel module compiled for fp16).
+        let half = try CUDABackend(activations: .fp16)
+        results += ModelChecks(gpu: half).run(fixtures: fixtures) { progress("  checking \($0) in fp16") }
+        return results
     }
 
     /// One line with the energy of a prefill (catalog `model` with random bf16 weights, `tokens` tokens in one pass,

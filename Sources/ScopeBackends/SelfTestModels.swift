@@ -23,6 +23,12 @@ struct ModelChecks {
 
     let gpu: CUDABackend
 
+    /// The weights' type: the activation type of `gpu` (bf16 or fp16).
+    private var weightType: ElementType { gpu.activationType }
+
+    /// "fixtures", or "fixtures fp16" when the backend computes in fp16.
+    private func group(_ name: String) -> String { gpu.activationType == .bf16 ? name : "\(name) fp16" }
+
     /// `starting` is told the name of each fixture or model before it runs.
     func run(fixtures: String, starting: (String) -> Void) -> [SelfTestResult] {
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: fixtures)) ?? [])
@@ -36,20 +42,21 @@ struct ModelChecks {
             do {
                 results += try fixture(name, folder: "\(fixtures)/\(name)")
             } catch {
-                results.append(failure("fixtures", name, "\(error)"))
+                results.append(failure(group("fixtures"), name, "\(error)"))
             }
         }
         for model in Self.catalogModels {
             starting(model)
             do {
                 let spec = try ModelCatalog.resolve(model)
-                let weights = try ModelWeights(spec: spec, source: RandomWeights(seed: 11), type: .bf16, backend: gpu)
+                let weights = try ModelWeights(spec: spec, source: RandomWeights(seed: 11), type: weightType,
+                                               backend: gpu)
                 var rng = SplitMix64(seed: 5)
                 let ids = (0..<300).map { _ in Int32(rng.next() % UInt64(spec.vocabSize)) }
                 results.append(try parity(ModelExecutor(spec: spec, weights: weights, backend: gpu), ids: ids,
                                           split: 290, label: model))
             } catch {
-                results.append(failure("parity", model, "\(error)"))
+                results.append(failure(group("parity"), model, "\(error)"))
             }
         }
         return results
@@ -65,7 +72,7 @@ struct ModelChecks {
         let expected = (json["logits"]?.arrayValue ?? []).map { ($0.arrayValue ?? []).map { Float($0.doubleValue ?? .nan) } }
         guard !ids.isEmpty, expected.count == ids.count else { throw ScopeError("\(folder)/expected.json is malformed") }
         let weights = try ModelWeights(spec: spec, source: try SafetensorsWeights(path: folder + "/model.safetensors"),
-                                       type: .bf16, backend: gpu)
+                                       type: weightType, backend: gpu)
         let executor = ModelExecutor(spec: spec, weights: weights, backend: gpu)
         let prefill = try executor.prefill([ids]).logits[0]
         let cache = try executor.makeCache(batch: 1, capacity: ids.count)
@@ -85,12 +92,12 @@ struct ModelChecks {
             worstReplay = max(worstReplay, CUDASelfTest.relativeError(recordedSteps[t], logits))
         }
         return [
-            SelfTestResult(group: "fixtures", name: "\(name) prefill \(ids.count) vs HF",
+            SelfTestResult(group: group("fixtures"), name: "\(name) prefill \(ids.count) vs HF",
                            error: CUDASelfTest.relativeError(prefill, expected[ids.count - 1]),
                            tolerance: Self.fixtureTolerance, failure: nil),
-            SelfTestResult(group: "fixtures", name: "\(name) \(ids.count) decode steps vs HF", error: worstStep,
+            SelfTestResult(group: group("fixtures"), name: "\(name) \(ids.count) decode steps vs HF", error: worstStep,
                            tolerance: Self.fixtureTolerance, failure: nil),
-            SelfTestResult(group: "graphs", name: "\(name) \(ids.count) replayed steps vs issued steps",
+            SelfTestResult(group: group("graphs"), name: "\(name) \(ids.count) replayed steps vs issued steps",
                            error: worstReplay, tolerance: Self.replayTolerance, failure: nil),
             try parity(executor, ids: ids, split: ids.count - 5, label: name),
         ]
@@ -101,7 +108,7 @@ struct ModelChecks {
         let whole = try executor.prefill([ids]).logits[0]
         var (logits, cache) = try executor.prefill([Array(ids[..<split])], capacity: ids.count)
         for token in ids[split...] { logits = try executor.step([token], cache: cache) }
-        return SelfTestResult(group: "parity", name: "\(label): prefill \(ids.count) vs \(split) + steps",
+        return SelfTestResult(group: group("parity"), name: "\(label): prefill \(ids.count) vs \(split) + steps",
                               error: CUDASelfTest.relativeError(logits[0], whole), tolerance: Self.parityTolerance,
                               failure: nil)
     }

@@ -13,11 +13,13 @@ import ScopeSupport
 public final class NativeRunner {
     public let settings: ProtocolSettings
     /// Makes a backend for a name and memory limit ("cpu", "cuda").
-    private let makeBackend: (String, Int?) throws -> Backend
+    /// A fresh backend by name, memory limit and weight type (which may pick its activation type).
+    private let makeBackend: (String, Int?, ElementType) throws -> Backend
     private let memoryLimit: Int?
     private var loaded: (key: String, executor: ModelExecutor)?
 
-    public init(settings: ProtocolSettings, memoryLimit: Int?, makeBackend: @escaping (String, Int?) throws -> Backend) {
+    public init(settings: ProtocolSettings, memoryLimit: Int?,
+                makeBackend: @escaping (String, Int?, ElementType) throws -> Backend) {
         self.settings = settings
         self.memoryLimit = memoryLimit
         self.makeBackend = makeBackend
@@ -52,7 +54,7 @@ public final class NativeRunner {
             throw ScopeError("dtype '\(point.dtype)' cannot run on the \(point.backend) engine; use fp32, bf16 or fp16")
         }
         let spec = try ModelCatalog.resolve(point.model)
-        let backend = try makeBackend(point.backend, memoryLimit)
+        let backend = try makeBackend(point.backend, memoryLimit, type)
         let weights = try ModelWeights(spec: spec, source: RandomWeights(seed: settings.seed), type: type,
                                        backend: backend)
         let executor = ModelExecutor(spec: spec, weights: weights, backend: backend)

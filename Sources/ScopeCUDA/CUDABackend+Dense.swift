@@ -14,9 +14,9 @@ private enum K {
     static let scatterAdd = Kernel(module: "elementwise", name: "scatter_add_rows")
     static let convert = Kernel(module: "elementwise", name: "convert")
     static let biasStore = Kernel(module: "elementwise", name: "bias_store")
-    static let gemvKernels = [1, 8].map { Kernel(module: "gemv", name: "gemv_bf16_r\($0)") }
+    static let gemvKernels = [1, 8].map { Kernel(module: "gemv", name: "gemv_r\($0)") }
     static let gemvNormKernels = [1, 8].map { rows in
-        [1, 2, 4].map { Kernel(module: "gemv", name: "gemv_bf16_norm_r\(rows)_c\($0)") }
+        [1, 2, 4].map { Kernel(module: "gemv", name: "gemv_norm_r\(rows)_c\($0)") }
     }
     /// The gemv kernel for `rows` rows (one, or up to eight).
     static func gemv(rows: Int) -> Kernel { gemvKernels[rows == 1 ? 0 : 1] }
@@ -61,7 +61,7 @@ extension CUDABackend {
         }
         let k = weight.columns, range = rows ?? 0..<weight.rows, m = x.rows, n = range.count
         let w = CUdeviceptr(weight.address) + CUdeviceptr(range.lowerBound * k * weight.type.byteSize)
-        var fold = weight.type == .bf16 && m <= 8 && k % 8 == 0 && w % 16 == 0 && x.address % 16 == 0
+        var fold = weight.type == activationType && m <= 8 && k % 8 == 0 && w % 16 == 0 && x.address % 16 == 0
             && x.columns == k && out.columns == n && out.rows == m && range.upperBound <= weight.rows
             && 4 * m * k <= device.sharedMemoryPerBlock - 1024 && k <= 32 * 256
         var arguments: [KernelArgument] = []
@@ -106,25 +106,26 @@ extension CUDABackend {
                   "linear \(x.shape) x \(weight.shape)[\(range)] -> \(out.shape)")
         guard m > 0, n > 0 else { return }
         let w = CUdeviceptr(weight.address) + CUdeviceptr(range.lowerBound * k * weight.type.byteSize)
-        if weight.type == .bf16, m <= 8, k % 8 == 0, w % 16 == 0, x.address % 16 == 0 {
+        if weight.type == activationType, m <= 8, k % 8 == 0, w % 16 == 0, x.address % 16 == 0 {
             try launch(K.gemv(rows: m), grid: (gemvBlocks(columns: n), 1, 1), block: 256, [
                 .tensor(x), .pointer(w), .tensor(bias), .tensor(out), .int(m), .int(n), .int(k),
                 .int(accumulate ? 1 : 0)])
             return
         }
-        if weight.type == .bf16 {
-            try gemm(w, x: CUdeviceptr(x.address), out: CUdeviceptr(out.address), type: .bf16, outType: .bf16,
+        if weight.type == activationType {
+            try gemm(w, x: CUdeviceptr(x.address), out: CUdeviceptr(out.address), type: activationType,
+                     outType: activationType,
                      m: m, n: n, k: k, accumulate: accumulate)
             if let bias {
                 try launchElementwise(K.biasStore, count: out.count, [
-                    .tensor(out), ElementType.bf16.kernelCode, .tensor(bias), .tensor(out), .int(n), .int64(m),
+                    .tensor(out), activationType.kernelCode, .tensor(bias), .tensor(out), .int(n), .int64(m),
                     .int(0)])
             }
             return
         }
         let converted = try scratch(x.count, weight.type), result = try scratch(out.count, .fp32)
         try launchElementwise(K.convert, count: x.count, [
-            .tensor(x), ElementType.bf16.kernelCode, .tensor(converted), weight.type.kernelCode, .int64(x.count)])
+            .tensor(x), activationType.kernelCode, .tensor(converted), weight.type.kernelCode, .int64(x.count)])
         try gemm(w, x: CUdeviceptr(converted.address), out: CUdeviceptr(result.address), type: weight.type,
                  outType: .fp32, m: m, n: n, k: k, accumulate: false)
         try launchElementwise(K.biasStore, count: out.count, [

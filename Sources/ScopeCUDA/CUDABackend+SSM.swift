@@ -93,7 +93,7 @@ extension CUDABackend {
         try check(batch <= 65535 && heads <= 65535, "ssd grid too large")
         let common: [KernelArgument] = [.int(heads), .int(p), .int(groups), .int(n), .float(dtMin), .float(dtMax)]
         let q = Self.ssdChunk, nr = (n + 63) / 64 * 64, pTiles = (p + 63) / 64, nTiles = (n + 127) / 128
-        // Shared memory (ssd.cu): bf16 tiles with padded row pitches.
+        // Shared memory (ssd.cu): tiles of the activation type with padded row pitches.
         let cbShared = 2 * 64 * (nr + 8) * 2  // C and B rows of one 64 x 64 tile
         let stateShared = 3 * q * 4 + (2 * 128 * 72 + 128 * 136) * 2  // step, cum, weights; x w high, low; B
         let scanShared = 2 * q * 4 + (q * 64 + 64 * (nr + 32)) * 2  // step, cum; x; incoming state
@@ -108,7 +108,7 @@ extension CUDABackend {
         let span = Self.ssdSuperChunk(batch: batch), maxChunks = (min(tokens, span) + q - 1) / q
         let cb = try scratch(batch * maxChunks * groups * q * q, .fp32)
         let states = try scratch(batch * maxChunks * heads * p * n, .fp32)
-        let incoming = try scratch(batch * maxChunks * heads * p * n, .bf16)
+        let incoming = try scratch(batch * maxChunks * heads * p * n, activationType)
         let decay = try scratch(batch * heads * maxChunks, .fp32)
         for t0 in stride(from: 0, to: tokens, by: span) {
             let length = min(span, tokens - t0), chunks = (length + q - 1) / q

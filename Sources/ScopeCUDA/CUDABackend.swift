@@ -6,15 +6,16 @@ import ScopeEngine
 import ScopeModels
 import ScopeSupport
 
-/// The CUDA backend: bf16 activations and caches with fp32 accumulation, fp32 SSM states, norms and biases; GEMMs
-/// through cuBLAS, every other operator as an NVRTC-compiled kernel, all on one stream. Device memory comes from a
-/// caching pool; `memory` counts the bytes of live tensors exactly, so a limit makes a large GPU stand in for a small
-/// one and allocations past it throw `OutOfMemory`. Timing uses CUDA events. Decode steps are recorded as CUDA graphs
-/// and replayed.
+/// The CUDA backend: bf16 or fp16 activations and caches with fp32 accumulation, fp32 SSM states, norms and
+/// biases; GEMMs through cuBLAS, every other operator as an NVRTC-compiled kernel, all on one stream. Device memory
+/// comes from a caching pool; `memory` counts the bytes of live tensors exactly, so a limit makes a large GPU stand
+/// in for a small one and allocations past it throw `OutOfMemory`. Timing uses CUDA events. Decode steps are
+/// recorded as CUDA graphs and replayed.
 public final class CUDABackend: StepRecordingBackend, TensorAllocator {
     public let name = "cuda"
     public let memory: MemoryTracker
-    public let activationType = ElementType.bf16
+    /// bf16 (the default) or fp16; every kernel module is compiled for it.
+    public let activationType: ElementType
 
     let runtime: CUDARuntime
     let stream: OpaquePointer?
@@ -29,8 +30,13 @@ public final class CUDABackend: StepRecordingBackend, TensorAllocator {
     /// Set while a decode step is being recorded as a graph (see CUDABackend+Graphs.swift).
     var recording: StepRecordingState?
 
-    /// A backend on GPU 0; `memoryLimit` caps the bytes of live tensors (nil: the device's memory).
-    public init(memoryLimit: Int? = nil) throws {
+    /// A backend on GPU 0 computing with `activations` (bf16 or fp16); `memoryLimit` caps the bytes of live tensors
+    /// (nil: the device's memory).
+    public init(memoryLimit: Int? = nil, activations: ElementType = .bf16) throws {
+        guard activations == .bf16 || activations == .fp16 else {
+            throw ScopeError("the cuda backend computes in bf16 or fp16, not \(activations)")
+        }
+        activationType = activations
         runtime = try CUDARuntime.shared()
         try runtime.makeCurrent()
         let driver = runtime.driver
@@ -44,7 +50,7 @@ public final class CUDABackend: StepRecordingBackend, TensorAllocator {
         try runtime.cublas.check(runtime.cublas.cublasSetStream(handle, stream), "cublasSetStream_v2")
         allocator = DeviceAllocator(driver: driver)
         staging = StagingRing(driver: driver, stream: stream)
-        try runtime.loadAllModules()
+        try runtime.loadAllModules(activation: activations)
     }
 
     deinit {
@@ -181,7 +187,8 @@ public final class CUDABackend: StepRecordingBackend, TensorAllocator {
     /// Launches a kernel on this backend's stream.
     func launch(_ kernel: Kernel, grid: (Int, Int, Int), block: Int, shared: Int = 0,
                 _ arguments: [KernelArgument]) throws {
-        try runtime.launch(kernel, grid: grid, block: block, shared: shared, stream: stream, arguments)
+        try runtime.launch(kernel, activation: activationType, grid: grid, block: block, shared: shared, stream: stream,
+                           arguments)
     }
 
     /// Launches a grid-stride kernel over `count` elements.
@@ -198,10 +205,10 @@ public final class CUDABackend: StepRecordingBackend, TensorAllocator {
         if !condition { throw ScopeError("cuda backend: \(what())") }
     }
 
-    /// Throws unless every tensor has the activation type (bf16).
+    /// Throws unless every tensor has the activation type (bf16 or fp16).
     func requireActivations(_ tensors: Tensor?..., in op: String) throws {
-        for case let t? in tensors where t.type != .bf16 {
-            throw ScopeError("cuda backend: \(op) expects bf16 activations, got \(t.type) \(t.shape)")
+        for case let t? in tensors where t.type != activationType {
+            throw ScopeError("cuda backend: \(op) expects \(activationType) activations, got \(t.type) \(t.shape)")
         }
     }
 

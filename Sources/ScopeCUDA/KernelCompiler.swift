@@ -1,3 +1,4 @@
+import ScopeEngine
 import ScopeSupport
 
 /// The embedded kernel modules (Sources/ScopeCUDA/Kernels/*.cu) compiled through NVRTC for one architecture, each
@@ -20,30 +21,41 @@ public struct KernelCompiler {
         compilerVersion = try nvrtc.version()
     }
 
-    /// The cache key of a module for this compiler and architecture.
-    public func key(_ module: String) throws -> String {
-        KernelCache.key(source: try source(module), headers: Self.headers, architecture: architecture,
-                        compilerVersion: compilerVersion)
+    /// The cache key of a module (for activations of `activation`) for this compiler and architecture.
+    public func key(_ module: String, activation: ElementType = .bf16) throws -> String {
+        KernelCache.key(source: try source(module, activation: activation), headers: Self.headers,
+                        architecture: architecture, compilerVersion: compilerVersion)
     }
 
-    /// The module's cubin from the cache, or compiled now; `hit` says which.
-    public func cubin(_ module: String) throws -> (bytes: [UInt8], hit: Bool) {
-        let source = try source(module)
-        return try cache.cubin(name: module, key: try key(module)) {
+    /// The module's cubin for activations of `activation` (bf16 or fp16) from the cache, or compiled now; `hit`
+    /// says which.
+    public func cubin(_ module: String, activation: ElementType = .bf16) throws -> (bytes: [UInt8], hit: Bool) {
+        let source = try source(module, activation: activation)
+        return try cache.cubin(name: Self.variantName(module, activation), key: try key(module, activation: activation)) {
             try nvrtc.compile(source: source, name: module + ".cu", headers: Self.headers, architecture: architecture)
         }
     }
 
     /// Compiles a module, ignoring and replacing any cached copy.
-    public func recompile(_ module: String) throws -> [UInt8] {
-        cache.remove(name: module, key: try key(module))
-        return try cubin(module).bytes
+    public func recompile(_ module: String, activation: ElementType = .bf16) throws -> [UInt8] {
+        cache.remove(name: Self.variantName(module, activation), key: try key(module, activation: activation))
+        return try cubin(module, activation: activation).bytes
     }
 
-    private func source(_ module: String) throws -> String {
+    /// "attention" for bf16 activations, "attention-fp16" for fp16.
+    static func variantName(_ module: String, _ activation: ElementType) -> String {
+        activation == .fp16 ? module + "-fp16" : module
+    }
+
+    /// The module's source; fp16 activations define SCOPE_FP16 first (common.cuh picks the type from it).
+    private func source(_ module: String, activation: ElementType) throws -> String {
         guard let text = KernelSources.files[module], module != "common" else {
             throw ScopeError("no kernel module '\(module)'; modules: \(Self.modules.joined(separator: ", "))")
         }
-        return text
+        switch activation {
+        case .bf16: return text
+        case .fp16: return "#define SCOPE_FP16 1\n" + text
+        case .fp32: throw ScopeError("kernel modules take bf16 or fp16 activations, not fp32")
+        }
     }
 }

@@ -13,7 +13,7 @@ enum KernelSources {
 
 
 // The key (or value) row of position j: new rows for j >= past, else the ring slot j % capacity.
-__device__ __forceinline__ const bf16* kv_row(const bf16* fresh, const bf16* cached, int j, int b, int newTokens,
+__device__ __forceinline__ const act* kv_row(const act* fresh, const act* cached, int j, int b, int newTokens,
                                               int past, int capacity, int stride, int offset) {
     if (j >= past) return fresh + ((i64)b * newTokens + (j - past)) * stride + offset;
     return cached + ((i64)b * capacity + j % capacity) * stride + offset;
@@ -27,8 +27,8 @@ __device__ __forceinline__ const bf16* kv_row(const bf16* fresh, const bf16* cac
 // accumulates their values eight rows at a time (eight loads in flight) with lanes over pairs of the head
 // dimension. Instantiated for head sizes up to 64 PAIRS and for up to GROUP query heads per block.
 template <int PAIRS, int GROUP>
-__device__ __forceinline__ void split_attention(const bf16* q, const bf16* kNew, const bf16* vNew, const bf16* kCache,
-                                                const bf16* vCache, float* partial, int capacity, int newTokens,
+__device__ __forceinline__ void split_attention(const act* q, const act* kNew, const act* vNew, const act* kCache,
+                                                const act* vCache, float* partial, int capacity, int newTokens,
                                                 int past, int heads, int kvHeads, int headDim, int window,
                                                 float scale, int splitSize, const int* pastDevice, int group) {
     int s = blockIdx.x, row = blockIdx.z, splits = gridDim.x;
@@ -67,7 +67,7 @@ __device__ __forceinline__ void split_attention(const bf16* q, const bf16* kNew,
 #pragma unroll
         for (int g = 0; g < GROUP; g++) score[g] = 0.0f;
         if (j < end) {
-            const bf16* kp = kv_row(kNew, kCache, j, b, newTokens, past, capacity, kvStride, kvOffset);
+            const act* kp = kv_row(kNew, kCache, j, b, newTokens, past, capacity, kvStride, kvOffset);
             if (vectorKeys) {
 #pragma unroll
                 for (int d0 = 0; d0 < 64 * PAIRS; d0 += 64) {  // 128-byte segments, eight loads in flight
@@ -81,10 +81,10 @@ __device__ __forceinline__ void split_attention(const bf16* q, const bf16* kNew,
                         int d = d0 + 8 * u;
                         if (d >= headDim) continue;
                         float kf[8];
-                        const __nv_bfloat162* k2 = (const __nv_bfloat162*)&raw[u];
+                        const act2* k2 = (const act2*)&raw[u];
 #pragma unroll
                         for (int e = 0; e < 4; e++) {
-                            float2 f = __bfloat1622float2(k2[e]);
+                            float2 f = act2_to_float2(k2[e]);
                             kf[2 * e] = f.x;
                             kf[2 * e + 1] = f.y;
                         }
@@ -124,14 +124,14 @@ __device__ __forceinline__ void split_attention(const bf16* q, const bf16* kNew,
             float2 v[8][PAIRS];
 #pragma unroll
             for (int u = 0; u < 8; u++) {
-                const bf16* vp = kv_row(vNew, vCache, j0 + jb + u, b, newTokens, past, capacity, kvStride, kvOffset);
+                const act* vp = kv_row(vNew, vCache, j0 + jb + u, b, newTokens, past, capacity, kvStride, kvOffset);
 #pragma unroll
                 for (int e = 0; e < PAIRS; e++) {
                     int d = 2 * (lane + 32 * e);
                     if (jb + u >= count || d >= headDim) {
                         v[u][e] = make_float2(0.0f, 0.0f);
                     } else if (pairedValues) {
-                        v[u][e] = __bfloat1622float2(*(const __nv_bfloat162*)(vp + d));
+                        v[u][e] = act2_to_float2(*(const act2*)(vp + d));
                     } else {
                         v[u][e] = make_float2(ld(vp, d), d + 1 < headDim ? ld(vp, d + 1) : 0.0f);
                     }
@@ -193,7 +193,7 @@ __device__ __forceinline__ void split_attention(const bf16* q, const bf16* kNew,
 
 #define SPLIT(PAIRS, GROUP)                                                                                         \
     extern "C" __global__ void attn_split_p##PAIRS##_g##GROUP(                                                      \
-        const bf16* q, const bf16* kNew, const bf16* vNew, const bf16* kCache, const bf16* vCache, float* partial,  \
+        const act* q, const act* kNew, const act* vNew, const act* kCache, const act* vCache, float* partial,  \
         int capacity, int newTokens, int past, int heads, int kvHeads, int headDim, int window, float scale,        \
         int splitSize, const int* pastDevice, int group) {                                                          \
         split_attention<PAIRS, GROUP>(q, kNew, vNew, kCache, vCache, partial, capacity, newTokens, past, heads,     \
@@ -215,7 +215,7 @@ __device__ __forceinline__ float block_max(float v) {
 
 // Grid (heads, batch * newTokens), 256 threads, dynamic shared memory of `splits` floats:
 // out = sum_s acc_s exp(m_s - M) / sum_s l_s exp(m_s - M), the splits shared among the threads.
-extern "C" __global__ void attn_combine(const float* partial, bf16* out, int heads, int headDim, int splits) {
+extern "C" __global__ void attn_combine(const float* partial, act* out, int heads, int headDim, int splits) {
     extern __shared__ float weights[];
     __shared__ float sums[256];
     int h = blockIdx.x, row = blockIdx.y, width = headDim + 2;
@@ -231,7 +231,7 @@ extern "C" __global__ void attn_combine(const float* partial, bf16* out, int hea
         lsum += base[(i64)s * width + 1] * w;
     }
     float L = block_sum(lsum);  // synchronises, so every weight is visible below
-    bf16* dst = out + (i64)row * heads * headDim + (i64)h * headDim;
+    act* dst = out + (i64)row * heads * headDim + (i64)h * headDim;
     if (headDim * 2 > (int)blockDim.x) {
         for (int d = threadIdx.x; d < headDim; d += blockDim.x) {
             float total = 0.0f;
@@ -257,7 +257,7 @@ extern "C" __global__ void attn_combine(const float* partial, bf16* out, int hea
 
 // Stores new keys and values t in first..<newTokens at ring slot (past + t) % capacity (past read from pastDevice
 // when that is not null).
-extern "C" __global__ void append_kv(const bf16* kNew, const bf16* vNew, bf16* kCache, bf16* vCache, int capacity,
+extern "C" __global__ void append_kv(const act* kNew, const act* vNew, act* kCache, act* vCache, int capacity,
                                      int newTokens, int past, int first, int width, i64 total,
                                      const int* pastDevice) {
     if (pastDevice) past = *pastDevice;
@@ -286,12 +286,12 @@ extern "C" __global__ void append_kv(const bf16* kNew, const bf16* vNew, bf16* k
 // start first and the short ones fill the tail.
 #include "common.cuh"
 
-__device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+__device__ __forceinline__ unsigned pack_act(float lo, float hi) {
+    act2 v = floats_to_act2(lo, hi);
     return *(unsigned*)&v;
 }
 
-__device__ __forceinline__ unsigned pair(const bf16* p) { return *(const unsigned*)p; }
+__device__ __forceinline__ unsigned pair(const act* p) { return *(const unsigned*)p; }
 
 __device__ __forceinline__ unsigned smem_address(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
 
@@ -300,14 +300,14 @@ __device__ __forceinline__ void copy16(void* dst, const void* src) {
 }
 
 // Four 8x8 b16 matrices: rows of matrix i at the addresses lanes 8i..8i+7 give.
-__device__ __forceinline__ void ldmatrix(unsigned* r, const bf16* row) {
+__device__ __forceinline__ void ldmatrix(unsigned* r, const act* row) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(smem_address(row)));
 }
 
 // The same, transposed.
-__device__ __forceinline__ void ldmatrix_trans(unsigned* r, const bf16* row) {
+__device__ __forceinline__ void ldmatrix_trans(unsigned* r, const act* row) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(smem_address(row)));
@@ -322,7 +322,7 @@ __device__ __forceinline__ float ex2(float x) {
 
 // c += a (16x16, row) * b (16x8, col).
 __device__ __forceinline__ void mma(float* c, const unsigned* a, unsigned b0, unsigned b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." ACT_PTX "." ACT_PTX ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
                  "{%0,%1,%2,%3};"
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
@@ -334,12 +334,12 @@ __device__ __forceinline__ void mma(float* c, const unsigned* a, unsigned b0, un
 #define RESCALE_SLACK 8.0f
 
 template <int D, int G>
-__device__ void prefill(const bf16* q, const bf16* kNew, const bf16* vNew, const bf16* kCache, const bf16* vCache,
-                        bf16* out, int capacity, int newTokens, int past, int heads, int kvHeads, int window,
+__device__ void prefill(const act* q, const act* kNew, const act* vNew, const act* kCache, const act* vCache,
+                        act* out, int capacity, int newTokens, int past, int heads, int kvHeads, int window,
                         float scale) {
     constexpr int ROWS = 16 * G, QT = 4 * ROWS, KT = 64, STRIDE = D + 8, STAGES = 3, TILE = KT * STRIDE;
     extern __shared__ __align__(16) unsigned char raw[];
-    bf16* tiles = (bf16*)raw;  // [STAGES][K, V][KT][STRIDE]
+    act* tiles = (act*)raw;  // [STAGES][K, V][KT][STRIDE]
     int h = blockIdx.x, tile = gridDim.y - 1 - blockIdx.y, b = blockIdx.z;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
     i64 qStride = (i64)heads * D, kvStride = (i64)kvHeads * D;
@@ -351,7 +351,7 @@ __device__ void prefill(const bf16* q, const bf16* kNew, const bf16* vNew, const
     int wFirst = first + warp * ROWS, wLast = min(wFirst + ROWS - 1, last);
 
     unsigned qf[G][D / 16][4];
-    const bf16* qb = q + (i64)b * newTokens * qStride + (i64)h * D;
+    const act* qb = q + (i64)b * newTokens * qStride + (i64)h * D;
 #pragma unroll
     for (int i = 0; i < G; i++) {
         int r0 = t0 + warp * ROWS + 16 * i + g, r1 = r0 + 8;
@@ -384,13 +384,13 @@ __device__ void prefill(const bf16* q, const bf16* kNew, const bf16* vNew, const
     // path with addresses precomputed.
     constexpr int STEP = 128 / (D / 8);
     int rx = threadIdx.x / (D / 8), cx = (threadIdx.x % (D / 8)) * 8;
-    const bf16* kRows = kNew + ((i64)b * newTokens + rx - past) * kvStride + kvOffset + cx;
-    const bf16* vRows = vNew + ((i64)b * newTokens + rx - past) * kvStride + kvOffset + cx;
+    const act* kRows = kNew + ((i64)b * newTokens + rx - past) * kvStride + kvOffset + cx;
+    const act* vRows = vNew + ((i64)b * newTokens + rx - past) * kvStride + kvOffset + cx;
     auto load = [&](int t) {
         if (t < count) {
             int j0 = lo + t * KT;
-            bf16* ks = tiles + (t % STAGES) * 2 * TILE + rx * STRIDE + cx;
-            bf16* vs = ks + TILE;
+            act* ks = tiles + (t % STAGES) * 2 * TILE + rx * STRIDE + cx;
+            act* vs = ks + TILE;
             if (j0 >= past && j0 + KT - 1 <= last) {
                 i64 offset = (i64)j0 * kvStride;
 #pragma unroll
@@ -431,8 +431,8 @@ __device__ void prefill(const bf16* q, const bf16* kNew, const bf16* vNew, const
         int j0 = lo + t * KT;
         // Skips tiles that lie wholly after this warp's rows or before their windows.
         if (j0 > wLast || (window > 0 && j0 + KT - 1 <= wFirst - window)) continue;
-        const bf16* ks = tiles + (t % STAGES) * 2 * TILE;
-        const bf16* vs = ks + TILE;
+        const act* ks = tiles + (t % STAGES) * 2 * TILE;
+        const act* vs = ks + TILE;
 
         float s[G][KT / 8][4];
 #pragma unroll
@@ -520,10 +520,10 @@ __device__ void prefill(const bf16* q, const bf16* kNew, const bf16* vNew, const
             unsigned a[G][4];
 #pragma unroll
             for (int i = 0; i < G; i++) {
-                a[i][0] = pack_bf16(s[i][2 * kk][0], s[i][2 * kk][1]);
-                a[i][1] = pack_bf16(s[i][2 * kk][2], s[i][2 * kk][3]);
-                a[i][2] = pack_bf16(s[i][2 * kk + 1][0], s[i][2 * kk + 1][1]);
-                a[i][3] = pack_bf16(s[i][2 * kk + 1][2], s[i][2 * kk + 1][3]);
+                a[i][0] = pack_act(s[i][2 * kk][0], s[i][2 * kk][1]);
+                a[i][1] = pack_act(s[i][2 * kk][2], s[i][2 * kk][3]);
+                a[i][2] = pack_act(s[i][2 * kk + 1][0], s[i][2 * kk + 1][1]);
+                a[i][3] = pack_act(s[i][2 * kk + 1][2], s[i][2 * kk + 1][3]);
             }
 #pragma unroll
             for (int n = 0; n < D / 8; n += 2) {
@@ -537,7 +537,7 @@ __device__ void prefill(const bf16* q, const bf16* kNew, const bf16* vNew, const
             }
         }
     }
-    bf16* ob = out + (i64)b * newTokens * qStride + (i64)h * D;
+    act* ob = out + (i64)b * newTokens * qStride + (i64)h * D;
 #pragma unroll
     for (int i = 0; i < G; i++) {
         int r0 = t0 + warp * ROWS + 16 * i + g, r1 = r0 + 8;
@@ -553,9 +553,9 @@ __device__ void prefill(const bf16* q, const bf16* kNew, const bf16* vNew, const
         for (int n = 0; n < D / 8; n++) {
             int col = n * 8 + tq * 2;
             if (r0 < newTokens)
-                *(__nv_bfloat162*)(ob + r0 * qStride + col) = __floats2bfloat162_rn(o[i][n][0] * inv[0], o[i][n][1] * inv[0]);
+                *(act2*)(ob + r0 * qStride + col) = floats_to_act2(o[i][n][0] * inv[0], o[i][n][1] * inv[0]);
             if (r1 < newTokens)
-                *(__nv_bfloat162*)(ob + r1 * qStride + col) = __floats2bfloat162_rn(o[i][n][2] * inv[1], o[i][n][3] * inv[1]);
+                *(act2*)(ob + r1 * qStride + col) = floats_to_act2(o[i][n][2] * inv[1], o[i][n][3] * inv[1]);
         }
     }
 }
@@ -564,7 +564,7 @@ __device__ void prefill(const bf16* q, const bf16* kNew, const bf16* vNew, const
 // registers). The host's query tile (CUDABackend+Attention.swift) is 64 x G.
 #define PREFILL(D, G)                                                                                               \
     extern "C" __global__ void __launch_bounds__(128) attn_prefill_d##D(                                          \
-        const bf16* q, const bf16* kNew, const bf16* vNew, const bf16* kCache, const bf16* vCache, bf16* out,       \
+        const act* q, const act* kNew, const act* vNew, const act* kCache, const act* vCache, act* out,       \
         int capacity, int newTokens, int past, int heads, int kvHeads, int window, float scale) {                   \
         prefill<D, G>(q, kNew, vNew, kCache, vCache, out, capacity, newTokens, past, heads, kvHeads, window, scale); \
     }
@@ -576,51 +576,69 @@ PREFILL(128, 1)
 """###,
         "common": ###"""
 // Shared helpers of every kernel module: element access, reductions, pointwise functions.
-// Activations and caches are bf16; parameters, biases and SSM states are fp32; accumulation is fp32.
+// Activations and caches have the type `act`: bf16, or fp16 when the module is compiled with SCOPE_FP16 (the host
+// compiles each module once per activation type); parameters, biases and SSM states are fp32; accumulation is fp32.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-typedef __nv_bfloat16 bf16;
 typedef long long i64;
+
+#ifdef SCOPE_FP16
+typedef __half act;
+typedef __half2 act2;
+#define ACT_PTX "f16"  // the operand type of mma.sync
+__device__ __forceinline__ float act_to_float(act v) { return __half2float(v); }
+__device__ __forceinline__ act float_to_act(float v) { return __float2half(v); }
+__device__ __forceinline__ float2 act2_to_float2(act2 v) { return __half22float2(v); }
+__device__ __forceinline__ act2 floats_to_act2(float a, float b) { return __floats2half2_rn(a, b); }
+#else
+typedef __nv_bfloat16 act;
+typedef __nv_bfloat162 act2;
+#define ACT_PTX "bf16"
+__device__ __forceinline__ float act_to_float(act v) { return __bfloat162float(v); }
+__device__ __forceinline__ act float_to_act(float v) { return __float2bfloat16(v); }
+__device__ __forceinline__ float2 act2_to_float2(act2 v) { return __bfloat1622float2(v); }
+__device__ __forceinline__ act2 floats_to_act2(float a, float b) { return __floats2bfloat162_rn(a, b); }
+#endif
 
 #define NEG_INF (__int_as_float(0xff800000))
 
 // Element type codes shared with the host (ElementType: fp32 0, bf16 1, fp16 2).
 __device__ __forceinline__ float load_any(const void* p, int type, i64 i) {
-    if (type == 1) return __bfloat162float(((const bf16*)p)[i]);
+    if (type == 1) return __bfloat162float(((const __nv_bfloat16*)p)[i]);
     if (type == 2) return __half2float(((const __half*)p)[i]);
     return ((const float*)p)[i];
 }
 
 __device__ __forceinline__ void store_any(void* p, int type, i64 i, float v) {
-    if (type == 1) ((bf16*)p)[i] = __float2bfloat16(v);
+    if (type == 1) ((__nv_bfloat16*)p)[i] = __float2bfloat16(v);
     else if (type == 2) ((__half*)p)[i] = __float2half(v);
     else ((float*)p)[i] = v;
 }
 
-__device__ __forceinline__ float ld(const bf16* p, i64 i) { return __bfloat162float(p[i]); }
-__device__ __forceinline__ void st(bf16* p, i64 i, float v) { p[i] = __float2bfloat16(v); }
+__device__ __forceinline__ float ld(const act* p, i64 i) { return act_to_float(p[i]); }
+__device__ __forceinline__ void st(act* p, i64 i, float v) { p[i] = float_to_act(v); }
 
 __device__ __forceinline__ bool aligned16(const void* p) { return ((unsigned long long)p & 15) == 0; }
 
-// Eight consecutive bf16 as floats (16-byte aligned).
-__device__ __forceinline__ void ld8(const bf16* p, float* v) {
+// Eight consecutive activations as floats (16-byte aligned).
+__device__ __forceinline__ void ld8(const act* p, float* v) {
     uint4 raw = *(const uint4*)p;
-    const __nv_bfloat162* h = (const __nv_bfloat162*)&raw;
+    const act2* h = (const act2*)&raw;
 #pragma unroll
     for (int e = 0; e < 4; e++) {
-        float2 f = __bfloat1622float2(h[e]);
+        float2 f = act2_to_float2(h[e]);
         v[2 * e] = f.x;
         v[2 * e + 1] = f.y;
     }
 }
 
-__device__ __forceinline__ void st8(bf16* p, const float* v) {
+__device__ __forceinline__ void st8(act* p, const float* v) {
     uint4 raw;
-    __nv_bfloat162* h = (__nv_bfloat162*)&raw;
+    act2* h = (act2*)&raw;
 #pragma unroll
-    for (int e = 0; e < 4; e++) h[e] = __floats2bfloat162_rn(v[2 * e], v[2 * e + 1]);
+    for (int e = 0; e < 4; e++) h[e] = floats_to_act2(v[2 * e], v[2 * e + 1]);
     *(uint4*)p = raw;
 }
 
@@ -671,8 +689,8 @@ __device__ __forceinline__ float activate(int kind, float x) {
 
 #define KMAX 8
 
-extern "C" __global__ void conv1d_forward(const bf16* x, const float* weight, const float* bias, const bf16* state,
-                                          bf16* out, int tokens, int channels, int kernel, int silu_out, int chunk) {
+extern "C" __global__ void conv1d_forward(const act* x, const float* weight, const float* bias, const act* state,
+                                          act* out, int tokens, int channels, int kernel, int silu_out, int chunk) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= channels) return;
     int b = blockIdx.z, t0 = blockIdx.y * chunk, t1 = min(tokens, t0 + chunk), history = kernel - 1;
@@ -703,12 +721,12 @@ extern "C" __global__ void conv1d_forward(const bf16* x, const float* weight, co
 }
 
 // state <- the last kernel - 1 inputs of (old state, x). One thread per (channel, sequence).
-extern "C" __global__ void conv1d_roll(const bf16* x, bf16* state, int tokens, int channels, int kernel) {
+extern "C" __global__ void conv1d_roll(const act* x, act* state, int tokens, int channels, int kernel) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= channels) return;
     int b = blockIdx.y, history = kernel - 1;
-    bf16* s = state + (i64)b * history * channels + c;
-    const bf16* xb = x + (i64)b * tokens * channels + c;
+    act* s = state + (i64)b * history * channels + c;
+    const act* xb = x + (i64)b * tokens * channels + c;
     if (tokens >= history) {
         for (int i = 0; i < history; i++) s[(i64)i * channels] = xb[(i64)(tokens - history + i) * channels];
     } else {
@@ -720,12 +738,12 @@ extern "C" __global__ void conv1d_roll(const bf16* x, bf16* state, int tokens, i
 
 // One decode step (a single new token per sequence): the output and the rolled state in one launch, since each
 // thread owns its channel's whole history. One thread per (channel, sequence).
-extern "C" __global__ void conv1d_step(const bf16* x, const float* weight, const float* bias, bf16* state, bf16* out,
+extern "C" __global__ void conv1d_step(const act* x, const float* weight, const float* bias, act* state, act* out,
                                        int channels, int kernel, int silu_out) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= channels) return;
     int b = blockIdx.y, history = kernel - 1;
-    bf16* s = state + (i64)b * history * channels + c;
+    act* s = state + (i64)b * history * channels + c;
     float newest = ld(x, (i64)b * channels + c);
     float acc = (bias ? bias[c] : 0.0f) + weight[(i64)c * kernel + history] * newest;
     float old[KMAX];
@@ -749,7 +767,7 @@ extern "C" __global__ void conv1d_step(const bf16* x, const float* weight, const
 #define GRID_STRIDE(i, n) for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
 
 // out[r, c] = table[ids[r], c] (table of any element type).
-extern "C" __global__ void embedding(const void* table, int type, const int* ids, bf16* out, int width, i64 rows) {
+extern "C" __global__ void embedding(const void* table, int type, const int* ids, act* out, int width, i64 rows) {
     GRID_STRIDE(i, rows * width) {
         i64 r = i / width, c = i % width;
         st(out, i, load_any(table, type, (i64)ids[r] * width + c));
@@ -767,7 +785,7 @@ __device__ __forceinline__ void elementwise(i64 n, bool aligned, Vector vector, 
     }
 }
 
-extern "C" __global__ void add(const bf16* a, const bf16* b, bf16* out, i64 n) {
+extern "C" __global__ void add(const act* a, const act* b, act* out, i64 n) {
     elementwise(n, aligned16(a) && aligned16(b) && aligned16(out), [&](i64 i) {
         float x[8], y[8];
         ld8(a + i, x);
@@ -777,7 +795,7 @@ extern "C" __global__ void add(const bf16* a, const bf16* b, bf16* out, i64 n) {
     }, [&](i64 i) { st(out, i, ld(a, i) + ld(b, i)); });
 }
 
-extern "C" __global__ void scale(const bf16* x, float factor, bf16* out, i64 n) {
+extern "C" __global__ void scale(const act* x, float factor, act* out, i64 n) {
     elementwise(n, aligned16(x) && aligned16(out), [&](i64 i) {
         float v[8];
         ld8(x + i, v);
@@ -786,7 +804,7 @@ extern "C" __global__ void scale(const bf16* x, float factor, bf16* out, i64 n) 
     }, [&](i64 i) { st(out, i, ld(x, i) * factor); });
 }
 
-extern "C" __global__ void activation(int kind, const bf16* x, bf16* out, i64 n) {
+extern "C" __global__ void activation(int kind, const act* x, act* out, i64 n) {
     elementwise(n, aligned16(x) && aligned16(out), [&](i64 i) {
         float v[8];
         ld8(x + i, v);
@@ -796,7 +814,7 @@ extern "C" __global__ void activation(int kind, const bf16* x, bf16* out, i64 n)
 }
 
 // out = act(gate) * up.
-extern "C" __global__ void gated_activation(int kind, const bf16* gate, const bf16* up, bf16* out, i64 n) {
+extern "C" __global__ void gated_activation(int kind, const act* gate, const act* up, act* out, i64 n) {
     elementwise(n, aligned16(gate) && aligned16(up) && aligned16(out), [&](i64 i) {
         float g[8], u[8];
         ld8(gate + i, g);
@@ -807,7 +825,7 @@ extern "C" __global__ void gated_activation(int kind, const bf16* gate, const bf
 }
 
 // dst[r, dstOffset + c] = src[r, srcOffset + c] for c < count (split and concatenation of column blocks).
-extern "C" __global__ void copy_columns(const bf16* src, int srcWidth, int srcOffset, bf16* dst, int dstWidth,
+extern "C" __global__ void copy_columns(const act* src, int srcWidth, int srcOffset, act* dst, int dstWidth,
                                         int dstOffset, int count, i64 rows) {
     GRID_STRIDE(i, rows * count) {
         i64 r = i / count, c = i % count;
@@ -816,7 +834,7 @@ extern "C" __global__ void copy_columns(const bf16* src, int srcWidth, int srcOf
 }
 
 // out[i, c] = src[rows[i], c].
-extern "C" __global__ void gather_rows(const bf16* src, const int* rows, bf16* out, int width, i64 n) {
+extern "C" __global__ void gather_rows(const act* src, const int* rows, act* out, int width, i64 n) {
     GRID_STRIDE(i, n * width) {
         i64 r = i / width, c = i % width;
         out[i] = src[(i64)rows[r] * width + c];
@@ -824,7 +842,7 @@ extern "C" __global__ void gather_rows(const bf16* src, const int* rows, bf16* o
 }
 
 // out[rows[i], c] += weights[i] * src[i, c] (rows distinct).
-extern "C" __global__ void scatter_add_rows(const bf16* src, const int* rows, const float* weights, bf16* out,
+extern "C" __global__ void scatter_add_rows(const act* src, const int* rows, const float* weights, act* out,
                                             int width, i64 n) {
     GRID_STRIDE(i, n * width) {
         i64 r = i / width, c = i % width;
@@ -839,7 +857,7 @@ extern "C" __global__ void convert(const void* src, int srcType, void* dst, int 
 }
 
 // out[r, c] = src[r, c] + bias[c] (bias may be null; src of any type, may alias out).
-extern "C" __global__ void bias_store(const void* src, int srcType, const float* bias, bf16* out, int cols,
+extern "C" __global__ void bias_store(const void* src, int srcType, const float* bias, act* out, int cols,
                                       i64 rows, int accumulate) {
     GRID_STRIDE(i, rows * cols) {
         float v = load_any(src, srcType, i);
@@ -855,7 +873,7 @@ extern "C" __global__ void bias_store(const void* src, int srcType, const float*
 // of 8 and 16-byte aligned rows; rows <= 8 (kernels _r1 for one row, _r8 for up to eight). accumulate: out += instead
 // of out =. 256 threads; at most one block per 8 columns, about two per multiprocessor.
 //
-// x' is x (gemv_bf16_*) or x normalised on the fly (gemv_bf16_norm_*), so that a decode step needs no separate norm
+// x' is x (gemv_*) or x normalised on the fly (gemv_norm_*), so that a decode step needs no separate norm
 // launch: every block recomputes the rows' norms (a few KB from L2) and keeps x' in fp32 shared memory, after
 // issuing its first weight loads so that the norm's latency hides behind theirs.
 #include "common.cuh"
@@ -866,14 +884,14 @@ extern "C" __global__ void bias_store(const void* src, int srcType, const float*
 
 // Eight consecutive inputs of row r starting at column c, as fp32: from bf16 global memory or fp32 shared memory.
 struct GlobalRows {
-    const bf16* x;
+    const act* x;
     int k;
     __device__ __forceinline__ void load(int r, int c, float* v) const {
         uint4 raw = *(const uint4*)(x + (i64)r * k + c);
-        const __nv_bfloat162* p = (const __nv_bfloat162*)&raw;
+        const act2* p = (const act2*)&raw;
 #pragma unroll
         for (int e = 0; e < 4; e++) {
-            float2 f = __bfloat1622float2(p[e]);
+            float2 f = act2_to_float2(p[e]);
             v[2 * e] = f.x;
             v[2 * e + 1] = f.y;
         }
@@ -896,7 +914,7 @@ struct NoPrologue {
 };
 
 // UNROLL weight loads of this lane starting at column c0 (zeros past k).
-__device__ __forceinline__ void load_weights(const bf16* wr, int c0, int k, bool active, uint4* wv) {
+__device__ __forceinline__ void load_weights(const act* wr, int c0, int k, bool active, uint4* wv) {
 #pragma unroll
     for (int u = 0; u < UNROLL; u++) {
         int c = c0 + u * STRIDE;
@@ -910,7 +928,7 @@ __device__ __forceinline__ void load_weights(const bf16* wr, int c0, int k, bool
 // used, so about 4 KB per warp are always in flight. `prologue` runs on every thread of the block after the first
 // loads are issued (it may synchronise the block); `xs` is read only after it.
 template <int ROWS, typename Rows, typename Prologue>
-__device__ __forceinline__ void gemv_columns(Rows xs, Prologue prologue, const bf16* w, const float* bias, bf16* out,
+__device__ __forceinline__ void gemv_columns(Rows xs, Prologue prologue, const act* w, const float* bias, act* out,
                                              int rows, int n, int k, int accumulate) {
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
     int first = blockIdx.x * warps + warp, everyWarp = gridDim.x * warps;
@@ -936,10 +954,10 @@ __device__ __forceinline__ void gemv_columns(Rows xs, Prologue prologue, const b
         for (int u = 0; u < UNROLL; u++) {
             int c = c0 + u * STRIDE;
             if (c >= k) break;
-            const __nv_bfloat162* wp = (const __nv_bfloat162*)&wv[u];
+            const act2* wp = (const act2*)&wv[u];
             float2 wf[4];
 #pragma unroll
-            for (int e = 0; e < 4; e++) wf[e] = __bfloat1622float2(wp[e]);
+            for (int e = 0; e < 4; e++) wf[e] = act2_to_float2(wp[e]);
 #pragma unroll
             for (int r = 0; r < ROWS; r++) {
                 if (r < rows) {
@@ -970,7 +988,7 @@ __device__ __forceinline__ void gemv_columns(Rows xs, Prologue prologue, const b
 }
 
 #define GEMV(ROWS)                                                                                               \
-    extern "C" __global__ void gemv_bf16_r##ROWS(const bf16* x, const bf16* w, const float* bias, bf16* out,     \
+    extern "C" __global__ void gemv_r##ROWS(const act* x, const act* w, const float* bias, act* out,     \
                                                  int rows, int n, int k, int accumulate) {                       \
         gemv_columns<ROWS>(GlobalRows{x, k}, NoPrologue{}, w, bias, out, rows, n, k, accumulate);                 \
     }
@@ -984,8 +1002,8 @@ GEMV(8)
 // k <= 8 * CHUNKS * blockDim (kernels _c1, _c2, _c4: fewer chunks, fewer registers).
 template <int CHUNKS>
 struct NormPrologue {
-    const bf16* x;
-    const bf16* gate;
+    const act* x;
+    const act* gate;
     const float* normWeight;
     float eps;
     int mode, groups, normBeforeGate, rows, k;
@@ -996,8 +1014,8 @@ struct NormPrologue {
         int size = k / groups, step = 8 * blockDim.x;
         bool gated = mode == 2, gateFirst = gated && !normBeforeGate;
         for (int r = 0; r < rows; r++) {
-            const bf16* xr = x + (i64)r * k;
-            const bf16* gr = gated ? gate + (i64)r * k : nullptr;
+            const act* xr = x + (i64)r * k;
+            const act* gr = gated ? gate + (i64)r * k : nullptr;
             float v[CHUNKS][8], g[CHUNKS][8], ss[MAX_GROUPS];
 #pragma unroll
             for (int q = 0; q < MAX_GROUPS; q++) ss[q] = 0.0f;
@@ -1045,9 +1063,9 @@ struct NormPrologue {
 
 // Dynamic shared memory: rows * k floats. groups <= 8, (k / groups) % 8 == 0, k <= 8 * CHUNKS * blockDim.
 #define GEMV_NORM(ROWS, CHUNKS)                                                                                  \
-    extern "C" __global__ void gemv_bf16_norm_r##ROWS##_c##CHUNKS(                                               \
-        const bf16* x, const bf16* w, const float* bias, bf16* out, int rows, int n, int k, int accumulate,     \
-        int mode, const float* normWeight, float eps, const bf16* gate, int groups, int normBeforeGate) {        \
+    extern "C" __global__ void gemv_norm_r##ROWS##_c##CHUNKS(                                               \
+        const act* x, const act* w, const float* bias, act* out, int rows, int n, int k, int accumulate,     \
+        int mode, const float* normWeight, float eps, const act* gate, int groups, int normBeforeGate) {        \
         extern __shared__ float staged[];                                                                        \
         NormPrologue<CHUNKS> prologue{x, gate, normWeight, eps, mode, groups, normBeforeGate, rows, k, staged};  \
         gemv_columns<ROWS>(SharedRows{staged, k}, prologue, w, bias, out, rows, n, k, accumulate);                \
@@ -1061,9 +1079,9 @@ GEMV_NORM(8, 1) GEMV_NORM(8, 2) GEMV_NORM(8, 4)
 
 // out = x / sqrt(mean(x^2) + eps) * weight (weight may be null); out may alias x. Eight elements per thread with
 // 16-byte loads where the row allows.
-extern "C" __global__ void rmsnorm(const bf16* x, const float* weight, float eps, bf16* out, int cols) {
-    const bf16* row = x + (i64)blockIdx.x * cols;
-    bf16* dst = out + (i64)blockIdx.x * cols;
+extern "C" __global__ void rmsnorm(const act* x, const float* weight, float eps, act* out, int cols) {
+    const act* row = x + (i64)blockIdx.x * cols;
+    act* dst = out + (i64)blockIdx.x * cols;
     bool vector = cols % 8 == 0 && aligned16(row) && aligned16(dst);
     float ss = 0.0f;
     if (vector) {
@@ -1093,8 +1111,8 @@ extern "C" __global__ void rmsnorm(const bf16* x, const float* weight, float eps
 
 // Per row and group of cols/groups features: normBeforeGate 0: rmsnorm(x * silu(z)) * w;
 // 1: rmsnorm(x) * w * silu(z). Grid (rows, groups); out may alias x. Eight elements per thread where aligned.
-extern "C" __global__ void gated_rmsnorm(const bf16* x, const bf16* z, const float* weight, float eps,
-                                         int normBeforeGate, bf16* out, int cols, int groups) {
+extern "C" __global__ void gated_rmsnorm(const act* x, const act* z, const float* weight, float eps,
+                                         int normBeforeGate, act* out, int cols, int groups) {
     int size = cols / groups;
     i64 base = (i64)blockIdx.x * cols + (i64)blockIdx.y * size;
     const float* w = weight + blockIdx.y * size;
@@ -1140,7 +1158,7 @@ extern "C" __global__ void gated_rmsnorm(const bf16* x, const bf16* z, const flo
 
 // Rotary embedding, HF rotate_half, in place on [tokens, heads * headDim]: one thread per (token, head, pair).
 // Positions come from `positions` or, when it is null, are base + t % period.
-extern "C" __global__ void rope(bf16* x, int heads, int headDim, int rotaryDim, const int* positions, int base,
+extern "C" __global__ void rope(act* x, int heads, int headDim, int rotaryDim, const int* positions, int base,
                                 int period, const float* invFreq, float scale, i64 tokens) {
     int half = rotaryDim / 2;
     i64 total = tokens * heads * half;
@@ -1152,7 +1170,7 @@ extern "C" __global__ void rope(bf16* x, int heads, int headDim, int rotaryDim, 
         float position = positions ? (float)positions[t] : (float)(base + t % period);
         float angle = position * invFreq[k];
         float c = cosf(angle) * scale, s = sinf(angle) * scale;
-        bf16* p = x + t * heads * headDim + (i64)h * headDim;
+        act* p = x + t * heads * headDim + (i64)h * headDim;
         float a = ld(p, k), b = ld(p, k + half);
         st(p, k, a * c - b * s);
         st(p, k + half, b * c + a * s);
@@ -1221,17 +1239,17 @@ template <int ITEMS> __device__ __forceinline__ void load_items(const float* p, 
 }
 
 __device__ __forceinline__ void unpack8(uint4 raw, float (&v)[8]) {
-    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
+    const act2* h = reinterpret_cast<const act2*>(&raw);
 #pragma unroll
     for (int j = 0; j < 4; j++) {
-        float2 f = __bfloat1622float2(h[j]);
+        float2 f = act2_to_float2(h[j]);
         v[2 * j] = f.x, v[2 * j + 1] = f.y;
     }
 }
 
 // B and C of states [g NG, g NG + NG) for the tile's `len` tokens (zero beyond) into sB, sC [NG][row].
 template <int ITEMS>
-__device__ void stage_states(const bf16* B, const bf16* C, float* sB, float* sC, i64 r0, int len, int dState, int g,
+__device__ void stage_states(const act* B, const act* C, float* sB, float* sC, i64 r0, int len, int dState, int g,
                              int flags) {
     using T = Tile<ITEMS>;
     if (flags & VECTOR_STATES) {
@@ -1267,8 +1285,8 @@ __device__ void stage_states(const bf16* B, const bf16* C, float* sB, float* sC,
 // halves' maps are composed for the scan, and the second half starts from the first half's map applied to the
 // entering state.
 template <int ITEMS>
-__device__ void scan(const bf16* u, const bf16* delta, const float* A, const bf16* B, const bf16* C, const float* D,
-                     const bf16* z, float* state, bf16* out, int tokens, int dInner, int dState, int flags) {
+__device__ void scan(const act* u, const act* delta, const float* A, const act* B, const act* C, const float* D,
+                     const act* z, float* state, act* out, int tokens, int dInner, int dState, int flags) {
     using T = Tile<ITEMS>;
     extern __shared__ float4 smem4[];
     float* sStep = reinterpret_cast<float*>(smem4);
@@ -1334,7 +1352,7 @@ __device__ void scan(const bf16* u, const bf16* delta, const float* A, const bf1
         for (int i = threadIdx.x; i < 5 * T::tokens && t0 + T::tokens < tokens; i += THREADS) {
             int t = i % T::tokens, which = i / T::tokens;
             i64 r = min(r0 + T::tokens + t, (i64)b * tokens + tokens - 1);
-            const bf16* row = which == 0 ? delta : which == 1 ? u : which == 2 ? z : which == 3 ? B : C;
+            const act* row = which == 0 ? delta : which == 1 ? u : which == 2 ? z : which == 3 ? B : C;
             if (row) prefetch_l2(row + (which < 3 ? r * dInner + c0 : r * dState));
         }
 
@@ -1414,10 +1432,10 @@ __device__ void scan(const bf16* u, const bf16* delta, const float* A, const bf1
                 int t = i % T::tokens, k0 = i / T::tokens * 8, c = c0 + k0;
                 if (t >= len || c >= dInner) continue;
                 uint4 raw;
-                __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&raw);
+                act2* h = reinterpret_cast<act2*>(&raw);
 #pragma unroll
                 for (int j = 0; j < 4; j++) {
-                    h[j] = __floats2bfloat162_rn(sU[(k0 + 2 * j) * T::row + T::slot(t)],
+                    h[j] = floats_to_act2(sU[(k0 + 2 * j) * T::row + T::slot(t)],
                                                  sU[(k0 + 2 * j + 1) * T::row + T::slot(t)]);
                 }
                 *reinterpret_cast<uint4*>(out + (r0 + t) * dInner + c) = raw;
@@ -1440,8 +1458,8 @@ __device__ void scan(const bf16* u, const bf16* delta, const float* A, const bf1
 // One kernel per segment length: 16 tokens per lane for prompts, 4 and 1 for short inputs and decode steps.
 #define SCAN(ITEMS)                                                                                                 \
     extern "C" __global__ void __launch_bounds__(THREADS, 2) selective_scan_i##ITEMS(                             \
-        const bf16* u, const bf16* delta, const float* A, const bf16* B, const bf16* C, const float* D,              \
-        const bf16* z, float* state, bf16* out, int tokens, int dInner, int dState, int flags) {                    \
+        const act* u, const act* delta, const float* A, const act* B, const act* C, const float* D,              \
+        const act* z, float* state, act* out, int tokens, int dInner, int dState, int flags) {                    \
         scan<ITEMS>(u, delta, A, B, C, D, z, state, out, tokens, dInner, dState, flags);                            \
     }
 
@@ -1480,8 +1498,8 @@ __device__ __forceinline__ int round64(int n) { return (n + 63) / 64 * 64; }
 __device__ __forceinline__ unsigned smem_address(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
 
 // 16 bytes from base + offset (bf16 elements) into shared memory, asynchronously; zeros when !ok.
-__device__ __forceinline__ void copy16(bf16* dst, const bf16* base, i64 offset, bool ok) {
-    const bf16* src = ok ? base + offset : base;
+__device__ __forceinline__ void copy16(act* dst, const act* base, i64 offset, bool ok) {
+    const act* src = ok ? base + offset : base;
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_address(dst)), "l"(src),
                  "r"(ok ? 16 : 0));
 }
@@ -1492,14 +1510,14 @@ __device__ __forceinline__ void copies_wait() {
 
 // Four 8x8 bf16 matrices; lanes 8i..8i+7 give the row addresses of matrix i. Thread T receives row T / 4,
 // columns 2 (T % 4) and 2 (T % 4) + 1 of each.
-__device__ __forceinline__ void ldm(unsigned* r, const bf16* row) {
+__device__ __forceinline__ void ldm(unsigned* r, const act* row) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(smem_address(row)));
 }
 
 // As ldm, transposed: thread T receives rows 2 (T % 4) and 2 (T % 4) + 1 of column T / 4.
-__device__ __forceinline__ void ldm_t(unsigned* r, const bf16* row) {
+__device__ __forceinline__ void ldm_t(unsigned* r, const act* row) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(smem_address(row)));
@@ -1507,18 +1525,18 @@ __device__ __forceinline__ void ldm_t(unsigned* r, const bf16* row) {
 
 // c += a (16x16, row major) * b (16x8, column major), fp32 accumulators.
 __device__ __forceinline__ void mma(float* c, const unsigned* a, unsigned b0, unsigned b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." ACT_PTX "." ACT_PTX ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
                  "{%0,%1,%2,%3};"
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 __device__ __forceinline__ unsigned pack(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    act2 v = floats_to_act2(lo, hi);
     return *(unsigned*)&v;
 }
 
-__device__ __forceinline__ float2 unpack(unsigned u) { return __bfloat1622float2(*(__nv_bfloat162*)&u); }
+__device__ __forceinline__ float2 unpack(unsigned u) { return act2_to_float2(*(act2*)&u); }
 
 // The bf16 pair u scaled by w, as bf16 high parts and the bf16 remainders: hi + lo = u * w to ~2^-16.
 __device__ __forceinline__ void split(unsigned u, float w, unsigned& hi, unsigned& lo) {
@@ -1531,7 +1549,7 @@ __device__ __forceinline__ void split(unsigned u, float w, unsigned& hi, unsigne
 
 // step[t] = clamp(softplus(dt + bias), dtMin, dtMax) for the chunk's len tokens (0 past them) and the inclusive sum
 // cum[t] = sum over s <= t of step[s] * A. One thread per token: blockDim.x must be SQ.
-__device__ void chunk_steps(const bf16* dt, const float* dtBias, const float* A, i64 row0, int heads, int h, int len,
+__device__ void chunk_steps(const act* dt, const float* dtBias, const float* A, i64 row0, int heads, int h, int len,
                             float dtMin, float dtMax, float* step, float* cum) {
     __shared__ float warpTotals[SQ / 32];
     int t = threadIdx.x, lane = t & 31, warp = t >> 5;
@@ -1551,12 +1569,12 @@ __device__ void chunk_steps(const bf16* dt, const float* dtBias, const float* A,
 }
 
 // 128 threads: warp w computes rows 16w..16w+15 of the 64 x 64 tile (ti, si), si <= ti, over all of N.
-extern "C" __global__ void __launch_bounds__(128) ssd_chunk_cb(const bf16* B, const bf16* C, float* cb, int tokens,
+extern "C" __global__ void __launch_bounds__(128) ssd_chunk_cb(const act* B, const act* C, float* cb, int tokens,
                                                                 int t0, int span, int groups, int N) {
     extern __shared__ __align__(16) unsigned char raw[];
     int pitch = round64(N) + 8, vecs = round64(N) / 8;
-    bf16* cs = (bf16*)raw;       // [64][pitch]: C rows of tile ti
-    bf16* bs = cs + 64 * pitch;  // [64][pitch]: B rows of tile si
+    act* cs = (act*)raw;       // [64][pitch]: C rows of tile ti
+    act* bs = cs + 64 * pitch;  // [64][pitch]: B rows of tile si
     int c = blockIdx.x / CB_PAIRS, pair = blockIdx.x % CB_PAIRS, g = blockIdx.y, b = blockIdx.z;
     int chunks = gridDim.x / CB_PAIRS, len = min(SQ, span - c * SQ);
     int ti = 0;
@@ -1595,8 +1613,8 @@ extern "C" __global__ void __launch_bounds__(128) ssd_chunk_cb(const bf16* B, co
 
 // One 64 x 128 tile (p tile, n tile) of a chunk's state; warp w computes p 32 (w / 4).., n 32 (w % 4)... The chunk
 // is taken in two halves of 128 tokens: x w is split into bf16 high and low parts once per element while staged.
-extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_state(const bf16* x, const bf16* dt, const float* dtBias,
-                                                                 const float* A, const bf16* B, float* states,
+extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_state(const act* x, const act* dt, const float* dtBias,
+                                                                 const float* A, const act* B, float* states,
                                                                  float* decay, int tokens, int t0, int span,
                                                                  int heads, int P, int groups, int N, float dtMin,
                                                                  float dtMax) {
@@ -1604,9 +1622,9 @@ extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_state(const bf16* 
     float* step = (float*)raw;
     float* cum = step + SQ;
     float* w = cum + SQ;                 // dt * exp(cum[end] - cum[s])
-    bf16* hi = (bf16*)(w + SQ);          // [HALF][XP]: bf16(x w) of the p tile
-    bf16* lo = hi + HALF * XP;           // [HALF][XP]: bf16(x w - hi)
-    bf16* bs = lo + HALF * XP;           // [HALF][NP]: B of the n tile
+    act* hi = (act*)(w + SQ);          // [HALF][XP]: bf16(x w) of the p tile
+    act* lo = hi + HALF * XP;           // [HALF][XP]: bf16(x w - hi)
+    act* bs = lo + HALF * XP;           // [HALF][NP]: B of the n tile
     int nTiles = (N + 127) / 128, tiles = round64(P) / 64 * nTiles;
     int c = blockIdx.x / tiles, pt = blockIdx.x % tiles / nTiles, nt = blockIdx.x % nTiles;
     int h = blockIdx.y, b = blockIdx.z, g = h / (heads / groups), chunks = gridDim.x / tiles;
@@ -1685,7 +1703,7 @@ extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_state(const bf16* 
 // then state = state * decay + the chunk's own state. Four consecutive elements a thread; sixteen chunks' states
 // are read ahead of the sequential update, so that the loads overlap.
 extern "C" __global__ void ssd_state_pass(const float* __restrict__ states, const float* __restrict__ decay,
-                                          float* __restrict__ state, bf16* __restrict__ hin, int chunks, int heads,
+                                          float* __restrict__ state, act* __restrict__ hin, int chunks, int heads,
                                           int size) {
     int i = (blockIdx.x * blockDim.x + threadIdx.x) * 4, h = blockIdx.y, b = blockIdx.z;
     if (i >= size) return;
@@ -1731,17 +1749,17 @@ __device__ __forceinline__ int xo(int r, int col) {
 // the mma's k = 2q, 2q + 1, 2q + 8, 2q + 9 of lane quad position q are the physical columns 4q .. 4q + 3 (CB), or,
 // over two k steps of C, 8q .. 8q + 3 and 8q + 4 .. 8q + 7. The shared operands (x, the incoming state) are read with
 // the same permutation: x by ldmatrix with permuted row addresses, the state by 16-byte loads.
-extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_scan(const bf16* x, const bf16* dt, const float* dtBias,
-                                                                const float* A, const bf16* C, const float* D,
-                                                                const float* cb, const bf16* hin, bf16* out,
+extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_scan(const act* x, const act* dt, const float* dtBias,
+                                                                const float* A, const act* C, const float* D,
+                                                                const float* cb, const act* hin, act* out,
                                                                 int tokens, int t0, int span, int heads, int P,
                                                                 int groups, int N, float dtMin, float dtMax) {
     extern __shared__ __align__(16) unsigned char raw[];
     int pitch = round64(N) + 32, vecs = round64(N) / 8, perChunk = 2 * (round64(P) / 64);
     float* step = (float*)raw;
     float* cum = step + SQ;
-    bf16* xs = (bf16*)(cum + SQ);  // [SQ][64], swizzled (xo): x of the p tile, rows up to this block's last
-    bf16* hs = xs + SQ * 64;       // [64][pitch]: incoming state, rows p of the tile; pitch = 16 words mod 32 banks
+    act* xs = (act*)(cum + SQ);  // [SQ][64], swizzled (xo): x of the p tile, rows up to this block's last
+    act* hs = xs + SQ * 64;       // [64][pitch]: incoming state, rows p of the tile; pitch = 16 words mod 32 banks
     // Even blocks take the lower (longer) halves of the chunks, so that they start first.
     int c = blockIdx.x / perChunk, pt = blockIdx.x % perChunk / 2, rt = 1 - blockIdx.x % 2;
     int h = blockIdx.y, b = blockIdx.z, g = h / (heads / groups), chunks = gridDim.x / perChunk;
@@ -1759,8 +1777,8 @@ extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_scan(const bf16* x
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, tq = lane & 3;
     int r0 = rt * ROWS + warp * 16, ta = r0 + (lane >> 2), tb = ta + 8;
     // This warp's C rows, 32 columns at a time; the first block's loads run while the tiles are staged.
-    const bf16* cRowA = C + ((row0 + ta) * groups + g) * N + 8 * tq;
-    const bf16* cRowB = C + ((row0 + tb) * groups + g) * N + 8 * tq;
+    const act* cRowA = C + ((row0 + ta) * groups + g) * N + 8 * tq;
+    const act* cRowB = C + ((row0 + tb) * groups + g) * N + 8 * tq;
     auto loadC = [&](int n0, uint4& ua, uint4& ub) {
         bool inN = n0 + 8 * tq < N;
         ua = ta < len && inN ? *(const uint4*)(cRowA + n0) : make_uint4(0, 0, 0, 0);
@@ -1839,8 +1857,8 @@ extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_scan(const bf16* x
 // The plain recurrence, token by token: h = exp(dt A) h + dt x B; y = C.h + D x. Used for one token (decode) and
 // for head or state sizes the chunked kernels do not take. Grid (ceil(P / 8), heads, batch); 8 warps, one per p;
 // lane holds n = lane + 32 k.
-extern "C" __global__ void ssd_step(const bf16* x, const bf16* dt, const float* dtBias, const float* A,
-                                    const bf16* B, const bf16* C, const float* D, float* state, bf16* out, int tokens,
+extern "C" __global__ void ssd_step(const act* x, const act* dt, const float* dtBias, const float* A,
+                                    const act* B, const act* C, const float* D, float* state, act* out, int tokens,
                                     int heads, int P, int groups, int N, float dtMin, float dtMax) {
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int p = blockIdx.x * 8 + warp, h = blockIdx.y, b = blockIdx.z, g = h / (heads / groups);
@@ -1852,8 +1870,8 @@ extern "C" __global__ void ssd_step(const bf16* x, const bf16* dt, const float* 
         float dA = expf(step * A[h]);
         float xv = ld(x, row * heads * P + (i64)h * P + p);
         float coef = step * xv;
-        const bf16* bRow = B + row * groups * N + (i64)g * N;
-        const bf16* cRow = C + row * groups * N + (i64)g * N;
+        const act* bRow = B + row * groups * N + (i64)g * N;
+        const act* cRow = C + row * groups * N + (i64)g * N;
         float y = 0.0f;
 #pragma unroll 4
         for (int n = lane; n < N; n += 32) {  // unrolled: the state, B and C loads of four n go out together

@@ -1,9 +1,16 @@
+import ScopeEngine
 import ScopeSupport
 
 /// A kernel: an `extern "C"` function of one embedded module.
 struct Kernel: Hashable {
     let module: String
     let name: String
+}
+
+/// A kernel compiled for one activation type (bf16 or fp16).
+private struct CompiledKernel: Hashable {
+    let kernel: Kernel
+    let activation: ElementType
 }
 
 /// One argument of a kernel launch.
@@ -26,8 +33,8 @@ public final class CUDARuntime: @unchecked Sendable {
     public let compiler: KernelCompiler
     let context: OpaquePointer?
     private var modules: [String: OpaquePointer?] = [:]
-    private var functions: [Kernel: OpaquePointer?] = [:]
-    private var sharedLimit: [Kernel: Int] = [:]
+    private var functions: [CompiledKernel: OpaquePointer?] = [:]
+    private var sharedLimit: [CompiledKernel: Int] = [:]
 
     private static var instance: Result<CUDARuntime, Error>?
 
@@ -62,46 +69,51 @@ public final class CUDARuntime: @unchecked Sendable {
         try driver.check(driver.cuCtxSetCurrent(context), "cuCtxSetCurrent")
     }
 
-    /// Loads every module now (compiling what the cache lacks), so that compile time stays out of measurements.
-    public func loadAllModules() throws {
-        for module in KernelCompiler.modules { _ = try self.module(module) }
+    /// Loads every module for activations of `activation` now (compiling what the cache lacks), so that compile
+    /// time stays out of measurements.
+    public func loadAllModules(activation: ElementType = .bf16) throws {
+        for module in KernelCompiler.modules { _ = try self.module(module, activation) }
     }
 
-    private func module(_ name: String) throws -> OpaquePointer? {
-        if let loaded = modules[name] { return loaded }
-        let (bytes, hit) = try compiler.cubin(name)
+    private func module(_ name: String, _ activation: ElementType) throws -> OpaquePointer? {
+        let variant = KernelCompiler.variantName(name, activation)
+        if let loaded = modules[variant] { return loaded }
+        let (bytes, hit) = try compiler.cubin(name, activation: activation)
         var module: OpaquePointer?
         var status = bytes.withUnsafeBytes { driver.cuModuleLoadData(&module, $0.baseAddress!) }
         if status != 0 && hit {  // a cached cubin the driver rejects: compile it again
-            let fresh = try compiler.recompile(name)
+            let fresh = try compiler.recompile(name, activation: activation)
             status = fresh.withUnsafeBytes { driver.cuModuleLoadData(&module, $0.baseAddress!) }
         }
-        try driver.check(status, "cuModuleLoadData(\(name))")
-        modules[name] = module
+        try driver.check(status, "cuModuleLoadData(\(variant))")
+        modules[variant] = module
         return module
     }
 
-    private func function(_ kernel: Kernel) throws -> OpaquePointer? {
-        if let f = functions[kernel] { return f }
-        let module = try self.module(kernel.module)
+    private func function(_ compiled: CompiledKernel) throws -> OpaquePointer? {
+        if let f = functions[compiled] { return f }
+        let module = try self.module(compiled.kernel.module, compiled.activation)
         var f: OpaquePointer?
-        try driver.check(driver.cuModuleGetFunction(&f, module, kernel.name), "cuModuleGetFunction(\(kernel.name))")
-        functions[kernel] = f
+        let name = compiled.kernel.name
+        try driver.check(driver.cuModuleGetFunction(&f, module, name), "cuModuleGetFunction(\(name))")
+        functions[compiled] = f
         return f
     }
 
-    /// Launches `kernel` on `stream` with `block` threads per block and `shared` bytes of dynamic shared memory.
-    func launch(_ kernel: Kernel, grid: (Int, Int, Int), block: Int, shared: Int = 0, stream: OpaquePointer?,
-                _ arguments: [KernelArgument]) throws {
-        let f = try function(kernel)
-        if shared > 48 * 1024, (sharedLimit[kernel] ?? 0) < shared {
+    /// Launches `kernel`, compiled for activations of `activation`, on `stream` with `block` threads per block and
+    /// `shared` bytes of dynamic shared memory.
+    func launch(_ kernel: Kernel, activation: ElementType, grid: (Int, Int, Int), block: Int, shared: Int = 0,
+                stream: OpaquePointer?, _ arguments: [KernelArgument]) throws {
+        let compiled = CompiledKernel(kernel: kernel, activation: activation)
+        let f = try function(compiled)
+        if shared > 48 * 1024, (sharedLimit[compiled] ?? 0) < shared {
             guard shared <= device.sharedMemoryPerBlock else {
                 throw ScopeError("\(kernel.name) needs \(shared) bytes of shared memory; \(device.name) allows "
                     + "\(device.sharedMemoryPerBlock) per block")
             }
             try driver.check(driver.cuFuncSetAttribute(f, 8, Int32(shared)),
                              "cuFuncSetAttribute(\(kernel.name), MAX_DYNAMIC_SHARED_SIZE_BYTES, \(shared))")
-            sharedLimit[kernel] = shared
+            sharedLimit[compiled] = shared
         }
         guard grid.0 > 0, grid.1 > 0, grid.2 > 0 else { return }
         guard grid.1 <= 65535, grid.2 <= 65535, grid.0 < Int(Int32.max) else {

@@ -16,7 +16,7 @@ import Testing
 
     func runner(_ chunking: PrefillChunking) -> NativeRunner {
         NativeRunner(settings: ProtocolSettings(warmups: 0, repeats: 1, profile: false, prefillChunking: chunking),
-                     memoryLimit: Self.limit) { name, limit in try BackendRegistry.make(name, memoryLimit: limit) }
+                     memoryLimit: Self.limit) { name, limit, dtype in try BackendRegistry.make(name, memoryLimit: limit, dtype: dtype) }
     }
 
     /// A context that runs out of memory in one pass fits when chunked, and from one context to a longer one the

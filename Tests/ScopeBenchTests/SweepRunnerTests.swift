@@ -19,7 +19,7 @@ final class MemorySink: ResultSink {
 @Suite struct SweepRunnerTests {
     func runner() -> NativeRunner {
         NativeRunner(settings: ProtocolSettings(warmups: 0, repeats: 2, decodeSteps: 16, profile: true),
-                     memoryLimit: nil) { name, limit in try BackendRegistry.make(name, memoryLimit: limit) }
+                     memoryLimit: nil) { name, limit, dtype in try BackendRegistry.make(name, memoryLimit: limit, dtype: dtype) }
     }
 
     @Test func measuresEveryPointFollowingTheProtocol() throws {
@@ -54,7 +54,7 @@ final class MemorySink: ResultSink {
     @Test func outOfMemoryIsAStoredResultAndTheSweepGoesOn() throws {
         let sink = MemorySink()
         let limited = NativeRunner(settings: ProtocolSettings(warmups: 0, repeats: 1, profile: false),
-                                   memoryLimit: 24 << 20) { name, limit in try BackendRegistry.make(name, memoryLimit: limit) }
+                                   memoryLimit: 24 << 20) { name, limit, dtype in try BackendRegistry.make(name, memoryLimit: limit, dtype: dtype) }
         let plan = SweepPlan(models: ["tiny-llama"], contexts: [64, 16384], settings: ProtocolSettings(warmups: 0, repeats: 1, profile: false))
         let summary = try SweepRunner(plan: plan, measurers: ["cpu": limited], sink: sink, run: 1, skip: [],
                                       progress: ProgressLine(quiet: true), probeSearch: nil).execute()
@@ -62,7 +62,7 @@ final class MemorySink: ResultSink {
         #expect(sink.outcomes[1].contains("out of memory"))
         // Weights that do not fit are a failed point too, not a crash.
         let tiny = NativeRunner(settings: ProtocolSettings(warmups: 0, repeats: 1, profile: false),
-                                memoryLimit: 1 << 20) { name, limit in try BackendRegistry.make(name, memoryLimit: limit) }
+                                memoryLimit: 1 << 20) { name, limit, dtype in try BackendRegistry.make(name, memoryLimit: limit, dtype: dtype) }
         guard case .failed(_, let reason, true) = try tiny.measure(PointConfig(model: "tiny-llama", context: 8)) else {
             Issue.record("expected an out-of-memory failure")
             return

@@ -1,5 +1,7 @@
 import Foundation
 @testable import ScopeCUDA
+import ScopeEngine
+import ScopeSupport
 import Testing
 
 /// Every kernel module compiles through NVRTC for sm_90. NVRTC needs no GPU: `.ci/run` installs the
@@ -15,16 +17,26 @@ import Testing
     }
     static var available: Bool { (try? nvrtc.get()) != nil }
 
+    /// Each module for bf16 and for fp16 activations: two cubins under two cache keys.
     @Test(.enabled(if: available, skipReason), arguments: KernelCompiler.modules)
     func compilesForHopper(module: String) throws {
         let cache = KernelCache(directory: FileManager.default.temporaryDirectory
             .appendingPathComponent("ssm-scope-kernels-\(UUID())").path)
         let compiler = try KernelCompiler(nvrtc: try Self.nvrtc.get(), cache: cache, architecture: "sm_90")
-        let (cubin, hit) = try compiler.cubin(module)
-        #expect(!hit)
-        #expect(cubin.count > 1000)
-        #expect(Array(cubin.prefix(4)) == [0x7F, 0x45, 0x4C, 0x46], "a cubin is an ELF file")
-        #expect(try compiler.cubin(module).hit)
+        var cubins: [[UInt8]] = []
+        for activation in [ElementType.bf16, .fp16] {
+            let (cubin, hit) = try compiler.cubin(module, activation: activation)
+            #expect(!hit)
+            #expect(cubin.count > 1000)
+            #expect(Array(cubin.prefix(4)) == [0x7F, 0x45, 0x4C, 0x46], "a cubin is an ELF file")
+            #expect(try compiler.cubin(module, activation: activation).hit)
+            cubins.append(cubin)
+        }
+        #expect(try compiler.key(module, activation: .bf16) != compiler.key(module, activation: .fp16))
+        #expect(cubins[0] != cubins[1])
+        #expect(throws: ScopeError("kernel modules take bf16 or fp16 activations, not fp32")) {
+            try compiler.cubin(module, activation: .fp32)
+        }
     }
 
     @Test func everyKernelFileIsEmbedded() throws {

@@ -6,7 +6,7 @@
 
 
 // The key (or value) row of position j: new rows for j >= past, else the ring slot j % capacity.
-__device__ __forceinline__ const bf16* kv_row(const bf16* fresh, const bf16* cached, int j, int b, int newTokens,
+__device__ __forceinline__ const act* kv_row(const act* fresh, const act* cached, int j, int b, int newTokens,
                                               int past, int capacity, int stride, int offset) {
     if (j >= past) return fresh + ((i64)b * newTokens + (j - past)) * stride + offset;
     return cached + ((i64)b * capacity + j % capacity) * stride + offset;
@@ -20,8 +20,8 @@ __device__ __forceinline__ const bf16* kv_row(const bf16* fresh, const bf16* cac
 // accumulates their values eight rows at a time (eight loads in flight) with lanes over pairs of the head
 // dimension. Instantiated for head sizes up to 64 PAIRS and for up to GROUP query heads per block.
 template <int PAIRS, int GROUP>
-__device__ __forceinline__ void split_attention(const bf16* q, const bf16* kNew, const bf16* vNew, const bf16* kCache,
-                                                const bf16* vCache, float* partial, int capacity, int newTokens,
+__device__ __forceinline__ void split_attention(const act* q, const act* kNew, const act* vNew, const act* kCache,
+                                                const act* vCache, float* partial, int capacity, int newTokens,
                                                 int past, int heads, int kvHeads, int headDim, int window,
                                                 float scale, int splitSize, const int* pastDevice, int group) {
     int s = blockIdx.x, row = blockIdx.z, splits = gridDim.x;
@@ -60,7 +60,7 @@ __device__ __forceinline__ void split_attention(const bf16* q, const bf16* kNew,
 #pragma unroll
         for (int g = 0; g < GROUP; g++) score[g] = 0.0f;
         if (j < end) {
-            const bf16* kp = kv_row(kNew, kCache, j, b, newTokens, past, capacity, kvStride, kvOffset);
+            const act* kp = kv_row(kNew, kCache, j, b, newTokens, past, capacity, kvStride, kvOffset);
             if (vectorKeys) {
 #pragma unroll
                 for (int d0 = 0; d0 < 64 * PAIRS; d0 += 64) {  // 128-byte segments, eight loads in flight
@@ -74,10 +74,10 @@ __device__ __forceinline__ void split_attention(const bf16* q, const bf16* kNew,
                         int d = d0 + 8 * u;
                         if (d >= headDim) continue;
                         float kf[8];
-                        const __nv_bfloat162* k2 = (const __nv_bfloat162*)&raw[u];
+                        const act2* k2 = (const act2*)&raw[u];
 #pragma unroll
                         for (int e = 0; e < 4; e++) {
-                            float2 f = __bfloat1622float2(k2[e]);
+                            float2 f = act2_to_float2(k2[e]);
                             kf[2 * e] = f.x;
                             kf[2 * e + 1] = f.y;
                         }
@@ -117,14 +117,14 @@ __device__ __forceinline__ void split_attention(const bf16* q, const bf16* kNew,
             float2 v[8][PAIRS];
 #pragma unroll
             for (int u = 0; u < 8; u++) {
-                const bf16* vp = kv_row(vNew, vCache, j0 + jb + u, b, newTokens, past, capacity, kvStride, kvOffset);
+                const act* vp = kv_row(vNew, vCache, j0 + jb + u, b, newTokens, past, capacity, kvStride, kvOffset);
 #pragma unroll
                 for (int e = 0; e < PAIRS; e++) {
                     int d = 2 * (lane + 32 * e);
                     if (jb + u >= count || d >= headDim) {
                         v[u][e] = make_float2(0.0f, 0.0f);
                     } else if (pairedValues) {
-                        v[u][e] = __bfloat1622float2(*(const __nv_bfloat162*)(vp + d));
+                        v[u][e] = act2_to_float2(*(const act2*)(vp + d));
                     } else {
                         v[u][e] = make_float2(ld(vp, d), d + 1 < headDim ? ld(vp, d + 1) : 0.0f);
                     }
@@ -186,7 +186,7 @@ __device__ __forceinline__ void split_attention(const bf16* q, const bf16* kNew,
 
 #define SPLIT(PAIRS, GROUP)                                                                                         \
     extern "C" __global__ void attn_split_p##PAIRS##_g##GROUP(                                                      \
-        const bf16* q, const bf16* kNew, const bf16* vNew, const bf16* kCache, const bf16* vCache, float* partial,  \
+        const act* q, const act* kNew, const act* vNew, const act* kCache, const act* vCache, float* partial,  \
         int capacity, int newTokens, int past, int heads, int kvHeads, int headDim, int window, float scale,        \
         int splitSize, const int* pastDevice, int group) {                                                          \
         split_attention<PAIRS, GROUP>(q, kNew, vNew, kCache, vCache, partial, capacity, newTokens, past, heads,     \
@@ -208,7 +208,7 @@ __device__ __forceinline__ float block_max(float v) {
 
 // Grid (heads, batch * newTokens), 256 threads, dynamic shared memory of `splits` floats:
 // out = sum_s acc_s exp(m_s - M) / sum_s l_s exp(m_s - M), the splits shared among the threads.
-extern "C" __global__ void attn_combine(const float* partial, bf16* out, int heads, int headDim, int splits) {
+extern "C" __global__ void attn_combine(const float* partial, act* out, int heads, int headDim, int splits) {
     extern __shared__ float weights[];
     __shared__ float sums[256];
     int h = blockIdx.x, row = blockIdx.y, width = headDim + 2;
@@ -224,7 +224,7 @@ extern "C" __global__ void attn_combine(const float* partial, bf16* out, int hea
         lsum += base[(i64)s * width + 1] * w;
     }
     float L = block_sum(lsum);  // synchronises, so every weight is visible below
-    bf16* dst = out + (i64)row * heads * headDim + (i64)h * headDim;
+    act* dst = out + (i64)row * heads * headDim + (i64)h * headDim;
     if (headDim * 2 > (int)blockDim.x) {
         for (int d = threadIdx.x; d < headDim; d += blockDim.x) {
             float total = 0.0f;
@@ -250,7 +250,7 @@ extern "C" __global__ void attn_combine(const float* partial, bf16* out, int hea
 
 // Stores new keys and values t in first..<newTokens at ring slot (past + t) % capacity (past read from pastDevice
 // when that is not null).
-extern "C" __global__ void append_kv(const bf16* kNew, const bf16* vNew, bf16* kCache, bf16* vCache, int capacity,
+extern "C" __global__ void append_kv(const act* kNew, const act* vNew, act* kCache, act* vCache, int capacity,
                                      int newTokens, int past, int first, int width, i64 total,
                                      const int* pastDevice) {
     if (pastDevice) past = *pastDevice;

@@ -9,12 +9,12 @@
 // start first and the short ones fill the tail.
 #include "common.cuh"
 
-__device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+__device__ __forceinline__ unsigned pack_act(float lo, float hi) {
+    act2 v = floats_to_act2(lo, hi);
     return *(unsigned*)&v;
 }
 
-__device__ __forceinline__ unsigned pair(const bf16* p) { return *(const unsigned*)p; }
+__device__ __forceinline__ unsigned pair(const act* p) { return *(const unsigned*)p; }
 
 __device__ __forceinline__ unsigned smem_address(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
 
@@ -23,14 +23,14 @@ __device__ __forceinline__ void copy16(void* dst, const void* src) {
 }
 
 // Four 8x8 b16 matrices: rows of matrix i at the addresses lanes 8i..8i+7 give.
-__device__ __forceinline__ void ldmatrix(unsigned* r, const bf16* row) {
+__device__ __forceinline__ void ldmatrix(unsigned* r, const act* row) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(smem_address(row)));
 }
 
 // The same, transposed.
-__device__ __forceinline__ void ldmatrix_trans(unsigned* r, const bf16* row) {
+__device__ __forceinline__ void ldmatrix_trans(unsigned* r, const act* row) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(smem_address(row)));
@@ -45,7 +45,7 @@ __device__ __forceinline__ float ex2(float x) {
 
 // c += a (16x16, row) * b (16x8, col).
 __device__ __forceinline__ void mma(float* c, const unsigned* a, unsigned b0, unsigned b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." ACT_PTX "." ACT_PTX ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
                  "{%0,%1,%2,%3};"
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
@@ -57,12 +57,12 @@ __device__ __forceinline__ void mma(float* c, const unsigned* a, unsigned b0, un
 #define RESCALE_SLACK 8.0f
 
 template <int D, int G>
-__device__ void prefill(const bf16* q, const bf16* kNew, const bf16* vNew, const bf16* kCache, const bf16* vCache,
-                        bf16* out, int capacity, int newTokens, int past, int heads, int kvHeads, int window,
+__device__ void prefill(const act* q, const act* kNew, const act* vNew, const act* kCache, const act* vCache,
+                        act* out, int capacity, int newTokens, int past, int heads, int kvHeads, int window,
                         float scale) {
     constexpr int ROWS = 16 * G, QT = 4 * ROWS, KT = 64, STRIDE = D + 8, STAGES = 3, TILE = KT * STRIDE;
     extern __shared__ __align__(16) unsigned char raw[];
-    bf16* tiles = (bf16*)raw;  // [STAGES][K, V][KT][STRIDE]
+    act* tiles = (act*)raw;  // [STAGES][K, V][KT][STRIDE]
     int h = blockIdx.x, tile = gridDim.y - 1 - blockIdx.y, b = blockIdx.z;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
     i64 qStride = (i64)heads * D, kvStride = (i64)kvHeads * D;
@@ -74,7 +74,7 @@ __device__ void prefill(const bf16* q, const bf16* kNew, const bf16* vNew, const
     int wFirst = first + warp * ROWS, wLast = min(wFirst + ROWS - 1, last);
 
     unsigned qf[G][D / 16][4];
-    const bf16* qb = q + (i64)b * newTokens * qStride + (i64)h * D;
+    const act* qb = q + (i64)b * newTokens * qStride + (i64)h * D;
 #pragma unroll
     for (int i = 0; i < G; i++) {
         int r0 = t0 + warp * ROWS + 16 * i + g, r1 = r0 + 8;
@@ -107,13 +107,13 @@ __device__ void prefill(const bf16* q, const bf16* kNew, const bf16* vNew, const
     // path with addresses precomputed.
     constexpr int STEP = 128 / (D / 8);
     int rx = threadIdx.x / (D / 8), cx = (threadIdx.x % (D / 8)) * 8;
-    const bf16* kRows = kNew + ((i64)b * newTokens + rx - past) * kvStride + kvOffset + cx;
-    const bf16* vRows = vNew + ((i64)b * newTokens + rx - past) * kvStride + kvOffset + cx;
+    const act* kRows = kNew + ((i64)b * newTokens + rx - past) * kvStride + kvOffset + cx;
+    const act* vRows = vNew + ((i64)b * newTokens + rx - past) * kvStride + kvOffset + cx;
     auto load = [&](int t) {
         if (t < count) {
             int j0 = lo + t * KT;
-            bf16* ks = tiles + (t % STAGES) * 2 * TILE + rx * STRIDE + cx;
-            bf16* vs = ks + TILE;
+            act* ks = tiles + (t % STAGES) * 2 * TILE + rx * STRIDE + cx;
+            act* vs = ks + TILE;
             if (j0 >= past && j0 + KT - 1 <= last) {
                 i64 offset = (i64)j0 * kvStride;
 #pragma unroll
@@ -154,8 +154,8 @@ __device__ void prefill(const bf16* q, const bf16* kNew, const bf16* vNew, const
         int j0 = lo + t * KT;
         // Skips tiles that lie wholly after this warp's rows or before their windows.
         if (j0 > wLast || (window > 0 && j0 + KT - 1 <= wFirst - window)) continue;
-        const bf16* ks = tiles + (t % STAGES) * 2 * TILE;
-        const bf16* vs = ks + TILE;
+        const act* ks = tiles + (t % STAGES) * 2 * TILE;
+        const act* vs = ks + TILE;
 
         float s[G][KT / 8][4];
 #pragma unroll
@@ -243,10 +243,10 @@ __device__ void prefill(const bf16* q, const bf16* kNew, const bf16* vNew, const
             unsigned a[G][4];
 #pragma unroll
             for (int i = 0; i < G; i++) {
-                a[i][0] = pack_bf16(s[i][2 * kk][0], s[i][2 * kk][1]);
-                a[i][1] = pack_bf16(s[i][2 * kk][2], s[i][2 * kk][3]);
-                a[i][2] = pack_bf16(s[i][2 * kk + 1][0], s[i][2 * kk + 1][1]);
-                a[i][3] = pack_bf16(s[i][2 * kk + 1][2], s[i][2 * kk + 1][3]);
+                a[i][0] = pack_act(s[i][2 * kk][0], s[i][2 * kk][1]);
+                a[i][1] = pack_act(s[i][2 * kk][2], s[i][2 * kk][3]);
+                a[i][2] = pack_act(s[i][2 * kk + 1][0], s[i][2 * kk + 1][1]);
+                a[i][3] = pack_act(s[i][2 * kk + 1][2], s[i][2 * kk + 1][3]);
             }
 #pragma unroll
             for (int n = 0; n < D / 8; n += 2) {
@@ -260,7 +260,7 @@ __device__ void prefill(const bf16* q, const bf16* kNew, const bf16* vNew, const
             }
         }
     }
-    bf16* ob = out + (i64)b * newTokens * qStride + (i64)h * D;
+    act* ob = out + (i64)b * newTokens * qStride + (i64)h * D;
 #pragma unroll
     for (int i = 0; i < G; i++) {
         int r0 = t0 + warp * ROWS + 16 * i + g, r1 = r0 + 8;
@@ -276,9 +276,9 @@ __device__ void prefill(const bf16* q, const bf16* kNew, const bf16* vNew, const
         for (int n = 0; n < D / 8; n++) {
             int col = n * 8 + tq * 2;
             if (r0 < newTokens)
-                *(__nv_bfloat162*)(ob + r0 * qStride + col) = __floats2bfloat162_rn(o[i][n][0] * inv[0], o[i][n][1] * inv[0]);
+                *(act2*)(ob + r0 * qStride + col) = floats_to_act2(o[i][n][0] * inv[0], o[i][n][1] * inv[0]);
             if (r1 < newTokens)
-                *(__nv_bfloat162*)(ob + r1 * qStride + col) = __floats2bfloat162_rn(o[i][n][2] * inv[1], o[i][n][3] * inv[1]);
+                *(act2*)(ob + r1 * qStride + col) = floats_to_act2(o[i][n][2] * inv[1], o[i][n][3] * inv[1]);
         }
     }
 }
@@ -287,7 +287,7 @@ __device__ void prefill(const bf16* q, const bf16* kNew, const bf16* vNew, const
 // registers). The host's query tile (CUDABackend+Attention.swift) is 64 x G.
 #define PREFILL(D, G)                                                                                               \
     extern "C" __global__ void __launch_bounds__(128) attn_prefill_d##D(                                          \
-        const bf16* q, const bf16* kNew, const bf16* vNew, const bf16* kCache, const bf16* vCache, bf16* out,       \
+        const act* q, const act* kNew, const act* vNew, const act* kCache, const act* vCache, act* out,       \
         int capacity, int newTokens, int past, int heads, int kvHeads, int window, float scale) {                   \
         prefill<D, G>(q, kNew, vNew, kCache, vCache, out, capacity, newTokens, past, heads, kvHeads, window, scale); \
     }

@@ -1,49 +1,67 @@
 // Shared helpers of every kernel module: element access, reductions, pointwise functions.
-// Activations and caches are bf16; parameters, biases and SSM states are fp32; accumulation is fp32.
+// Activations and caches have the type `act`: bf16, or fp16 when the module is compiled with SCOPE_FP16 (the host
+// compiles each module once per activation type); parameters, biases and SSM states are fp32; accumulation is fp32.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-typedef __nv_bfloat16 bf16;
 typedef long long i64;
+
+#ifdef SCOPE_FP16
+typedef __half act;
+typedef __half2 act2;
+#define ACT_PTX "f16"  // the operand type of mma.sync
+__device__ __forceinline__ float act_to_float(act v) { return __half2float(v); }
+__device__ __forceinline__ act float_to_act(float v) { return __float2half(v); }
+__device__ __forceinline__ float2 act2_to_float2(act2 v) { return __half22float2(v); }
+__device__ __forceinline__ act2 floats_to_act2(float a, float b) { return __floats2half2_rn(a, b); }
+#else
+typedef __nv_bfloat16 act;
+typedef __nv_bfloat162 act2;
+#define ACT_PTX "bf16"
+__device__ __forceinline__ float act_to_float(act v) { return __bfloat162float(v); }
+__device__ __forceinline__ act float_to_act(float v) { return __float2bfloat16(v); }
+__device__ __forceinline__ float2 act2_to_float2(act2 v) { return __bfloat1622float2(v); }
+__device__ __forceinline__ act2 floats_to_act2(float a, float b) { return __floats2bfloat162_rn(a, b); }
+#endif
 
 #define NEG_INF (__int_as_float(0xff800000))
 
 // Element type codes shared with the host (ElementType: fp32 0, bf16 1, fp16 2).
 __device__ __forceinline__ float load_any(const void* p, int type, i64 i) {
-    if (type == 1) return __bfloat162float(((const bf16*)p)[i]);
+    if (type == 1) return __bfloat162float(((const __nv_bfloat16*)p)[i]);
     if (type == 2) return __half2float(((const __half*)p)[i]);
     return ((const float*)p)[i];
 }
 
 __device__ __forceinline__ void store_any(void* p, int type, i64 i, float v) {
-    if (type == 1) ((bf16*)p)[i] = __float2bfloat16(v);
+    if (type == 1) ((__nv_bfloat16*)p)[i] = __float2bfloat16(v);
     else if (type == 2) ((__half*)p)[i] = __float2half(v);
     else ((float*)p)[i] = v;
 }
 
-__device__ __forceinline__ float ld(const bf16* p, i64 i) { return __bfloat162float(p[i]); }
-__device__ __forceinline__ void st(bf16* p, i64 i, float v) { p[i] = __float2bfloat16(v); }
+__device__ __forceinline__ float ld(const act* p, i64 i) { return act_to_float(p[i]); }
+__device__ __forceinline__ void st(act* p, i64 i, float v) { p[i] = float_to_act(v); }
 
 __device__ __forceinline__ bool aligned16(const void* p) { return ((unsigned long long)p & 15) == 0; }
 
-// Eight consecutive bf16 as floats (16-byte aligned).
-__device__ __forceinline__ void ld8(const bf16* p, float* v) {
+// Eight consecutive activations as floats (16-byte aligned).
+__device__ __forceinline__ void ld8(const act* p, float* v) {
     uint4 raw = *(const uint4*)p;
-    const __nv_bfloat162* h = (const __nv_bfloat162*)&raw;
+    const act2* h = (const act2*)&raw;
 #pragma unroll
     for (int e = 0; e < 4; e++) {
-        float2 f = __bfloat1622float2(h[e]);
+        float2 f = act2_to_float2(h[e]);
         v[2 * e] = f.x;
         v[2 * e + 1] = f.y;
     }
 }
 
-__device__ __forceinline__ void st8(bf16* p, const float* v) {
+__device__ __forceinline__ void st8(act* p, const float* v) {
     uint4 raw;
-    __nv_bfloat162* h = (__nv_bfloat162*)&raw;
+    act2* h = (act2*)&raw;
 #pragma unroll
-    for (int e = 0; e < 4; e++) h[e] = __floats2bfloat162_rn(v[2 * e], v[2 * e + 1]);
+    for (int e = 0; e < 4; e++) h[e] = floats_to_act2(v[2 * e], v[2 * e + 1]);
     *(uint4*)p = raw;
 }
 

@@ -6,8 +6,8 @@
 
 #define KMAX 8
 
-extern "C" __global__ void conv1d_forward(const bf16* x, const float* weight, const float* bias, const bf16* state,
-                                          bf16* out, int tokens, int channels, int kernel, int silu_out, int chunk) {
+extern "C" __global__ void conv1d_forward(const act* x, const float* weight, const float* bias, const act* state,
+                                          act* out, int tokens, int channels, int kernel, int silu_out, int chunk) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= channels) return;
     int b = blockIdx.z, t0 = blockIdx.y * chunk, t1 = min(tokens, t0 + chunk), history = kernel - 1;
@@ -38,12 +38,12 @@ extern "C" __global__ void conv1d_forward(const bf16* x, const float* weight, co
 }
 
 // state <- the last kernel - 1 inputs of (old state, x). One thread per (channel, sequence).
-extern "C" __global__ void conv1d_roll(const bf16* x, bf16* state, int tokens, int channels, int kernel) {
+extern "C" __global__ void conv1d_roll(const act* x, act* state, int tokens, int channels, int kernel) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= channels) return;
     int b = blockIdx.y, history = kernel - 1;
-    bf16* s = state + (i64)b * history * channels + c;
-    const bf16* xb = x + (i64)b * tokens * channels + c;
+    act* s = state + (i64)b * history * channels + c;
+    const act* xb = x + (i64)b * tokens * channels + c;
     if (tokens >= history) {
         for (int i = 0; i < history; i++) s[(i64)i * channels] = xb[(i64)(tokens - history + i) * channels];
     } else {
@@ -55,12 +55,12 @@ extern "C" __global__ void conv1d_roll(const bf16* x, bf16* state, int tokens, i
 
 // One decode step (a single new token per sequence): the output and the rolled state in one launch, since each
 // thread owns its channel's whole history. One thread per (channel, sequence).
-extern "C" __global__ void conv1d_step(const bf16* x, const float* weight, const float* bias, bf16* state, bf16* out,
+extern "C" __global__ void conv1d_step(const act* x, const float* weight, const float* bias, act* state, act* out,
                                        int channels, int kernel, int silu_out) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= channels) return;
     int b = blockIdx.y, history = kernel - 1;
-    bf16* s = state + (i64)b * history * channels + c;
+    act* s = state + (i64)b * history * channels + c;
     float newest = ld(x, (i64)b * channels + c);
     float acc = (bias ? bias[c] : 0.0f) + weight[(i64)c * kernel + history] * newest;
     float old[KMAX];

@@ -5,7 +5,7 @@
 #define GRID_STRIDE(i, n) for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
 
 // out[r, c] = table[ids[r], c] (table of any element type).
-extern "C" __global__ void embedding(const void* table, int type, const int* ids, bf16* out, int width, i64 rows) {
+extern "C" __global__ void embedding(const void* table, int type, const int* ids, act* out, int width, i64 rows) {
     GRID_STRIDE(i, rows * width) {
         i64 r = i / width, c = i % width;
         st(out, i, load_any(table, type, (i64)ids[r] * width + c));
@@ -23,7 +23,7 @@ __device__ __forceinline__ void elementwise(i64 n, bool aligned, Vector vector, 
     }
 }
 
-extern "C" __global__ void add(const bf16* a, const bf16* b, bf16* out, i64 n) {
+extern "C" __global__ void add(const act* a, const act* b, act* out, i64 n) {
     elementwise(n, aligned16(a) && aligned16(b) && aligned16(out), [&](i64 i) {
         float x[8], y[8];
         ld8(a + i, x);
@@ -33,7 +33,7 @@ extern "C" __global__ void add(const bf16* a, const bf16* b, bf16* out, i64 n) {
     }, [&](i64 i) { st(out, i, ld(a, i) + ld(b, i)); });
 }
 
-extern "C" __global__ void scale(const bf16* x, float factor, bf16* out, i64 n) {
+extern "C" __global__ void scale(const act* x, float factor, act* out, i64 n) {
     elementwise(n, aligned16(x) && aligned16(out), [&](i64 i) {
         float v[8];
         ld8(x + i, v);
@@ -42,7 +42,7 @@ extern "C" __global__ void scale(const bf16* x, float factor, bf16* out, i64 n) 
     }, [&](i64 i) { st(out, i, ld(x, i) * factor); });
 }
 
-extern "C" __global__ void activation(int kind, const bf16* x, bf16* out, i64 n) {
+extern "C" __global__ void activation(int kind, const act* x, act* out, i64 n) {
     elementwise(n, aligned16(x) && aligned16(out), [&](i64 i) {
         float v[8];
         ld8(x + i, v);
@@ -52,7 +52,7 @@ extern "C" __global__ void activation(int kind, const bf16* x, bf16* out, i64 n)
 }
 
 // out = act(gate) * up.
-extern "C" __global__ void gated_activation(int kind, const bf16* gate, const bf16* up, bf16* out, i64 n) {
+extern "C" __global__ void gated_activation(int kind, const act* gate, const act* up, act* out, i64 n) {
     elementwise(n, aligned16(gate) && aligned16(up) && aligned16(out), [&](i64 i) {
         float g[8], u[8];
         ld8(gate + i, g);
@@ -63,7 +63,7 @@ extern "C" __global__ void gated_activation(int kind, const bf16* gate, const bf
 }
 
 // dst[r, dstOffset + c] = src[r, srcOffset + c] for c < count (split and concatenation of column blocks).
-extern "C" __global__ void copy_columns(const bf16* src, int srcWidth, int srcOffset, bf16* dst, int dstWidth,
+extern "C" __global__ void copy_columns(const act* src, int srcWidth, int srcOffset, act* dst, int dstWidth,
                                         int dstOffset, int count, i64 rows) {
     GRID_STRIDE(i, rows * count) {
         i64 r = i / count, c = i % count;
@@ -72,7 +72,7 @@ extern "C" __global__ void copy_columns(const bf16* src, int srcWidth, int srcOf
 }
 
 // out[i, c] = src[rows[i], c].
-extern "C" __global__ void gather_rows(const bf16* src, const int* rows, bf16* out, int width, i64 n) {
+extern "C" __global__ void gather_rows(const act* src, const int* rows, act* out, int width, i64 n) {
     GRID_STRIDE(i, n * width) {
         i64 r = i / width, c = i % width;
         out[i] = src[(i64)rows[r] * width + c];
@@ -80,7 +80,7 @@ extern "C" __global__ void gather_rows(const bf16* src, const int* rows, bf16* o
 }
 
 // out[rows[i], c] += weights[i] * src[i, c] (rows distinct).
-extern "C" __global__ void scatter_add_rows(const bf16* src, const int* rows, const float* weights, bf16* out,
+extern "C" __global__ void scatter_add_rows(const act* src, const int* rows, const float* weights, act* out,
                                             int width, i64 n) {
     GRID_STRIDE(i, n * width) {
         i64 r = i / width, c = i % width;
@@ -95,7 +95,7 @@ extern "C" __global__ void convert(const void* src, int srcType, void* dst, int 
 }
 
 // out[r, c] = src[r, c] + bias[c] (bias may be null; src of any type, may alias out).
-extern "C" __global__ void bias_store(const void* src, int srcType, const float* bias, bf16* out, int cols,
+extern "C" __global__ void bias_store(const void* src, int srcType, const float* bias, act* out, int cols,
                                       i64 rows, int accumulate) {
     GRID_STRIDE(i, rows * cols) {
         float v = load_any(src, srcType, i);

@@ -3,7 +3,7 @@
 // of 8 and 16-byte aligned rows; rows <= 8 (kernels _r1 for one row, _r8 for up to eight). accumulate: out += instead
 // of out =. 256 threads; at most one block per 8 columns, about two per multiprocessor.
 //
-// x' is x (gemv_bf16_*) or x normalised on the fly (gemv_bf16_norm_*), so that a decode step needs no separate norm
+// x' is x (gemv_*) or x normalised on the fly (gemv_norm_*), so that a decode step needs no separate norm
 // launch: every block recomputes the rows' norms (a few KB from L2) and keeps x' in fp32 shared memory, after
 // issuing its first weight loads so that the norm's latency hides behind theirs.
 #include "common.cuh"
@@ -14,14 +14,14 @@
 
 // Eight consecutive inputs of row r starting at column c, as fp32: from bf16 global memory or fp32 shared memory.
 struct GlobalRows {
-    const bf16* x;
+    const act* x;
     int k;
     __device__ __forceinline__ void load(int r, int c, float* v) const {
         uint4 raw = *(const uint4*)(x + (i64)r * k + c);
-        const __nv_bfloat162* p = (const __nv_bfloat162*)&raw;
+        const act2* p = (const act2*)&raw;
 #pragma unroll
         for (int e = 0; e < 4; e++) {
-            float2 f = __bfloat1622float2(p[e]);
+            float2 f = act2_to_float2(p[e]);
             v[2 * e] = f.x;
             v[2 * e + 1] = f.y;
         }
@@ -44,7 +44,7 @@ struct NoPrologue {
 };
 
 // UNROLL weight loads of this lane starting at column c0 (zeros past k).
-__device__ __forceinline__ void load_weights(const bf16* wr, int c0, int k, bool active, uint4* wv) {
+__device__ __forceinline__ void load_weights(const act* wr, int c0, int k, bool active, uint4* wv) {
 #pragma unroll
     for (int u = 0; u < UNROLL; u++) {
         int c = c0 + u * STRIDE;
@@ -58,7 +58,7 @@ __device__ __forceinline__ void load_weights(const bf16* wr, int c0, int k, bool
 // used, so about 4 KB per warp are always in flight. `prologue` runs on every thread of the block after the first
 // loads are issued (it may synchronise the block); `xs` is read only after it.
 template <int ROWS, typename Rows, typename Prologue>
-__device__ __forceinline__ void gemv_columns(Rows xs, Prologue prologue, const bf16* w, const float* bias, bf16* out,
+__device__ __forceinline__ void gemv_columns(Rows xs, Prologue prologue, const act* w, const float* bias, act* out,
                                              int rows, int n, int k, int accumulate) {
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
     int first = blockIdx.x * warps + warp, everyWarp = gridDim.x * warps;
@@ -84,10 +84,10 @@ __device__ __forceinline__ void gemv_columns(Rows xs, Prologue prologue, const b
         for (int u = 0; u < UNROLL; u++) {
             int c = c0 + u * STRIDE;
             if (c >= k) break;
-            const __nv_bfloat162* wp = (const __nv_bfloat162*)&wv[u];
+            const act2* wp = (const act2*)&wv[u];
             float2 wf[4];
 #pragma unroll
-            for (int e = 0; e < 4; e++) wf[e] = __bfloat1622float2(wp[e]);
+            for (int e = 0; e < 4; e++) wf[e] = act2_to_float2(wp[e]);
 #pragma unroll
             for (int r = 0; r < ROWS; r++) {
                 if (r < rows) {
@@ -118,7 +118,7 @@ __device__ __forceinline__ void gemv_columns(Rows xs, Prologue prologue, const b
 }
 
 #define GEMV(ROWS)                                                                                               \
-    extern "C" __global__ void gemv_bf16_r##ROWS(const bf16* x, const bf16* w, const float* bias, bf16* out,     \
+    extern "C" __global__ void gemv_r##ROWS(const act* x, const act* w, const float* bias, act* out,     \
                                                  int rows, int n, int k, int accumulate) {                       \
         gemv_columns<ROWS>(GlobalRows{x, k}, NoPrologue{}, w, bias, out, rows, n, k, accumulate);                 \
     }
@@ -132,8 +132,8 @@ GEMV(8)
 // k <= 8 * CHUNKS * blockDim (kernels _c1, _c2, _c4: fewer chunks, fewer registers).
 template <int CHUNKS>
 struct NormPrologue {
-    const bf16* x;
-    const bf16* gate;
+    const act* x;
+    const act* gate;
     const float* normWeight;
     float eps;
     int mode, groups, normBeforeGate, rows, k;
@@ -144,8 +144,8 @@ struct NormPrologue {
         int size = k / groups, step = 8 * blockDim.x;
         bool gated = mode == 2, gateFirst = gated && !normBeforeGate;
         for (int r = 0; r < rows; r++) {
-            const bf16* xr = x + (i64)r * k;
-            const bf16* gr = gated ? gate + (i64)r * k : nullptr;
+            const act* xr = x + (i64)r * k;
+            const act* gr = gated ? gate + (i64)r * k : nullptr;
             float v[CHUNKS][8], g[CHUNKS][8], ss[MAX_GROUPS];
 #pragma unroll
             for (int q = 0; q < MAX_GROUPS; q++) ss[q] = 0.0f;
@@ -193,9 +193,9 @@ struct NormPrologue {
 
 // Dynamic shared memory: rows * k floats. groups <= 8, (k / groups) % 8 == 0, k <= 8 * CHUNKS * blockDim.
 #define GEMV_NORM(ROWS, CHUNKS)                                                                                  \
-    extern "C" __global__ void gemv_bf16_norm_r##ROWS##_c##CHUNKS(                                               \
-        const bf16* x, const bf16* w, const float* bias, bf16* out, int rows, int n, int k, int accumulate,     \
-        int mode, const float* normWeight, float eps, const bf16* gate, int groups, int normBeforeGate) {        \
+    extern "C" __global__ void gemv_norm_r##ROWS##_c##CHUNKS(                                               \
+        const act* x, const act* w, const float* bias, act* out, int rows, int n, int k, int accumulate,     \
+        int mode, const float* normWeight, float eps, const act* gate, int groups, int normBeforeGate) {        \
         extern __shared__ float staged[];                                                                        \
         NormPrologue<CHUNKS> prologue{x, gate, normWeight, eps, mode, groups, normBeforeGate, rows, k, staged};  \
         gemv_columns<ROWS>(SharedRows{staged, k}, prologue, w, bias, out, rows, n, k, accumulate);                \

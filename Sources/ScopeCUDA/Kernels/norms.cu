@@ -3,9 +3,9 @@
 
 // out = x / sqrt(mean(x^2) + eps) * weight (weight may be null); out may alias x. Eight elements per thread with
 // 16-byte loads where the row allows.
-extern "C" __global__ void rmsnorm(const bf16* x, const float* weight, float eps, bf16* out, int cols) {
-    const bf16* row = x + (i64)blockIdx.x * cols;
-    bf16* dst = out + (i64)blockIdx.x * cols;
+extern "C" __global__ void rmsnorm(const act* x, const float* weight, float eps, act* out, int cols) {
+    const act* row = x + (i64)blockIdx.x * cols;
+    act* dst = out + (i64)blockIdx.x * cols;
     bool vector = cols % 8 == 0 && aligned16(row) && aligned16(dst);
     float ss = 0.0f;
     if (vector) {
@@ -35,8 +35,8 @@ extern "C" __global__ void rmsnorm(const bf16* x, const float* weight, float eps
 
 // Per row and group of cols/groups features: normBeforeGate 0: rmsnorm(x * silu(z)) * w;
 // 1: rmsnorm(x) * w * silu(z). Grid (rows, groups); out may alias x. Eight elements per thread where aligned.
-extern "C" __global__ void gated_rmsnorm(const bf16* x, const bf16* z, const float* weight, float eps,
-                                         int normBeforeGate, bf16* out, int cols, int groups) {
+extern "C" __global__ void gated_rmsnorm(const act* x, const act* z, const float* weight, float eps,
+                                         int normBeforeGate, act* out, int cols, int groups) {
     int size = cols / groups;
     i64 base = (i64)blockIdx.x * cols + (i64)blockIdx.y * size;
     const float* w = weight + blockIdx.y * size;

@@ -3,7 +3,7 @@
 
 // Rotary embedding, HF rotate_half, in place on [tokens, heads * headDim]: one thread per (token, head, pair).
 // Positions come from `positions` or, when it is null, are base + t % period.
-extern "C" __global__ void rope(bf16* x, int heads, int headDim, int rotaryDim, const int* positions, int base,
+extern "C" __global__ void rope(act* x, int heads, int headDim, int rotaryDim, const int* positions, int base,
                                 int period, const float* invFreq, float scale, i64 tokens) {
     int half = rotaryDim / 2;
     i64 total = tokens * heads * half;
@@ -15,7 +15,7 @@ extern "C" __global__ void rope(bf16* x, int heads, int headDim, int rotaryDim, 
         float position = positions ? (float)positions[t] : (float)(base + t % period);
         float angle = position * invFreq[k];
         float c = cosf(angle) * scale, s = sinf(angle) * scale;
-        bf16* p = x + t * heads * headDim + (i64)h * headDim;
+        act* p = x + t * heads * headDim + (i64)h * headDim;
         float a = ld(p, k), b = ld(p, k + half);
         st(p, k, a * c - b * s);
         st(p, k + half, b * c + a * s);

@@ -59,17 +59,17 @@ template <int ITEMS> __device__ __forceinline__ void load_items(const float* p, 
 }
 
 __device__ __forceinline__ void unpack8(uint4 raw, float (&v)[8]) {
-    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
+    const act2* h = reinterpret_cast<const act2*>(&raw);
 #pragma unroll
     for (int j = 0; j < 4; j++) {
-        float2 f = __bfloat1622float2(h[j]);
+        float2 f = act2_to_float2(h[j]);
         v[2 * j] = f.x, v[2 * j + 1] = f.y;
     }
 }
 
 // B and C of states [g NG, g NG + NG) for the tile's `len` tokens (zero beyond) into sB, sC [NG][row].
 template <int ITEMS>
-__device__ void stage_states(const bf16* B, const bf16* C, float* sB, float* sC, i64 r0, int len, int dState, int g,
+__device__ void stage_states(const act* B, const act* C, float* sB, float* sC, i64 r0, int len, int dState, int g,
                              int flags) {
     using T = Tile<ITEMS>;
     if (flags & VECTOR_STATES) {
@@ -105,8 +105,8 @@ __device__ void stage_states(const bf16* B, const bf16* C, float* sB, float* sC,
 // halves' maps are composed for the scan, and the second half starts from the first half's map applied to the
 // entering state.
 template <int ITEMS>
-__device__ void scan(const bf16* u, const bf16* delta, const float* A, const bf16* B, const bf16* C, const float* D,
-                     const bf16* z, float* state, bf16* out, int tokens, int dInner, int dState, int flags) {
+__device__ void scan(const act* u, const act* delta, const float* A, const act* B, const act* C, const float* D,
+                     const act* z, float* state, act* out, int tokens, int dInner, int dState, int flags) {
     using T = Tile<ITEMS>;
     extern __shared__ float4 smem4[];
     float* sStep = reinterpret_cast<float*>(smem4);
@@ -172,7 +172,7 @@ __device__ void scan(const bf16* u, const bf16* delta, const float* A, const bf1
         for (int i = threadIdx.x; i < 5 * T::tokens && t0 + T::tokens < tokens; i += THREADS) {
             int t = i % T::tokens, which = i / T::tokens;
             i64 r = min(r0 + T::tokens + t, (i64)b * tokens + tokens - 1);
-            const bf16* row = which == 0 ? delta : which == 1 ? u : which == 2 ? z : which == 3 ? B : C;
+            const act* row = which == 0 ? delta : which == 1 ? u : which == 2 ? z : which == 3 ? B : C;
             if (row) prefetch_l2(row + (which < 3 ? r * dInner + c0 : r * dState));
         }
 
@@ -252,10 +252,10 @@ __device__ void scan(const bf16* u, const bf16* delta, const float* A, const bf1
                 int t = i % T::tokens, k0 = i / T::tokens * 8, c = c0 + k0;
                 if (t >= len || c >= dInner) continue;
                 uint4 raw;
-                __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&raw);
+                act2* h = reinterpret_cast<act2*>(&raw);
 #pragma unroll
                 for (int j = 0; j < 4; j++) {
-                    h[j] = __floats2bfloat162_rn(sU[(k0 + 2 * j) * T::row + T::slot(t)],
+                    h[j] = floats_to_act2(sU[(k0 + 2 * j) * T::row + T::slot(t)],
                                                  sU[(k0 + 2 * j + 1) * T::row + T::slot(t)]);
                 }
                 *reinterpret_cast<uint4*>(out + (r0 + t) * dInner + c) = raw;
@@ -278,8 +278,8 @@ __device__ void scan(const bf16* u, const bf16* delta, const float* A, const bf1
 // One kernel per segment length: 16 tokens per lane for prompts, 4 and 1 for short inputs and decode steps.
 #define SCAN(ITEMS)                                                                                                 \
     extern "C" __global__ void __launch_bounds__(THREADS, 2) selective_scan_i##ITEMS(                             \
-        const bf16* u, const bf16* delta, const float* A, const bf16* B, const bf16* C, const float* D,              \
-        const bf16* z, float* state, bf16* out, int tokens, int dInner, int dState, int flags) {                    \
+        const act* u, const act* delta, const float* A, const act* B, const act* C, const float* D,              \
+        const act* z, float* state, act* out, int tokens, int dInner, int dState, int flags) {                    \
         scan<ITEMS>(u, delta, A, B, C, D, z, state, out, tokens, dInner, dState, flags);                            \
     }
 

@@ -28,8 +28,8 @@ __device__ __forceinline__ int round64(int n) { return (n + 63) / 64 * 64; }
 __device__ __forceinline__ unsigned smem_address(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
 
 // 16 bytes from base + offset (bf16 elements) into shared memory, asynchronously; zeros when !ok.
-__device__ __forceinline__ void copy16(bf16* dst, const bf16* base, i64 offset, bool ok) {
-    const bf16* src = ok ? base + offset : base;
+__device__ __forceinline__ void copy16(act* dst, const act* base, i64 offset, bool ok) {
+    const act* src = ok ? base + offset : base;
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_address(dst)), "l"(src),
                  "r"(ok ? 16 : 0));
 }
@@ -40,14 +40,14 @@ __device__ __forceinline__ void copies_wait() {
 
 // Four 8x8 bf16 matrices; lanes 8i..8i+7 give the row addresses of matrix i. Thread T receives row T / 4,
 // columns 2 (T % 4) and 2 (T % 4) + 1 of each.
-__device__ __forceinline__ void ldm(unsigned* r, const bf16* row) {
+__device__ __forceinline__ void ldm(unsigned* r, const act* row) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(smem_address(row)));
 }
 
 // As ldm, transposed: thread T receives rows 2 (T % 4) and 2 (T % 4) + 1 of column T / 4.
-__device__ __forceinline__ void ldm_t(unsigned* r, const bf16* row) {
+__device__ __forceinline__ void ldm_t(unsigned* r, const act* row) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(smem_address(row)));
@@ -55,18 +55,18 @@ __device__ __forceinline__ void ldm_t(unsigned* r, const bf16* row) {
 
 // c += a (16x16, row major) * b (16x8, column major), fp32 accumulators.
 __device__ __forceinline__ void mma(float* c, const unsigned* a, unsigned b0, unsigned b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." ACT_PTX "." ACT_PTX ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
                  "{%0,%1,%2,%3};"
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 __device__ __forceinline__ unsigned pack(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    act2 v = floats_to_act2(lo, hi);
     return *(unsigned*)&v;
 }
 
-__device__ __forceinline__ float2 unpack(unsigned u) { return __bfloat1622float2(*(__nv_bfloat162*)&u); }
+__device__ __forceinline__ float2 unpack(unsigned u) { return act2_to_float2(*(act2*)&u); }
 
 // The bf16 pair u scaled by w, as bf16 high parts and the bf16 remainders: hi + lo = u * w to ~2^-16.
 __device__ __forceinline__ void split(unsigned u, float w, unsigned& hi, unsigned& lo) {
@@ -79,7 +79,7 @@ __device__ __forceinline__ void split(unsigned u, float w, unsigned& hi, unsigne
 
 // step[t] = clamp(softplus(dt + bias), dtMin, dtMax) for the chunk's len tokens (0 past them) and the inclusive sum
 // cum[t] = sum over s <= t of step[s] * A. One thread per token: blockDim.x must be SQ.
-__device__ void chunk_steps(const bf16* dt, const float* dtBias, const float* A, i64 row0, int heads, int h, int len,
+__device__ void chunk_steps(const act* dt, const float* dtBias, const float* A, i64 row0, int heads, int h, int len,
                             float dtMin, float dtMax, float* step, float* cum) {
     __shared__ float warpTotals[SQ / 32];
     int t = threadIdx.x, lane = t & 31, warp = t >> 5;
@@ -99,12 +99,12 @@ __device__ void chunk_steps(const bf16* dt, const float* dtBias, const float* A,
 }
 
 // 128 threads: warp w computes rows 16w..16w+15 of the 64 x 64 tile (ti, si), si <= ti, over all of N.
-extern "C" __global__ void __launch_bounds__(128) ssd_chunk_cb(const bf16* B, const bf16* C, float* cb, int tokens,
+extern "C" __global__ void __launch_bounds__(128) ssd_chunk_cb(const act* B, const act* C, float* cb, int tokens,
                                                                 int t0, int span, int groups, int N) {
     extern __shared__ __align__(16) unsigned char raw[];
     int pitch = round64(N) + 8, vecs = round64(N) / 8;
-    bf16* cs = (bf16*)raw;       // [64][pitch]: C rows of tile ti
-    bf16* bs = cs + 64 * pitch;  // [64][pitch]: B rows of tile si
+    act* cs = (act*)raw;       // [64][pitch]: C rows of tile ti
+    act* bs = cs + 64 * pitch;  // [64][pitch]: B rows of tile si
     int c = blockIdx.x / CB_PAIRS, pair = blockIdx.x % CB_PAIRS, g = blockIdx.y, b = blockIdx.z;
     int chunks = gridDim.x / CB_PAIRS, len = min(SQ, span - c * SQ);
     int ti = 0;
@@ -143,8 +143,8 @@ extern "C" __global__ void __launch_bounds__(128) ssd_chunk_cb(const bf16* B, co
 
 // One 64 x 128 tile (p tile, n tile) of a chunk's state; warp w computes p 32 (w / 4).., n 32 (w % 4)... The chunk
 // is taken in two halves of 128 tokens: x w is split into bf16 high and low parts once per element while staged.
-extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_state(const bf16* x, const bf16* dt, const float* dtBias,
-                                                                 const float* A, const bf16* B, float* states,
+extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_state(const act* x, const act* dt, const float* dtBias,
+                                                                 const float* A, const act* B, float* states,
                                                                  float* decay, int tokens, int t0, int span,
                                                                  int heads, int P, int groups, int N, float dtMin,
                                                                  float dtMax) {
@@ -152,9 +152,9 @@ extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_state(const bf16* 
     float* step = (float*)raw;
     float* cum = step + SQ;
     float* w = cum + SQ;                 // dt * exp(cum[end] - cum[s])
-    bf16* hi = (bf16*)(w + SQ);          // [HALF][XP]: bf16(x w) of the p tile
-    bf16* lo = hi + HALF * XP;           // [HALF][XP]: bf16(x w - hi)
-    bf16* bs = lo + HALF * XP;           // [HALF][NP]: B of the n tile
+    act* hi = (act*)(w + SQ);          // [HALF][XP]: bf16(x w) of the p tile
+    act* lo = hi + HALF * XP;           // [HALF][XP]: bf16(x w - hi)
+    act* bs = lo + HALF * XP;           // [HALF][NP]: B of the n tile
     int nTiles = (N + 127) / 128, tiles = round64(P) / 64 * nTiles;
     int c = blockIdx.x / tiles, pt = blockIdx.x % tiles / nTiles, nt = blockIdx.x % nTiles;
     int h = blockIdx.y, b = blockIdx.z, g = h / (heads / groups), chunks = gridDim.x / tiles;
@@ -233,7 +233,7 @@ extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_state(const bf16* 
 // then state = state * decay + the chunk's own state. Four consecutive elements a thread; sixteen chunks' states
 // are read ahead of the sequential update, so that the loads overlap.
 extern "C" __global__ void ssd_state_pass(const float* __restrict__ states, const float* __restrict__ decay,
-                                          float* __restrict__ state, bf16* __restrict__ hin, int chunks, int heads,
+                                          float* __restrict__ state, act* __restrict__ hin, int chunks, int heads,
                                           int size) {
     int i = (blockIdx.x * blockDim.x + threadIdx.x) * 4, h = blockIdx.y, b = blockIdx.z;
     if (i >= size) return;
@@ -279,17 +279,17 @@ __device__ __forceinline__ int xo(int r, int col) {
 // the mma's k = 2q, 2q + 1, 2q + 8, 2q + 9 of lane quad position q are the physical columns 4q .. 4q + 3 (CB), or,
 // over two k steps of C, 8q .. 8q + 3 and 8q + 4 .. 8q + 7. The shared operands (x, the incoming state) are read with
 // the same permutation: x by ldmatrix with permuted row addresses, the state by 16-byte loads.
-extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_scan(const bf16* x, const bf16* dt, const float* dtBias,
-                                                                const float* A, const bf16* C, const float* D,
-                                                                const float* cb, const bf16* hin, bf16* out,
+extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_scan(const act* x, const act* dt, const float* dtBias,
+                                                                const float* A, const act* C, const float* D,
+                                                                const float* cb, const act* hin, act* out,
                                                                 int tokens, int t0, int span, int heads, int P,
                                                                 int groups, int N, float dtMin, float dtMax) {
     extern __shared__ __align__(16) unsigned char raw[];
     int pitch = round64(N) + 32, vecs = round64(N) / 8, perChunk = 2 * (round64(P) / 64);
     float* step = (float*)raw;
     float* cum = step + SQ;
-    bf16* xs = (bf16*)(cum + SQ);  // [SQ][64], swizzled (xo): x of the p tile, rows up to this block's last
-    bf16* hs = xs + SQ * 64;       // [64][pitch]: incoming state, rows p of the tile; pitch = 16 words mod 32 banks
+    act* xs = (act*)(cum + SQ);  // [SQ][64], swizzled (xo): x of the p tile, rows up to this block's last
+    act* hs = xs + SQ * 64;       // [64][pitch]: incoming state, rows p of the tile; pitch = 16 words mod 32 banks
     // Even blocks take the lower (longer) halves of the chunks, so that they start first.
     int c = blockIdx.x / perChunk, pt = blockIdx.x % perChunk / 2, rt = 1 - blockIdx.x % 2;
     int h = blockIdx.y, b = blockIdx.z, g = h / (heads / groups), chunks = gridDim.x / perChunk;
@@ -307,8 +307,8 @@ extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_scan(const bf16* x
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, tq = lane & 3;
     int r0 = rt * ROWS + warp * 16, ta = r0 + (lane >> 2), tb = ta + 8;
     // This warp's C rows, 32 columns at a time; the first block's loads run while the tiles are staged.
-    const bf16* cRowA = C + ((row0 + ta) * groups + g) * N + 8 * tq;
-    const bf16* cRowB = C + ((row0 + tb) * groups + g) * N + 8 * tq;
+    const act* cRowA = C + ((row0 + ta) * groups + g) * N + 8 * tq;
+    const act* cRowB = C + ((row0 + tb) * groups + g) * N + 8 * tq;
     auto loadC = [&](int n0, uint4& ua, uint4& ub) {
         bool inN = n0 + 8 * tq < N;
         ua = ta < len && inN ? *(const uint4*)(cRowA + n0) : make_uint4(0, 0, 0, 0);
@@ -387,8 +387,8 @@ extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_scan(const bf16* x
 // The plain recurrence, token by token: h = exp(dt A) h + dt x B; y = C.h + D x. Used for one token (decode) and
 // for head or state sizes the chunked kernels do not take. Grid (ceil(P / 8), heads, batch); 8 warps, one per p;
 // lane holds n = lane + 32 k.
-extern "C" __global__ void ssd_step(const bf16* x, const bf16* dt, const float* dtBias, const float* A,
-                                    const bf16* B, const bf16* C, const float* D, float* state, bf16* out, int tokens,
+extern "C" __global__ void ssd_step(const act* x, const act* dt, const float* dtBias, const float* A,
+                                    const act* B, const act* C, const float* D, float* state, act* out, int tokens,
                                     int heads, int P, int groups, int N, float dtMin, float dtMax) {
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int p = blockIdx.x * 8 + warp, h = blockIdx.y, b = blockIdx.z, g = h / (heads / groups);
@@ -400,8 +400,8 @@ extern "C" __global__ void ssd_step(const bf16* x, const bf16* dt, const float* 
         float dA = expf(step * A[h]);
         float xv = ld(x, row * heads * P + (i64)h * P + p);
         float coef = step * xv;
-        const bf16* bRow = B + row * groups * N + (i64)g * N;
-        const bf16* cRow = C + row * groups * N + (i64)g * N;
+        const act* bRow = B + row * groups * N + (i64)g * N;
+        const act* cRow = C + row * groups * N + (i64)g * N;
         float y = 0.0f;
 #pragma unroll 4
         for (int n = lane; n < N; n += 32) {  // unrolled: the state, B and C loads of four n go out together
