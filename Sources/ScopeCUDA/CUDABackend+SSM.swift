@@ -22,25 +22,41 @@ private enum K {
 extension CUDABackend {
     public func conv1d(_ x: Tensor, weight: Tensor, bias: Tensor?, state: Tensor, batch: Int, tokens: Int, silu: Bool,
                        out: Tensor) throws {
-        try requireActivations(x, state, out, in: "conv1d")
+        try conv1d(x, weight: weight, bias: bias, state: state, batch: batch, tokens: tokens, silu: silu,
+                   splitInto: [out], columns: [0..<x.columns])
+    }
+
+    /// The convolution writes each block of channels straight into its output (one kernel, no split after it).
+    public func conv1d(_ x: Tensor, weight: Tensor, bias: Tensor?, state: Tensor, batch: Int, tokens: Int, silu: Bool,
+                       splitInto outputs: [Tensor], columns ranges: [Range<Int>]) throws {
+        try requireActivations(x, state, in: "conv1d")
+        try requireActivations(outputs, in: "conv1d")
         try requireFP32(weight, bias, in: "conv1d parameters")
         let channels = x.columns, kernel = weight.columns
         try check(kernel >= 1 && kernel <= 8 && weight.rows == channels && x.rows == batch * tokens
-                  && out.count == x.count && state.count == batch * (kernel - 1) * channels,
+                  && state.count == batch * (kernel - 1) * channels,
                   "conv1d x \(x.shape), weight \(weight.shape), state \(state.shape) (kernel up to 8)")
+        try check(!outputs.isEmpty && outputs.count <= 3 && outputs.count == ranges.count
+                  && ranges.first?.lowerBound == 0 && ranges.last?.upperBound == channels
+                  && zip(ranges, ranges.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound }
+                  && zip(outputs, ranges).allSatisfy { $0.rows == x.rows && $0.columns == $1.count },
+                  "conv1d outputs \(outputs.map(\.shape)) for channel blocks \(ranges) of \(x.shape)")
         guard batch > 0, tokens > 0, channels > 0 else { return }
         let chunk = 64, blocks = (channels + 127) / 128
-        if tokens == 1 {
+        if tokens == 1 && outputs.count == 1 {
             try check(batch <= 65535, "conv1d grid too large")
             try launch(K.convStep, grid: (blocks, batch, 1), block: 128, [
-                .tensor(x), .tensor(weight), .tensor(bias), .tensor(state), .tensor(out), .int(channels),
+                .tensor(x), .tensor(weight), .tensor(bias), .tensor(state), .tensor(outputs[0]), .int(channels),
                 .int(kernel), .int(silu ? 1 : 0)])
             return
         }
         try check(batch <= 65535 && (tokens + chunk - 1) / chunk <= 65535, "conv1d grid too large")
+        let ends = ranges.map(\.upperBound) + Array(repeating: channels, count: 3 - ranges.count)
+        let pointers = outputs + Array(repeating: outputs[outputs.count - 1], count: 3 - outputs.count)
         try launch(K.convForward, grid: (blocks, (tokens + chunk - 1) / chunk, batch), block: 128, [
-            .tensor(x), .tensor(weight), .tensor(bias), .tensor(state), .tensor(out), .int(tokens), .int(channels),
-            .int(kernel), .int(silu ? 1 : 0), .int(chunk)])
+            .tensor(x), .tensor(weight), .tensor(bias), .tensor(state), .tensor(pointers[0]), .tensor(pointers[1]),
+            .tensor(pointers[2]), .int(ends[0]), .int(ends[1]), .int(tokens), .int(channels), .int(kernel),
+            .int(silu ? 1 : 0), .int(chunk)])
         if kernel > 1 {
             try launch(K.convRoll, grid: (blocks, batch, 1), block: 128, [
                 .tensor(x), .tensor(state), .int(tokens), .int(channels), .int(kernel)])

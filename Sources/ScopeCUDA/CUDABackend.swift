@@ -207,6 +207,10 @@ public final class CUDABackend: StepRecordingBackend, TensorAllocator {
 
     /// Throws unless every tensor has the activation type (bf16 or fp16).
     func requireActivations(_ tensors: Tensor?..., in op: String) throws {
+        try requireActivations(tensors, in: op)
+    }
+
+    func requireActivations(_ tensors: [Tensor?], in op: String) throws {
         for case let t? in tensors where t.type != activationType {
             throw ScopeError("cuda backend: \(op) expects \(activationType) activations, got \(t.type) \(t.shape)")
         }

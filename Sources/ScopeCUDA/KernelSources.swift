@@ -380,12 +380,15 @@ __device__ void prefill(const act* q, const act* kNew, const act* vNew, const ac
     int count = (last - lo) / KT + 1;
     // Issues the copies of key tile t (rows lo + t KT ..., zeros past `last`) into its stage, if t < count; commits a
     // group either way so that group t is always tile t's. Thread x copies 16 bytes at column cx of rows
-    // rx + STEP u; tiles wholly among the new rows (all but at most two edge tiles of a long prompt) take the short
-    // path with addresses precomputed.
+    // rx + STEP u; tiles wholly among the new rows, and tiles wholly in one unwrapped stretch of the cache (all but
+    // a few edge tiles of a long prompt or of a chunk after cached ones), take short paths with addresses
+    // precomputed.
     constexpr int STEP = 128 / (D / 8);
     int rx = threadIdx.x / (D / 8), cx = (threadIdx.x % (D / 8)) * 8;
     const act* kRows = kNew + ((i64)b * newTokens + rx - past) * kvStride + kvOffset + cx;
     const act* vRows = vNew + ((i64)b * newTokens + rx - past) * kvStride + kvOffset + cx;
+    const act* kCachedRows = kCache + ((i64)b * capacity + rx) * kvStride + kvOffset + cx;
+    const act* vCachedRows = vCache + ((i64)b * capacity + rx) * kvStride + kvOffset + cx;
     auto load = [&](int t) {
         if (t < count) {
             int j0 = lo + t * KT;
@@ -397,6 +400,13 @@ __device__ void prefill(const act* q, const act* kNew, const act* vNew, const ac
                 for (int u = 0; u < KT / STEP; u++) {
                     copy16(ks + u * STEP * STRIDE, kRows + offset + u * STEP * kvStride);
                     copy16(vs + u * STEP * STRIDE, vRows + offset + u * STEP * kvStride);
+                }
+            } else if (j0 + KT <= past && j0 % capacity + KT <= capacity) {
+                i64 offset = (i64)(j0 % capacity) * kvStride;
+#pragma unroll
+                for (int u = 0; u < KT / STEP; u++) {
+                    copy16(ks + u * STEP * STRIDE, kCachedRows + offset + u * STEP * kvStride);
+                    copy16(vs + u * STEP * STRIDE, vCachedRows + offset + u * STEP * kvStride);
                 }
             } else {
 #pragma unroll
@@ -689,10 +699,17 @@ __device__ __forceinline__ float activate(int kind, float x) {
 
 #define KMAX 8
 
+// The output channels go to up to three tensors (Mamba-2's x, B and C, so that no split follows): channels
+// [0, end0) to out0 (rows of end0), [end0, end1) to out1, [end1, channels) to out2; one tensor when
+// end0 == channels.
 extern "C" __global__ void conv1d_forward(const act* x, const float* weight, const float* bias, const act* state,
-                                          act* out, int tokens, int channels, int kernel, int silu_out, int chunk) {
+                                          act* out0, act* out1, act* out2, int end0, int end1, int tokens,
+                                          int channels, int kernel, int silu_out, int chunk) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= channels) return;
+    act* out = c < end0 ? out0 : c < end1 ? out1 : out2;
+    int first = c < end0 ? 0 : c < end1 ? end0 : end1;
+    int width = (c < end0 ? end0 : c < end1 ? end1 : channels) - first;
     int b = blockIdx.z, t0 = blockIdx.y * chunk, t1 = min(tokens, t0 + chunk), history = kernel - 1;
     // Right-aligned window: win[KMAX - 1] is the newest input, w the weights aligned with it.
     float w[KMAX], win[KMAX];
@@ -714,7 +731,7 @@ extern "C" __global__ void conv1d_forward(const act* x, const float* weight, con
         float acc = bc;
 #pragma unroll
         for (int j = 0; j < KMAX; j++) acc += w[j] * win[j];
-        st(out, ((i64)b * tokens + t) * channels + c, silu_out ? silu(acc) : acc);
+        st(out, ((i64)b * tokens + t) * width + c - first, silu_out ? silu(acc) : acc);
 #pragma unroll
         for (int j = 0; j < KMAX - 1; j++) win[j] = win[j + 1];
     }

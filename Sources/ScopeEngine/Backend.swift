@@ -140,6 +140,11 @@ public protocol Backend: AnyObject, OperatorTimer {
     /// Causal depthwise conv with state [batch, kernel - 1, channels] (see `Conv1d.causal`).
     func conv1d(_ x: Tensor, weight: Tensor, bias: Tensor?, state: Tensor, batch: Int, tokens: Int, silu: Bool,
                 out: Tensor) throws
+    /// `conv1d` whose output channels go to column blocks of several tensors: `outputs[i]` receives channels
+    /// `columns[i]` (contiguous blocks covering every channel, as Mamba-2 splits x, B and C). Defaults to `conv1d`
+    /// into one tensor and `splitColumns`.
+    func conv1d(_ x: Tensor, weight: Tensor, bias: Tensor?, state: Tensor, batch: Int, tokens: Int, silu: Bool,
+                splitInto outputs: [Tensor], columns: [Range<Int>]) throws
     /// Mamba-1 selective scan (see `SelectiveScan.scan`).
     func selectiveScan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor?,
                        state: Tensor, batch: Int, tokens: Int, out: Tensor) throws
@@ -167,6 +172,13 @@ extension Backend {
     }
 
     public func foldsInputNorm(rows: Int) -> Bool { false }
+
+    public func conv1d(_ x: Tensor, weight: Tensor, bias: Tensor?, state: Tensor, batch: Int, tokens: Int, silu: Bool,
+                       splitInto outputs: [Tensor], columns: [Range<Int>]) throws {
+        let whole = try makeOutputTensor(x.shape, x.type)
+        try conv1d(x, weight: weight, bias: bias, state: state, batch: batch, tokens: tokens, silu: silu, out: whole)
+        try splitColumns(whole, columns, into: outputs)
+    }
 
     /// norm(x) as a new tensor.
     public func applyNorm(_ norm: InputNorm, to x: Tensor) throws -> Tensor {

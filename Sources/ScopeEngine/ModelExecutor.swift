@@ -333,22 +333,25 @@ public final class ModelExecutor {
                         into residual: Tensor? = nil) throws -> Tensor {
         let zxbcdt = try projectJoined(n, [w.inZ, w.inXBC, w.inDt])
         let z = zxbcdt[0], xbc = zxbcdt[1], dt = zxbcdt[2]
-        let conv = try tensor([pass.rows, m.convChannels])
-        try timed(pass.newTokens == 1 ? .convStep : .conv1d) {
-            try backend.conv1d(xbc, weight: w.convWeight, bias: w.convBias, state: cache.conv!, batch: pass.batch,
-                               tokens: pass.newTokens, silu: true, out: conv)
-        }
         let groupWidth = m.groups * m.stateSize
         let blocks = [0..<m.innerSize, m.innerSize..<(m.innerSize + groupWidth),
                       (m.innerSize + groupWidth)..<m.convChannels]
         let x: Tensor, b: Tensor, c: Tensor
-        if pass.rows == 1 {  // one row: the column blocks are contiguous, so views need no copy
+        if pass.rows == 1 {  // one row: the column blocks are contiguous, so views of one output need no copy
+            let conv = try tensor([pass.rows, m.convChannels])
+            try timed(.convStep) {
+                try backend.conv1d(xbc, weight: w.convWeight, bias: w.convBias, state: cache.conv!, batch: pass.batch,
+                                   tokens: pass.newTokens, silu: true, out: conv)
+            }
             (x, b, c) = (conv.columnBlock(blocks[0]), conv.columnBlock(blocks[1]), conv.columnBlock(blocks[2]))
-        } else {
+        } else {  // the convolution writes x, B and C apart
             x = try tensor([pass.rows, m.innerSize])
             b = try tensor([pass.rows, groupWidth])
             c = try tensor([pass.rows, groupWidth])
-            try timed(.concat) { try backend.splitColumns(conv, blocks, into: [x, b, c]) }
+            try timed(pass.newTokens == 1 ? .convStep : .conv1d) {
+                try backend.conv1d(xbc, weight: w.convWeight, bias: w.convBias, state: cache.conv!, batch: pass.batch,
+                                   tokens: pass.newTokens, silu: true, splitInto: [x, b, c], columns: blocks)
+            }
         }
         let y = try tensor([pass.rows, m.innerSize])
         try timed(pass.newTokens == 1 ? .ssdStep : .ssdChunkScan) {

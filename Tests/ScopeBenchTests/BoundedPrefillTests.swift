@@ -11,8 +11,8 @@ import Testing
 /// memory as the measured run. The measured runs chunk explicitly by 8192 tokens (the automatic rule's 32768-token
 /// passes would need CPU prefills of 40K+ tokens here); the automatic rule is checked on the probe.
 @Suite struct BoundedPrefillTests {
-    /// Under this cap one pass over tiny-hybrid fits up to ~9.3K tokens; 8192-token chunks up to ~25K.
-    static let limit = 160 << 20
+    /// Under this cap one pass over tiny-hybrid fits up to ~9.8K tokens; 8192-token chunks up to ~29K.
+    static let limit = 144 << 20
 
     func runner(_ chunking: PrefillChunking) -> NativeRunner {
         NativeRunner(settings: ProtocolSettings(warmups: 0, repeats: 1, profile: false, prefillChunking: chunking),
@@ -25,14 +25,14 @@ import Testing
         let short = PointConfig(model: "tiny-hybrid", context: 10240, generate: 0)
         let long = PointConfig(model: "tiny-hybrid", context: 12288, generate: 0)
         guard case .failed(_, let reason, true) = try runner(.onePass).measure(short) else {
-            Issue.record("one pass over \(short.context) tokens should run out of memory under 160 MiB")
+            Issue.record("one pass over \(short.context) tokens should run out of memory under 144 MiB")
             return
         }
         #expect(reason.hasPrefix("out of memory"))
         let chunked = runner(.tokens(8192))
         guard case .measured(let a) = try chunked.measure(short), case .measured(let b) = try chunked.measure(long)
         else {
-            Issue.record("8192-token chunks should fit \(short.context) and \(long.context) tokens under 160 MiB")
+            Issue.record("8192-token chunks should fit \(short.context) and \(long.context) tokens under 144 MiB")
             return
         }
         #expect(a.notes == "prefill chunked by 8192 tokens (explicit)" && b.notes == a.notes)

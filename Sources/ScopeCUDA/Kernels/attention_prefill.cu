@@ -103,12 +103,15 @@ __device__ void prefill(const act* q, const act* kNew, const act* vNew, const ac
     int count = (last - lo) / KT + 1;
     // Issues the copies of key tile t (rows lo + t KT ..., zeros past `last`) into its stage, if t < count; commits a
     // group either way so that group t is always tile t's. Thread x copies 16 bytes at column cx of rows
-    // rx + STEP u; tiles wholly among the new rows (all but at most two edge tiles of a long prompt) take the short
-    // path with addresses precomputed.
+    // rx + STEP u; tiles wholly among the new rows, and tiles wholly in one unwrapped stretch of the cache (all but
+    // a few edge tiles of a long prompt or of a chunk after cached ones), take short paths with addresses
+    // precomputed.
     constexpr int STEP = 128 / (D / 8);
     int rx = threadIdx.x / (D / 8), cx = (threadIdx.x % (D / 8)) * 8;
     const act* kRows = kNew + ((i64)b * newTokens + rx - past) * kvStride + kvOffset + cx;
     const act* vRows = vNew + ((i64)b * newTokens + rx - past) * kvStride + kvOffset + cx;
+    const act* kCachedRows = kCache + ((i64)b * capacity + rx) * kvStride + kvOffset + cx;
+    const act* vCachedRows = vCache + ((i64)b * capacity + rx) * kvStride + kvOffset + cx;
     auto load = [&](int t) {
         if (t < count) {
             int j0 = lo + t * KT;
@@ -120,6 +123,13 @@ __device__ void prefill(const act* q, const act* kNew, const act* vNew, const ac
                 for (int u = 0; u < KT / STEP; u++) {
                     copy16(ks + u * STEP * STRIDE, kRows + offset + u * STEP * kvStride);
                     copy16(vs + u * STEP * STRIDE, vRows + offset + u * STEP * kvStride);
+                }
+            } else if (j0 + KT <= past && j0 % capacity + KT <= capacity) {
+                i64 offset = (i64)(j0 % capacity) * kvStride;
+#pragma unroll
+                for (int u = 0; u < KT / STEP; u++) {
+                    copy16(ks + u * STEP * STRIDE, kCachedRows + offset + u * STEP * kvStride);
+                    copy16(vs + u * STEP * STRIDE, vCachedRows + offset + u * STEP * kvStride);
                 }
             } else {
 #pragma unroll

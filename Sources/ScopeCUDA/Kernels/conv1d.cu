@@ -6,10 +6,17 @@
 
 #define KMAX 8
 
+// The output channels go to up to three tensors (Mamba-2's x, B and C, so that no split follows): channels
+// [0, end0) to out0 (rows of end0), [end0, end1) to out1, [end1, channels) to out2; one tensor when
+// end0 == channels.
 extern "C" __global__ void conv1d_forward(const act* x, const float* weight, const float* bias, const act* state,
-                                          act* out, int tokens, int channels, int kernel, int silu_out, int chunk) {
+                                          act* out0, act* out1, act* out2, int end0, int end1, int tokens,
+                                          int channels, int kernel, int silu_out, int chunk) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= channels) return;
+    act* out = c < end0 ? out0 : c < end1 ? out1 : out2;
+    int first = c < end0 ? 0 : c < end1 ? end0 : end1;
+    int width = (c < end0 ? end0 : c < end1 ? end1 : channels) - first;
     int b = blockIdx.z, t0 = blockIdx.y * chunk, t1 = min(tokens, t0 + chunk), history = kernel - 1;
     // Right-aligned window: win[KMAX - 1] is the newest input, w the weights aligned with it.
     float w[KMAX], win[KMAX];
@@ -31,7 +38,7 @@ extern "C" __global__ void conv1d_forward(const act* x, const float* weight, con
         float acc = bc;
 #pragma unroll
         for (int j = 0; j < KMAX; j++) acc += w[j] * win[j];
-        st(out, ((i64)b * tokens + t) * channels + c, silu_out ? silu(acc) : acc);
+        st(out, ((i64)b * tokens + t) * width + c - first, silu_out ? silu(acc) : acc);
 #pragma unroll
         for (int j = 0; j < KMAX - 1; j++) win[j] = win[j + 1];
     }
