@@ -203,16 +203,6 @@ SPLIT(1, 1) SPLIT(1, 2) SPLIT(1, 4) SPLIT(1, 8)
 SPLIT(2, 1) SPLIT(2, 2) SPLIT(2, 4) SPLIT(2, 8)
 SPLIT(4, 1) SPLIT(4, 2) SPLIT(4, 4) SPLIT(4, 8)
 
-__device__ __forceinline__ float block_max(float v) {
-    __shared__ float partial[32];
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-    v = warp_max(v);
-    __syncthreads();
-    if (lane == 0) partial[warp] = v;
-    __syncthreads();
-    return warp_max(lane < warps ? partial[lane] : NEG_INF);
-}
-
 // Grid (heads, batch * newTokens), 256 threads, dynamic shared memory of `splits` floats:
 // out = sum_s acc_s exp(m_s - M) / sum_s l_s exp(m_s - M), the splits shared among the threads.
 extern "C" __global__ void attn_combine(const float* partial, act* out, int heads, int headDim, int splits) {
@@ -674,6 +664,17 @@ __device__ __forceinline__ float block_sum(float v) {
     return warp_sum(total);
 }
 
+// Maximum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
+__device__ __forceinline__ float block_max(float v) {
+    __shared__ float partial[32];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    return warp_max(lane < warps ? partial[lane] : NEG_INF);
+}
+
 // PyTorch softplus (beta 1, threshold 20).
 __device__ __forceinline__ float softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 
@@ -903,16 +904,7 @@ extern "C" __global__ void bias_store(const void* src, int srcType, const float*
 struct GlobalRows {
     const act* x;
     int k;
-    __device__ __forceinline__ void load(int r, int c, float* v) const {
-        uint4 raw = *(const uint4*)(x + (i64)r * k + c);
-        const act2* p = (const act2*)&raw;
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            float2 f = act2_to_float2(p[e]);
-            v[2 * e] = f.x;
-            v[2 * e + 1] = f.y;
-        }
-    }
+    __device__ __forceinline__ void load(int r, int c, float* v) const { ld8(x + (i64)r * k + c, v); }
 };
 
 struct SharedRows {

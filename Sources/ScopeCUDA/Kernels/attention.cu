@@ -196,16 +196,6 @@ SPLIT(1, 1) SPLIT(1, 2) SPLIT(1, 4) SPLIT(1, 8)
 SPLIT(2, 1) SPLIT(2, 2) SPLIT(2, 4) SPLIT(2, 8)
 SPLIT(4, 1) SPLIT(4, 2) SPLIT(4, 4) SPLIT(4, 8)
 
-__device__ __forceinline__ float block_max(float v) {
-    __shared__ float partial[32];
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-    v = warp_max(v);
-    __syncthreads();
-    if (lane == 0) partial[warp] = v;
-    __syncthreads();
-    return warp_max(lane < warps ? partial[lane] : NEG_INF);
-}
-
 // Grid (heads, batch * newTokens), 256 threads, dynamic shared memory of `splits` floats:
 // out = sum_s acc_s exp(m_s - M) / sum_s l_s exp(m_s - M), the splits shared among the threads.
 extern "C" __global__ void attn_combine(const float* partial, act* out, int heads, int headDim, int splits) {

@@ -16,16 +16,7 @@
 struct GlobalRows {
     const act* x;
     int k;
-    __device__ __forceinline__ void load(int r, int c, float* v) const {
-        uint4 raw = *(const uint4*)(x + (i64)r * k + c);
-        const act2* p = (const act2*)&raw;
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            float2 f = act2_to_float2(p[e]);
-            v[2 * e] = f.x;
-            v[2 * e + 1] = f.y;
-        }
-    }
+    __device__ __forceinline__ void load(int r, int c, float* v) const { ld8(x + (i64)r * k + c, v); }
 };
 
 struct SharedRows {
