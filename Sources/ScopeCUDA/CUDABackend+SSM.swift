@@ -92,9 +92,9 @@ extension CUDABackend {
     ///
     /// Scratch is bounded independently of `tokens`: the prompt is walked in super-chunks of
     /// `ssdSuperChunk(batch:)` tokens per sequence (16384 / batch), so at most C = batch x ceil(min(tokens,
-    /// 16384 / batch) / 256) chunks (64 for batch <= 64) are in flight, needing C x (groups x 256 KiB (CB, fp32)
-    /// + heads x P x N x 6 B (chunk states fp32, incoming states bf16) + heads x 4 B). Mamba-2 1.3B (64 heads,
-    /// P 64, N 128, 1 group): at most 218 MB, at any prompt length.
+    /// 16384 / batch) / 256) chunks (64 for batch <= 64) are in flight, needing C x (groups x 128 KiB (CB, activation
+    /// type) + heads x P x N x 6 B (chunk states fp32, incoming states in the activation type) + heads x 4 B).
+    /// Mamba-2 1.3B (64 heads, P 64, N 128, 1 group): at most 210 MB, at any prompt length.
     public func ssd(x: Tensor, dt: Tensor, dtBias: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, state: Tensor,
                     batch: Int, tokens: Int, heads: Int, headDim: Int, groups: Int, stateSize: Int, chunkSize: Int,
                     dtMin: Float, dtMax: Float, out: Tensor) throws {
@@ -111,7 +111,7 @@ extension CUDABackend {
         let q = Self.ssdChunk, nr = (n + 63) / 64 * 64, pTiles = (p + 63) / 64, nTiles = (n + 127) / 128
         // Shared memory (ssd.cu): tiles of the activation type with padded row pitches.
         let cbShared = 2 * 64 * (nr + 8) * 2  // C and B rows of one 64 x 64 tile
-        let stateShared = 3 * q * 4 + (2 * 128 * 72 + 128 * 136) * 2  // step, cum, weights; x w high, low; B
+        let stateShared = 3 * q * 4 + 2 * 64 * (2 * 72 + 136) * 2  // step, cum, weights; 2 x (x w high, low; B)
         let scanShared = 2 * q * 4 + (q * 64 + 64 * (nr + 32)) * 2  // step, cum; x; incoming state
         let cbPairs = (q / 64) * (q / 64 + 1) / 2  // 64 x 64 tiles on or below the diagonal
         if tokens == 1 || p % 8 != 0 || n % 8 != 0
@@ -122,7 +122,7 @@ extension CUDABackend {
             return
         }
         let span = Self.ssdSuperChunk(batch: batch), maxChunks = (min(tokens, span) + q - 1) / q
-        let cb = try scratch(batch * maxChunks * groups * q * q, .fp32)
+        let cb = try scratch(batch * maxChunks * groups * q * q, activationType)
         let states = try scratch(batch * maxChunks * heads * p * n, .fp32)
         let incoming = try scratch(batch * maxChunks * heads * p * n, activationType)
         let decay = try scratch(batch * heads * maxChunks, .fp32)
@@ -137,7 +137,7 @@ extension CUDABackend {
             try launch(K.statePass, grid: ((p * n / 4 + 255) / 256, heads, batch), block: 256, [
                 .tensor(states), .tensor(decay), .tensor(state), .tensor(incoming), .int(chunks), .int(heads),
                 .int(p * n)])
-            try launch(K.chunkScan, grid: (chunks * 2 * pTiles, heads, batch), block: q, shared: scanShared, [
+            try launch(K.chunkScan, grid: (chunks * pTiles, heads, batch), block: q, shared: scanShared, [
                 .tensor(x), .tensor(dt), .tensor(dtBias), .tensor(A), .tensor(C), .tensor(D), .tensor(cb),
                 .tensor(incoming), .tensor(out)] + range + common)
         }

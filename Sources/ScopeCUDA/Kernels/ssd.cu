@@ -1,26 +1,25 @@
 // Mamba-2 SSD (SSD.scan's contract) as the chunked algorithm over chunks of SQ = 256 tokens, every product on tensor
 // cores (mma.sync m16n8k16, bf16 operands, fp32 accumulation). The host runs the four chunked kernels once per
 // super-chunk: tokens [t0, t0 + span) of every sequence, `tokens` being a sequence's row count.
-//   ssd_chunk_cb     CB = C B^T per chunk and group, 64 x 64 tiles on or below the diagonal
+//   ssd_chunk_cb     CB = C B^T per chunk and group (activation type), 64 x 64 tiles on or below the diagonal
 //                    grid (chunks * 10, groups, batch), 128 threads
 //   ssd_chunk_state  each chunk's own state S[p][n] = sum_s w_s x[s][p] B[s][n], w = dt * decay to the chunk end;
 //                    x w is split into bf16 high and low parts, so S keeps fp32 accuracy
 //                    grid (chunks * P/64 tiles * N/128 tiles, heads, batch)
 //   ssd_state_pass   the fp32 state runs through the chunks; each chunk's incoming state in bf16
 //                    grid (P*N/1024, heads, batch)
-//   ssd_chunk_scan   y = (CB o exp(segsum) o dt) x + exp(cum) C h_in + D x, 128 rows of a chunk a block
-//                    grid (chunks * 2 * P/64 tiles, heads, batch)
+//   ssd_chunk_scan   y = (CB o exp(segsum) o dt) x + exp(cum) C h_in + D x, a whole chunk a block
+//                    grid (chunks * P/64 tiles, heads, batch)
 // and ssd_step, the plain recurrence of one token. P and N are padded to whole tiles (zeros); rows are loaded 8
 // values at a time, so P and N must be multiples of 8 (the host runs ssd_step otherwise).
-// Workspaces of one super-chunk: cb fp32 [batch, chunks, groups, SQ, SQ], states fp32 and incoming states bf16
-// [batch, chunks, heads, P, N], decay fp32 [batch, heads, chunks].
+// Workspaces of one super-chunk: cb (activation type) [batch, chunks, groups, SQ, SQ], states fp32 and incoming
+// states (activation type) [batch, chunks, heads, P, N], decay fp32 [batch, heads, chunks].
 #include "common.cuh"
 
 #define SQ 256       // tokens per chunk; chunk_state and chunk_scan run SQ threads
-#define ROWS 128     // chunk rows per chunk_scan block (8 warps x 16)
 #define XP 72        // shared-memory pitch (bf16) of 64-wide tiles: 144 bytes, so ldmatrix rows hit distinct banks
 #define CB_PAIRS 10  // (row tile, column tile) pairs of 64 x 64 on or below the diagonal of SQ x SQ
-#define HALF 128     // tokens chunk_state stages at a time
+#define QT 64        // tokens chunk_state stages at a time (in two alternating stages)
 #define NP 136       // chunk_state's pitch of 128-wide B tiles
 
 __device__ __forceinline__ int round64(int n) { return (n + 63) / 64 * 64; }
@@ -99,7 +98,7 @@ __device__ void chunk_steps(const act* dt, const float* dtBias, const float* A, 
 }
 
 // 128 threads: warp w computes rows 16w..16w+15 of the 64 x 64 tile (ti, si), si <= ti, over all of N.
-extern "C" __global__ void __launch_bounds__(128) ssd_chunk_cb(const act* B, const act* C, float* cb, int tokens,
+extern "C" __global__ void __launch_bounds__(128) ssd_chunk_cb(const act* B, const act* C, act* cb, int tokens,
                                                                 int t0, int span, int groups, int N) {
     extern __shared__ __align__(16) unsigned char raw[];
     int pitch = round64(N) + 8, vecs = round64(N) / 8;
@@ -131,18 +130,20 @@ extern "C" __global__ void __launch_bounds__(128) ssd_chunk_cb(const act* B, con
             mma(acc[2 * j + 1], a, f[2], f[3]);
         }
     }
-    float* dst = cb + (((i64)b * chunks + c) * groups + g) * SQ * SQ;
+    act* dst = cb + (((i64)b * chunks + c) * groups + g) * SQ * SQ;
     int r = ti * 64 + warp * 16 + (lane >> 2);
 #pragma unroll
     for (int j = 0; j < 8; j++) {
         int s = si * 64 + j * 8 + 2 * (lane & 3);
-        *(float2*)(dst + r * SQ + s) = make_float2(acc[j][0], acc[j][1]);
-        *(float2*)(dst + (r + 8) * SQ + s) = make_float2(acc[j][2], acc[j][3]);
+        *(unsigned*)(dst + r * SQ + s) = pack(acc[j][0], acc[j][1]);
+        *(unsigned*)(dst + (r + 8) * SQ + s) = pack(acc[j][2], acc[j][3]);
     }
 }
 
 // One 64 x 128 tile (p tile, n tile) of a chunk's state; warp w computes p 32 (w / 4).., n 32 (w % 4)... The chunk
-// is taken in two halves of 128 tokens: x w is split into bf16 high and low parts once per element while staged.
+// is taken in steps of QT tokens through two stages of shared memory: while the warps multiply one stage, the next
+// step's B tile is copied asynchronously into the other and its x values are loaded into registers, then split
+// (x w into bf16 high and low parts, once per element) into that stage.
 extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_state(const act* x, const act* dt, const float* dtBias,
                                                                  const float* A, const act* B, float* states,
                                                                  float* decay, int tokens, int t0, int span,
@@ -152,41 +153,38 @@ extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_state(const act* x
     float* step = (float*)raw;
     float* cum = step + SQ;
     float* w = cum + SQ;                 // dt * exp(cum[end] - cum[s])
-    act* hi = (act*)(w + SQ);          // [HALF][XP]: bf16(x w) of the p tile
-    act* lo = hi + HALF * XP;           // [HALF][XP]: bf16(x w - hi)
-    act* bs = lo + HALF * XP;           // [HALF][NP]: B of the n tile
+    act* stages = (act*)(w + SQ);        // two stages of hi [QT][XP] (bf16(x w) of the p tile), lo [QT][XP]
+    const int stageSize = QT * (2 * XP + NP);  // (bf16(x w - hi)) and B [QT][NP] (B of the n tile)
     int nTiles = (N + 127) / 128, tiles = round64(P) / 64 * nTiles;
     int c = blockIdx.x / tiles, pt = blockIdx.x % tiles / nTiles, nt = blockIdx.x % nTiles;
     int h = blockIdx.y, b = blockIdx.z, g = h / (heads / groups), chunks = gridDim.x / tiles;
-    int len = min(SQ, span - c * SQ);
+    int len = min(SQ, span - c * SQ), steps = (len + QT - 1) / QT;
     i64 row0 = (i64)b * tokens + t0 + c * SQ;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, tq = lane & 3;
     int pw = (warp >> 2) * 32, nw = (warp & 3) * 32;
     bool busy = nt * 128 + nw < N;  // warp-uniform: this warp's columns hold state
-    float acc[2][4][4] = {};
-    for (int half = 0; half * HALF < len; half++) {
-        int base = half * HALF;
-        for (int i = threadIdx.x; i < HALF * 16; i += blockDim.x) {
-            int s = base + (i >> 4), v = (i & 15) * 8, n = nt * 128 + v;
+    uint4 xv[QT * 8 / SQ];
+    // Step q's B tile into its stage (asynchronous; committed by the next copies_wait) and its x values into xv.
+    auto load = [&](int q) {
+        act* bs = stages + (q & 1) * stageSize + 2 * QT * XP;
+        for (int i = threadIdx.x; i < QT * 16; i += blockDim.x) {
+            int s = q * QT + (i >> 4), v = (i & 15) * 8, n = nt * 128 + v;
             copy16(bs + (i >> 4) * NP + v, B, ((row0 + s) * groups + g) * N + n, s < len && n < N);
         }
-        uint4 xv[HALF * 8 / SQ];
 #pragma unroll
-        for (int k = 0; k < HALF * 8 / SQ; k++) {
-            int i = threadIdx.x + k * SQ, s = base + (i >> 3), p = pt * 64 + (i & 7) * 8;
+        for (int k = 0; k < QT * 8 / SQ; k++) {
+            int i = threadIdx.x + k * SQ, s = q * QT + (i >> 3), p = pt * 64 + (i & 7) * 8;
             xv[k] = s < len && p < P ? *(const uint4*)(x + ((row0 + s) * heads + h) * P + p) : make_uint4(0, 0, 0, 0);
         }
-        if (half == 0) {
-            chunk_steps(dt, dtBias, A, row0, heads, h, len, dtMin, dtMax, step, cum);
-            float end = cum[SQ - 1];
-            w[threadIdx.x] = step[threadIdx.x] * expf(end - cum[threadIdx.x]);
-            if (threadIdx.x == 0 && blockIdx.x % tiles == 0) decay[((i64)b * heads + h) * chunks + c] = expf(end);
-            __syncthreads();
-        }
+    };
+    // xv (step q's x) scaled by w, split into the stage's high and low tiles.
+    auto split_x = [&](int q) {
+        act* hi = stages + (q & 1) * stageSize;
+        act* lo = hi + QT * XP;
 #pragma unroll
-        for (int k = 0; k < HALF * 8 / SQ; k++) {
+        for (int k = 0; k < QT * 8 / SQ; k++) {
             int i = threadIdx.x + k * SQ, r = i >> 3, v = (i & 7) * 8;
-            float ws = w[base + r];
+            float ws = w[q * QT + r];
             uint4 h4, l4;
             split(xv[k].x, ws, h4.x, l4.x);
             split(xv[k].y, ws, h4.y, l4.y);
@@ -195,9 +193,23 @@ extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_state(const act* x
             *(uint4*)(hi + r * XP + v) = h4;
             *(uint4*)(lo + r * XP + v) = l4;
         }
+    };
+    load(0);
+    chunk_steps(dt, dtBias, A, row0, heads, h, len, dtMin, dtMax, step, cum);
+    float end = cum[SQ - 1];
+    w[threadIdx.x] = step[threadIdx.x] * expf(end - cum[threadIdx.x]);
+    if (threadIdx.x == 0 && blockIdx.x % tiles == 0) decay[((i64)b * heads + h) * chunks + c] = expf(end);
+    __syncthreads();
+    split_x(0);
+    float acc[2][4][4] = {};
+    for (int q = 0; q < steps; q++) {
         copies_wait();
-        __syncthreads();
-        for (int s0 = 0; busy && s0 < min(HALF, len - base); s0 += 16) {
+        __syncthreads();  // stage q is complete, and every warp is done with stage q - 1 (the next one to fill)
+        if (q + 1 < steps) load(q + 1);
+        const act* hi = stages + (q & 1) * stageSize;
+        const act* lo = hi + QT * XP;
+        const act* bs = lo + QT * XP;
+        for (int s0 = 0; busy && s0 < min(QT, len - q * QT); s0 += 16) {
             unsigned f[2][4];
 #pragma unroll
             for (int j = 0; j < 2; j++)
@@ -215,7 +227,7 @@ extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_state(const act* x
                 }
             }
         }
-        __syncthreads();
+        if (q + 1 < steps) split_x(q + 1);
     }
     float* dst = states + (((i64)b * chunks + c) * heads + h) * P * N;
 #pragma unroll
@@ -260,9 +272,11 @@ extern "C" __global__ void ssd_state_pass(const float* __restrict__ states, cons
     *s = run;
 }
 
-// M[t][s] = CB[t][s] exp(cum[t] - cum[s]) step[s] for s <= t, else 0.
-__device__ __forceinline__ float masked(float g, float cumT, int t, int s, float cumS, float stepS) {
-    return s <= t ? g * __expf(cumT - cumS) * stepS : 0.0f;
+// 2^v, approximately (ex2.approx: 2 ulp); 2^-inf = 0.
+__device__ __forceinline__ float exp2_fast(float v) {
+    float r;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(v));
+    return r;
 }
 
 // Offset of x[r][col] in chunk_scan's x tile: rows of 64 values (8 units of 16 bytes), unit u of row r stored at
@@ -272,8 +286,11 @@ __device__ __forceinline__ int xo(int r, int col) {
     return r * 64 + ((((col >> 3) ^ (((r >> 1) & 6) | (r & 1)))) << 3) + (col & 7);
 }
 
-// Rows [128 rt, 128 rt + 128) of a chunk, p tile pt; warp w computes rows 16w..16w+15 of them: first the inter-chunk
-// term C h_in^T scaled by exp(cum[t]), then the intra-chunk term M x over the columns s <= t, then D x.
+// One chunk, p tile pt, of one head. The chunk's 16 row tiles are paired so that every warp has the same work: warp
+// w computes row tiles 15 - w, then w (the intra-chunk product of tile r spans r + 1 column tiles). Per row tile:
+// first the inter-chunk term C h_in^T scaled by exp(cum[t]), then the intra-chunk term M x over the columns s <= t,
+// M[t][s] = CB[t][s] exp(cum[t] - cum[s]) step[s] = CB[t][s] 2^(cum2[t] - v[s]) with cum2 = cum log2(e) and
+// v[s] = cum2[s] - log2(step[s]) precomputed per column (v = +inf where step = 0, past the chunk's end), then D x.
 // Operands that each warp uses alone (its C rows, its CB rows) come straight from global memory (L2: every head of a
 // group reads them) in a permuted k order, so that a thread's fragment values are contiguous: in a 16-wide k step,
 // the mma's k = 2q, 2q + 1, 2q + 8, 2q + 9 of lane quad position q are the physical columns 4q .. 4q + 3 (CB), or,
@@ -281,23 +298,22 @@ __device__ __forceinline__ int xo(int r, int col) {
 // the same permutation: x by ldmatrix with permuted row addresses, the state by 16-byte loads.
 extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_scan(const act* x, const act* dt, const float* dtBias,
                                                                 const float* A, const act* C, const float* D,
-                                                                const float* cb, const act* hin, act* out,
+                                                                const act* cb, const act* hin, act* out,
                                                                 int tokens, int t0, int span, int heads, int P,
                                                                 int groups, int N, float dtMin, float dtMax) {
     extern __shared__ __align__(16) unsigned char raw[];
-    int pitch = round64(N) + 32, vecs = round64(N) / 8, perChunk = 2 * (round64(P) / 64);
-    float* step = (float*)raw;
-    float* cum = step + SQ;
-    act* xs = (act*)(cum + SQ);  // [SQ][64], swizzled (xo): x of the p tile, rows up to this block's last
+    int pitch = round64(N) + 32, vecs = round64(N) / 8, pTiles = round64(P) / 64;
+    float* v = (float*)raw;       // step, then cum2 - log2(step)
+    float* cum = v + SQ;          // cum, then cum2 = cum log2(e)
+    act* xs = (act*)(cum + SQ);   // [SQ][64], swizzled (xo): x of the p tile
     act* hs = xs + SQ * 64;       // [64][pitch]: incoming state, rows p of the tile; pitch = 16 words mod 32 banks
-    // Even blocks take the lower (longer) halves of the chunks, so that they start first.
-    int c = blockIdx.x / perChunk, pt = blockIdx.x % perChunk / 2, rt = 1 - blockIdx.x % 2;
-    int h = blockIdx.y, b = blockIdx.z, g = h / (heads / groups), chunks = gridDim.x / perChunk;
+    int c = blockIdx.x / pTiles, pt = blockIdx.x % pTiles;
+    int h = blockIdx.y, b = blockIdx.z, g = h / (heads / groups), chunks = gridDim.x / pTiles;
     int len = min(SQ, span - c * SQ);
     i64 row0 = (i64)b * tokens + t0 + c * SQ;
-    for (int i = threadIdx.x; i < (rt + 1) * ROWS * 8; i += blockDim.x) {
-        int s = i >> 3, v = (i & 7) * 8, p = pt * 64 + v;
-        copy16(xs + xo(s, v), x, ((row0 + s) * heads + h) * P + p, s < len && p < P);
+    for (int i = threadIdx.x; i < SQ * 8; i += blockDim.x) {
+        int s = i >> 3, u = (i & 7) * 8, p = pt * 64 + u;
+        copy16(xs + xo(s, u), x, ((row0 + s) * heads + h) * P + p, s < len && p < P);
     }
     i64 h0 = (((i64)b * chunks + c) * heads + h) * P * N;
     for (int i = threadIdx.x; i < 64 * vecs; i += blockDim.x) {
@@ -305,81 +321,98 @@ extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_scan(const act* x,
         copy16(hs + r * pitch + n, hin, h0 + (i64)p * N + n, p < P && n < N);
     }
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, tq = lane & 3;
-    int r0 = rt * ROWS + warp * 16, ta = r0 + (lane >> 2), tb = ta + 8;
-    // This warp's C rows, 32 columns at a time; the first block's loads run while the tiles are staged.
-    const act* cRowA = C + ((row0 + ta) * groups + g) * N + 8 * tq;
-    const act* cRowB = C + ((row0 + tb) * groups + g) * N + 8 * tq;
-    auto loadC = [&](int n0, uint4& ua, uint4& ub) {
+    // This warp's C rows (those of row tile r0 / 16), 32 columns at a time.
+    const act* cChunk = C + (row0 * groups + g) * N + 8 * tq;
+    i64 cPitch = (i64)groups * N;
+    auto loadC = [&](int r0, int n0, uint4& ua, uint4& ub) {
+        int ta = r0 + (lane >> 2), tb = ta + 8;
         bool inN = n0 + 8 * tq < N;
-        ua = ta < len && inN ? *(const uint4*)(cRowA + n0) : make_uint4(0, 0, 0, 0);
-        ub = tb < len && inN ? *(const uint4*)(cRowB + n0) : make_uint4(0, 0, 0, 0);
+        ua = ta < len && inN ? *(const uint4*)(cChunk + ta * cPitch + n0) : make_uint4(0, 0, 0, 0);
+        ub = tb < len && inN ? *(const uint4*)(cChunk + tb * cPitch + n0) : make_uint4(0, 0, 0, 0);
     };
+    int r0 = (15 - warp) * 16;
     uint4 ua, ub;
-    loadC(0, ua, ub);
-    chunk_steps(dt, dtBias, A, row0, heads, h, len, dtMin, dtMax, step, cum);
+    loadC(r0, 0, ua, ub);  // the first tile's first loads run while the tiles are staged
+    chunk_steps(dt, dtBias, A, row0, heads, h, len, dtMin, dtMax, v, cum);
+    float cum2 = cum[threadIdx.x] * 1.4426950408889634f;
+    cum[threadIdx.x] = cum2;
+    v[threadIdx.x] = cum2 - __log2f(v[threadIdx.x]);
     copies_wait();
     __syncthreads();
-    if (r0 >= len) return;
-    float acc[8][4] = {};
-    for (int n0 = 0; n0 < vecs * 8; n0 += 32) {
-        uint4 na, nb;
-        loadC(n0 + 32 < vecs * 8 ? n0 + 32 : n0, na, nb);
-        unsigned a0[4] = {ua.x, ub.x, ua.y, ub.y}, a1[4] = {ua.z, ub.z, ua.w, ub.w};
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            uint4 f = *(const uint4*)(hs + (j * 8 + (lane >> 2)) * pitch + n0 + 8 * tq);
-            mma(acc[j], a0, f.x, f.y);
-            mma(acc[j], a1, f.z, f.w);
-        }
-        ua = na;
-        ub = nb;
-    }
-    float cumA = cum[ta], cumB = cum[tb], ea = expf(cumA), eb = expf(cumB);
-#pragma unroll
-    for (int j = 0; j < 8; j++) {
-        acc[j][0] *= ea;
-        acc[j][1] *= ea;
-        acc[j][2] *= eb;
-        acc[j][3] *= eb;
-    }
-    const float* rowA = cb + (((i64)b * chunks + c) * groups + g) * SQ * SQ + ta * SQ + 4 * tq;
-    const float* rowB = rowA + 8 * SQ;
+    const act* cbChunk = cb + (((i64)b * chunks + c) * groups + g) * SQ * SQ + 4 * tq;
     // x rows s0 + 4q + {0, 1} give the mma's k = 2q, 2q + 1 (matrices 0 and 2), s0 + 4q + {2, 3} its k = 2q + 8, 2q + 9.
     int xRow = ((lane & 7) >> 1) * 4 + (lane & 1) + ((lane >> 3) & 1) * 2, xCol = (lane >> 4) * 8;
-    float4 ga = *(const float4*)rowA, gb = *(const float4*)rowB;
-    for (int s0 = 0; s0 <= r0; s0 += 16) {
-        float4 ca = ga, cbv = gb;
-        if (s0 + 16 <= r0) {
-            ga = *(const float4*)(rowA + s0 + 16);
-            gb = *(const float4*)(rowB + s0 + 16);
-        }
-        int s = s0 + 4 * tq;
-        float4 cs = *(const float4*)(cum + s), ss = *(const float4*)(step + s);
-        unsigned a[4];
-        a[0] = pack(masked(ca.x, cumA, ta, s, cs.x, ss.x), masked(ca.y, cumA, ta, s + 1, cs.y, ss.y));
-        a[1] = pack(masked(cbv.x, cumB, tb, s, cs.x, ss.x), masked(cbv.y, cumB, tb, s + 1, cs.y, ss.y));
-        a[2] = pack(masked(ca.z, cumA, ta, s + 2, cs.z, ss.z), masked(ca.w, cumA, ta, s + 3, cs.w, ss.w));
-        a[3] = pack(masked(cbv.z, cumB, tb, s + 2, cs.z, ss.z), masked(cbv.w, cumB, tb, s + 3, cs.w, ss.w));
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            unsigned f[4];
-            ldm_t(f, xs + xo(s0 + xRow, j * 16 + xCol));
-            mma(acc[2 * j], a, f[0], f[1]);
-            mma(acc[2 * j + 1], a, f[2], f[3]);
-        }
-    }
     float d = D[h];
+    for (int pass = 0; pass < 2; pass++, r0 = warp * 16) {
+        if (r0 >= len) continue;
+        if (pass == 1) loadC(r0, 0, ua, ub);
+        int ta = r0 + (lane >> 2), tb = ta + 8;
+        float acc[8][4] = {};
+        for (int n0 = 0; n0 < vecs * 8; n0 += 32) {
+            uint4 na, nb;
+            loadC(r0, n0 + 32 < vecs * 8 ? n0 + 32 : n0, na, nb);
+            unsigned a0[4] = {ua.x, ub.x, ua.y, ub.y}, a1[4] = {ua.z, ub.z, ua.w, ub.w};
 #pragma unroll
-    for (int j = 0; j < 8; j++) {
-        int pl = j * 8 + 2 * tq, p = pt * 64 + pl;
-        if (p >= P) continue;
-        if (ta < len) {
-            float2 xv = unpack(*(const unsigned*)(xs + xo(ta, pl)));
-            *(unsigned*)(out + ((row0 + ta) * heads + h) * P + p) = pack(acc[j][0] + d * xv.x, acc[j][1] + d * xv.y);
+            for (int j = 0; j < 8; j++) {
+                uint4 f = *(const uint4*)(hs + (j * 8 + (lane >> 2)) * pitch + n0 + 8 * tq);
+                mma(acc[j], a0, f.x, f.y);
+                mma(acc[j], a1, f.z, f.w);
+            }
+            ua = na;
+            ub = nb;
         }
-        if (tb < len) {
-            float2 xv = unpack(*(const unsigned*)(xs + xo(tb, pl)));
-            *(unsigned*)(out + ((row0 + tb) * heads + h) * P + p) = pack(acc[j][2] + d * xv.x, acc[j][3] + d * xv.y);
+        float cumA = cum[ta], cumB = cum[tb], ea = exp2f(cumA), eb = exp2f(cumB);
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            acc[j][0] *= ea;
+            acc[j][1] *= ea;
+            acc[j][2] *= eb;
+            acc[j][3] *= eb;
+        }
+        const act* rowA = cbChunk + ta * SQ;
+        const act* rowB = rowA + 8 * SQ;
+        uint2 ga = *(const uint2*)rowA, gb = *(const uint2*)rowB;
+        for (int s0 = 0; s0 <= r0; s0 += 16) {
+            uint2 ca = ga, cbv = gb;
+            if (s0 + 16 <= r0) {
+                ga = *(const uint2*)(rowA + s0 + 16);
+                gb = *(const uint2*)(rowB + s0 + 16);
+            }
+            int s = s0 + 4 * tq;
+            float4 vs = *(const float4*)(v + s);
+            float2 a01 = unpack(ca.x), a23 = unpack(ca.y), b01 = unpack(cbv.x), b23 = unpack(cbv.y);
+            float m[8] = {a01.x * exp2_fast(cumA - vs.x), a01.y * exp2_fast(cumA - vs.y),
+                          b01.x * exp2_fast(cumB - vs.x), b01.y * exp2_fast(cumB - vs.y),
+                          a23.x * exp2_fast(cumA - vs.z), a23.y * exp2_fast(cumA - vs.w),
+                          b23.x * exp2_fast(cumB - vs.z), b23.y * exp2_fast(cumB - vs.w)};
+            if (s0 == r0) {  // the diagonal tile: only s <= t (above it the exponent may be +inf)
+#pragma unroll
+                for (int e = 0; e < 8; e++) {
+                    int col = s + (e & 1) + (e >> 2) * 2, row = e & 2 ? tb : ta;
+                    if (col > row) m[e] = 0.0f;
+                }
+            }
+            unsigned a[4] = {pack(m[0], m[1]), pack(m[2], m[3]), pack(m[4], m[5]), pack(m[6], m[7])};
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                unsigned f[4];
+                ldm_t(f, xs + xo(s0 + xRow, j * 16 + xCol));
+                mma(acc[2 * j], a, f[0], f[1]);
+                mma(acc[2 * j + 1], a, f[2], f[3]);
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            int pl = j * 8 + 2 * tq, p = pt * 64 + pl;
+            if (p >= P) continue;
+            if (ta < len) {
+                float2 xv = unpack(*(const unsigned*)(xs + xo(ta, pl)));
+                *(unsigned*)(out + ((row0 + ta) * heads + h) * P + p) = pack(acc[j][0] + d * xv.x, acc[j][1] + d * xv.y);
+            }
+            if (tb < len) {
+                float2 xv = unpack(*(const unsigned*)(xs + xo(tb, pl)));
+                *(unsigned*)(out + ((row0 + tb) * heads + h) * P + p) = pack(acc[j][2] + d * xv.x, acc[j][3] + d * xv.y);
+            }
         }
     }
 }
