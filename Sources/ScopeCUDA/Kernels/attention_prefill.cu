@@ -9,46 +9,10 @@
 // start first and the short ones fill the tail.
 #include "common.cuh"
 
-__device__ __forceinline__ unsigned pack_act(float lo, float hi) {
-    act2 v = floats_to_act2(lo, hi);
-    return *(unsigned*)&v;
-}
-
 __device__ __forceinline__ unsigned pair(const act* p) { return *(const unsigned*)p; }
-
-__device__ __forceinline__ unsigned smem_address(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
 
 __device__ __forceinline__ void copy16(void* dst, const void* src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_address(dst)), "l"(src));
-}
-
-// Four 8x8 b16 matrices: rows of matrix i at the addresses lanes 8i..8i+7 give.
-__device__ __forceinline__ void ldmatrix(unsigned* r, const act* row) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_address(row)));
-}
-
-// The same, transposed.
-__device__ __forceinline__ void ldmatrix_trans(unsigned* r, const act* row) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_address(row)));
-}
-
-// 2^x by the special-function unit (2^-inf = 0).
-__device__ __forceinline__ float ex2(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-}
-
-// c += a (16x16, row) * b (16x8, col).
-__device__ __forceinline__ void mma(float* c, const unsigned* a, unsigned b0, unsigned b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." ACT_PTX "." ACT_PTX ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 // A row's running maximum (log2 domain) is raised only when a tile's scores exceed it by more than 2^RESCALE_SLACK;

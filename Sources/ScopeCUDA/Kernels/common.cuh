@@ -98,6 +98,46 @@ __device__ __forceinline__ float block_max(float v) {
     return warp_max(lane < warps ? partial[lane] : NEG_INF);
 }
 
+// Tensor-core helpers (attention prefill and the SSD).
+
+__device__ __forceinline__ unsigned smem_address(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
+
+// Four 8x8 16-bit matrices; lanes 8i..8i+7 give the row addresses of matrix i. Thread T receives row T / 4,
+// columns 2 (T % 4) and 2 (T % 4) + 1 of each.
+__device__ __forceinline__ void ldmatrix(unsigned* r, const act* row) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_address(row)));
+}
+
+// As ldmatrix, transposed: thread T receives rows 2 (T % 4) and 2 (T % 4) + 1 of column T / 4.
+__device__ __forceinline__ void ldmatrix_trans(unsigned* r, const act* row) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_address(row)));
+}
+
+// c += a (16x16, row major) * b (16x8, column major), activation-type operands, fp32 accumulators.
+__device__ __forceinline__ void mma(float* c, const unsigned* a, unsigned b0, unsigned b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." ACT_PTX "." ACT_PTX ".f32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// 2^x by the special-function unit (ex2.approx, 2 ulp; 2^-inf = 0).
+__device__ __forceinline__ float ex2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
+// Two floats as an activation-type pair in one register (an mma operand).
+__device__ __forceinline__ unsigned pack_act(float lo, float hi) {
+    act2 v = floats_to_act2(lo, hi);
+    return *(unsigned*)&v;
+}
+
 // PyTorch softplus (beta 1, threshold 20).
 __device__ __forceinline__ float softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 

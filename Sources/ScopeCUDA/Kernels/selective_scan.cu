@@ -20,12 +20,6 @@
 #define VECTOR_CHANNELS 1  // flags: u, delta, z and out rows allow 16-byte accesses (dInner % 8 == 0, aligned)
 #define VECTOR_STATES 2    //        B and C rows do (dState % 8 == 0, aligned)
 
-__device__ __forceinline__ float ex2(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-}
-
 __device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.L2 [%0];" ::"l"(p)); }
 
 // softplus and silu with the fast exponential and logarithm (relative error ~1e-6; log1p's series below 1e-4).

@@ -24,8 +24,6 @@
 
 __device__ __forceinline__ int round64(int n) { return (n + 63) / 64 * 64; }
 
-__device__ __forceinline__ unsigned smem_address(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
-
 // 16 bytes from base + offset (bf16 elements) into shared memory, asynchronously; zeros when !ok.
 __device__ __forceinline__ void copy16(act* dst, const act* base, i64 offset, bool ok) {
     const act* src = ok ? base + offset : base;
@@ -37,43 +35,15 @@ __device__ __forceinline__ void copies_wait() {
     asm volatile("cp.async.commit_group;\n\tcp.async.wait_group 0;" ::: "memory");
 }
 
-// Four 8x8 bf16 matrices; lanes 8i..8i+7 give the row addresses of matrix i. Thread T receives row T / 4,
-// columns 2 (T % 4) and 2 (T % 4) + 1 of each.
-__device__ __forceinline__ void ldm(unsigned* r, const act* row) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_address(row)));
-}
-
-// As ldm, transposed: thread T receives rows 2 (T % 4) and 2 (T % 4) + 1 of column T / 4.
-__device__ __forceinline__ void ldm_t(unsigned* r, const act* row) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_address(row)));
-}
-
-// c += a (16x16, row major) * b (16x8, column major), fp32 accumulators.
-__device__ __forceinline__ void mma(float* c, const unsigned* a, unsigned b0, unsigned b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." ACT_PTX "." ACT_PTX ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ unsigned pack(float lo, float hi) {
-    act2 v = floats_to_act2(lo, hi);
-    return *(unsigned*)&v;
-}
-
 __device__ __forceinline__ float2 unpack(unsigned u) { return act2_to_float2(*(act2*)&u); }
 
 // The bf16 pair u scaled by w, as bf16 high parts and the bf16 remainders: hi + lo = u * w to ~2^-16.
 __device__ __forceinline__ void split(unsigned u, float w, unsigned& hi, unsigned& lo) {
     float2 f = unpack(u);
     float v0 = f.x * w, v1 = f.y * w;
-    hi = pack(v0, v1);
+    hi = pack_act(v0, v1);
     float2 h = unpack(hi);
-    lo = pack(v0 - h.x, v1 - h.y);
+    lo = pack_act(v0 - h.x, v1 - h.y);
 }
 
 // step[t] = clamp(softplus(dt + bias), dtMin, dtMax) for the chunk's len tokens (0 past them) and the inclusive sum
@@ -121,11 +91,11 @@ extern "C" __global__ void __launch_bounds__(128) ssd_chunk_cb(const act* B, con
     float acc[8][4] = {};
     for (int k = 0; k < vecs * 8; k += 16) {
         unsigned a[4];
-        ldm(a, cs + (warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * pitch + k + (lane >> 4) * 8);
+        ldmatrix(a, cs + (warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * pitch + k + (lane >> 4) * 8);
 #pragma unroll
         for (int j = 0; j < 4; j++) {
             unsigned f[4];
-            ldm(f, bs + (j * 16 + (lane & 7) + (lane >> 4) * 8) * pitch + k + ((lane >> 3) & 1) * 8);
+            ldmatrix(f, bs + (j * 16 + (lane & 7) + (lane >> 4) * 8) * pitch + k + ((lane >> 3) & 1) * 8);
             mma(acc[2 * j], a, f[0], f[1]);
             mma(acc[2 * j + 1], a, f[2], f[3]);
         }
@@ -135,8 +105,8 @@ extern "C" __global__ void __launch_bounds__(128) ssd_chunk_cb(const act* B, con
 #pragma unroll
     for (int j = 0; j < 8; j++) {
         int s = si * 64 + j * 8 + 2 * (lane & 3);
-        *(unsigned*)(dst + r * SQ + s) = pack(acc[j][0], acc[j][1]);
-        *(unsigned*)(dst + (r + 8) * SQ + s) = pack(acc[j][2], acc[j][3]);
+        *(unsigned*)(dst + r * SQ + s) = pack_act(acc[j][0], acc[j][1]);
+        *(unsigned*)(dst + (r + 8) * SQ + s) = pack_act(acc[j][2], acc[j][3]);
     }
 }
 
@@ -213,13 +183,13 @@ extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_state(const act* x
             unsigned f[2][4];
 #pragma unroll
             for (int j = 0; j < 2; j++)
-                ldm_t(f[j], bs + (s0 + (lane & 7) + ((lane >> 3) & 1) * 8) * NP + nw + j * 16 + (lane >> 4) * 8);
+                ldmatrix_trans(f[j], bs + (s0 + (lane & 7) + ((lane >> 3) & 1) * 8) * NP + nw + j * 16 + (lane >> 4) * 8);
 #pragma unroll
             for (int m = 0; m < 2; m++) {
                 unsigned ah[4], al[4];
                 int offset = (s0 + (lane & 7) + (lane >> 4) * 8) * XP + pw + m * 16 + ((lane >> 3) & 1) * 8;
-                ldm_t(ah, hi + offset);
-                ldm_t(al, lo + offset);
+                ldmatrix_trans(ah, hi + offset);
+                ldmatrix_trans(al, lo + offset);
 #pragma unroll
                 for (int j = 0; j < 4; j++) {
                     mma(acc[m][j], ah, f[j >> 1][2 * (j & 1)], f[j >> 1][2 * (j & 1) + 1]);
@@ -262,7 +232,7 @@ extern "C" __global__ void ssd_state_pass(const float* __restrict__ states, cons
 #pragma unroll
         for (int k = 0; k < 16; k++) {
             if (c0 + k < chunks) {
-                *(uint2*)(hin + first + (c0 + k) * stride) = make_uint2(pack(run.x, run.y), pack(run.z, run.w));
+                *(uint2*)(hin + first + (c0 + k) * stride) = make_uint2(pack_act(run.x, run.y), pack_act(run.z, run.w));
                 float f = factors[c0 + k];
                 run = make_float4(run.x * f + own[k].x, run.y * f + own[k].y, run.z * f + own[k].z,
                                   run.w * f + own[k].w);
@@ -270,13 +240,6 @@ extern "C" __global__ void ssd_state_pass(const float* __restrict__ states, cons
         }
     }
     *s = run;
-}
-
-// 2^v, approximately (ex2.approx: 2 ulp); 2^-inf = 0.
-__device__ __forceinline__ float exp2_fast(float v) {
-    float r;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(v));
-    return r;
 }
 
 // Offset of x[r][col] in chunk_scan's x tile: rows of 64 values (8 units of 16 bytes), unit u of row r stored at
@@ -381,10 +344,10 @@ extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_scan(const act* x,
             int s = s0 + 4 * tq;
             float4 vs = *(const float4*)(v + s);
             float2 a01 = unpack(ca.x), a23 = unpack(ca.y), b01 = unpack(cbv.x), b23 = unpack(cbv.y);
-            float m[8] = {a01.x * exp2_fast(cumA - vs.x), a01.y * exp2_fast(cumA - vs.y),
-                          b01.x * exp2_fast(cumB - vs.x), b01.y * exp2_fast(cumB - vs.y),
-                          a23.x * exp2_fast(cumA - vs.z), a23.y * exp2_fast(cumA - vs.w),
-                          b23.x * exp2_fast(cumB - vs.z), b23.y * exp2_fast(cumB - vs.w)};
+            float m[8] = {a01.x * ex2(cumA - vs.x), a01.y * ex2(cumA - vs.y),
+                          b01.x * ex2(cumB - vs.x), b01.y * ex2(cumB - vs.y),
+                          a23.x * ex2(cumA - vs.z), a23.y * ex2(cumA - vs.w),
+                          b23.x * ex2(cumB - vs.z), b23.y * ex2(cumB - vs.w)};
             if (s0 == r0) {  // the diagonal tile: only s <= t (above it the exponent may be +inf)
 #pragma unroll
                 for (int e = 0; e < 8; e++) {
@@ -392,11 +355,11 @@ extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_scan(const act* x,
                     if (col > row) m[e] = 0.0f;
                 }
             }
-            unsigned a[4] = {pack(m[0], m[1]), pack(m[2], m[3]), pack(m[4], m[5]), pack(m[6], m[7])};
+            unsigned a[4] = {pack_act(m[0], m[1]), pack_act(m[2], m[3]), pack_act(m[4], m[5]), pack_act(m[6], m[7])};
 #pragma unroll
             for (int j = 0; j < 4; j++) {
                 unsigned f[4];
-                ldm_t(f, xs + xo(s0 + xRow, j * 16 + xCol));
+                ldmatrix_trans(f, xs + xo(s0 + xRow, j * 16 + xCol));
                 mma(acc[2 * j], a, f[0], f[1]);
                 mma(acc[2 * j + 1], a, f[2], f[3]);
             }
@@ -407,11 +370,11 @@ extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_scan(const act* x,
             if (p >= P) continue;
             if (ta < len) {
                 float2 xv = unpack(*(const unsigned*)(xs + xo(ta, pl)));
-                *(unsigned*)(out + ((row0 + ta) * heads + h) * P + p) = pack(acc[j][0] + d * xv.x, acc[j][1] + d * xv.y);
+                *(unsigned*)(out + ((row0 + ta) * heads + h) * P + p) = pack_act(acc[j][0] + d * xv.x, acc[j][1] + d * xv.y);
             }
             if (tb < len) {
                 float2 xv = unpack(*(const unsigned*)(xs + xo(tb, pl)));
-                *(unsigned*)(out + ((row0 + tb) * heads + h) * P + p) = pack(acc[j][2] + d * xv.x, acc[j][3] + d * xv.y);
+                *(unsigned*)(out + ((row0 + tb) * heads + h) * P + p) = pack_act(acc[j][2] + d * xv.x, acc[j][3] + d * xv.y);
             }
         }
     }
