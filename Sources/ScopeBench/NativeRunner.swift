@@ -87,6 +87,7 @@ public final class NativeRunner {
             return try meter.measureEnergy(body)
         }
         backend.memory.resetPeak()
+        var replayedSteps = false
         for repeatIndex in 0..<(settings.warmups + settings.repeats) {
             let timed = repeatIndex >= settings.warmups
             var result: (logits: [[Float]], cache: InferenceCache)?
@@ -107,6 +108,7 @@ public final class NativeRunner {
                 }
             }
             guard timed else { continue }
+            replayedSteps = replayedSteps || cache.replaysRecordedSteps
             if let prefillSample { prefillEnergy.append(prefillSample) }
             if let decodeSample { decodeEnergy.append(decodeSample) }
             ttft.append(prefillSeconds)
@@ -135,7 +137,8 @@ public final class NativeRunner {
             peakProcessBytes: ProcessMemory.peakResidentBytes(), prefillBreakdown: prefillBreakdown,
             decodeBreakdown: decodeBreakdown,
             energy: Self.energy(prefill: prefillEnergy, decode: decodeEnergy, tokensPerDecode: steps * point.batch),
-            notes: settings.prefillChunking.note(context: point.context, batch: point.batch))
+            notes: settings.prefillChunking.note(context: point.context, batch: point.batch)
+                + (replayedSteps ? "; decode steps replayed from a recorded CUDA graph" : ""))
     }
 
     /// Joules per prefill (median over the timed repeats), joules per generated token (median decode region over

@@ -84,7 +84,7 @@ public struct PlanOptions: ParsableArguments {
     @Option(name: .customLong("backend"), help: "Backends to measure on (repeat).")
     public var backends: [String] = []
 
-    @Option(name: .customLong("dtype"), help: "Weight types (repeat): fp32, bf16, fp16.")
+    @Option(name: .customLong("dtype"), help: "Weight types (repeat): fp32, bf16, fp16 (on cuda, fp16 also computes in fp16; the others in bf16).")
     public var dtypes: [String] = []
 
     @Flag(name: .customLong("max-context"), help: "Also search each model's longest context.")

@@ -30,6 +30,9 @@ public final class InferenceCache {
     /// The decode step recorded for this cache (its tensors' addresses are part of the recording).
     var recordedStep: RecordedStep?
 
+    /// Whether this cache's decode steps replay a recorded step (a CUDA graph) rather than issue every operator.
+    public var replaysRecordedSteps: Bool { recordedStep != nil }
+
     init(batch: Int, capacity: Int, blocks: [[BlockCache]]) {
         self.batch = batch
         self.capacity = capacity

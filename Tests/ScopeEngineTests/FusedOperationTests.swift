@@ -1,0 +1,75 @@
+import Foundation
+import ScopeCPU
+import ScopeEngine
+import ScopeModels
+import Testing
+
+/// The fused operations' default implementations (what the CPU backend and the allocation probe run) equal the
+/// separate operators they stand for, and column blocks of one row view the right elements.
+@Suite struct FusedOperationTests {
+    let backend = CPUBackend()
+
+    func tensor(_ shape: [Int], seed: UInt64) throws -> Tensor {
+        var rng = SplitMix64(seed: seed)
+        let t = try backend.makeTensor(shape, .fp32)
+        try backend.upload((0..<shape.reduce(1, *)).map { _ in Float(rng.next() % 2001) / 1000 - 1 }, into: t)
+        return t
+    }
+
+    @Test func columnBlocksOfOneRowAreViews() throws {
+        let row = try tensor([1, 10], seed: 1)
+        let values = try backend.download(row)
+        let block = row.columnBlock(3..<7)
+        #expect(block.shape == [1, 4])
+        #expect(try backend.download(block) == Array(values[3..<7]))
+        try backend.scale(block, by: 2, out: block)
+        let after = try backend.download(row)
+        #expect(after[3..<7].elementsEqual(values[3..<7].map { $0 * 2 }) && after[0..<3] == values[0..<3])
+    }
+
+    @Test func fusedLinearIsNormThenLinearThenSum() throws {
+        let x = try tensor([3, 16], seed: 2), weight = try tensor([12, 16], seed: 3), normWeight = try tensor([16], seed: 4)
+        let bias = try tensor([5], seed: 5), residual = try tensor([3, 5], seed: 6)
+        let before = try backend.download(residual)
+        try backend.fusedLinear(x, norm: .rms(weight: normWeight, eps: 1e-5), weight: weight, rows: 4..<9, bias: bias,
+                                out: residual, accumulate: true)
+
+        let normed = try backend.makeTensor([3, 16], .fp32), y = try backend.makeTensor([3, 5], .fp32)
+        try backend.rmsNorm(x, weight: normWeight, eps: 1e-5, out: normed)
+        try backend.linear(normed, weight: weight, rows: 4..<9, bias: bias, out: y)
+        let expected = zip(before, try backend.download(y)).map { $0 + $1 }
+        #expect(try backend.download(residual) == expected)
+        #expect(!backend.foldsInputNorm(rows: 1), "the CPU backend shares one normalised copy between projections")
+    }
+
+    @Test func gatedNormLinearMatchesTheGatedNorm() throws {
+        let y = try tensor([2, 8], seed: 7), gate = try tensor([2, 8], seed: 8), normWeight = try tensor([8], seed: 9)
+        let weight = try tensor([3, 8], seed: 10), out = try backend.makeTensor([2, 3], .fp32)
+        try backend.fusedLinear(y, norm: .gatedRMS(gate: gate, weight: normWeight, groups: 2, eps: 1e-6,
+                                                   normBeforeGate: false),
+                                weight: weight, rows: nil, bias: nil, out: out, accumulate: false)
+        let normed = try backend.makeTensor([2, 8], .fp32), expected = try backend.makeTensor([2, 3], .fp32)
+        try backend.gatedRMSNorm(y, gate: gate, weight: normWeight, groups: 2, eps: 1e-6, normBeforeGate: false,
+                                 out: normed)
+        try backend.linear(normed, weight: weight, rows: nil, bias: nil, out: expected)
+        #expect(try backend.download(out) == backend.download(expected))
+    }
+
+    @Test func splitConvolutionEqualsConvolutionThenSplit() throws {
+        let x = try tensor([6, 10], seed: 11), weight = try tensor([10, 4], seed: 12), bias = try tensor([10], seed: 13)
+        let stateA = try tensor([1, 3, 10], seed: 14), stateB = try backend.makeTensor([1, 3, 10], .fp32)
+        try backend.upload(try backend.download(stateA), into: stateB)
+        let blocks = [0..<4, 4..<7, 7..<10]
+        let parts = try blocks.map { try backend.makeTensor([6, $0.count], .fp32) }
+        try backend.conv1d(x, weight: weight, bias: bias, state: stateA, batch: 1, tokens: 6, silu: true,
+                           splitInto: parts, columns: blocks)
+        let whole = try backend.makeTensor([6, 10], .fp32)
+        try backend.conv1d(x, weight: weight, bias: bias, state: stateB, batch: 1, tokens: 6, silu: true, out: whole)
+        let rows = try backend.download(whole)
+        for (part, block) in zip(parts, blocks) {
+            let expected = (0..<6).flatMap { r in rows[(r * 10 + block.lowerBound)..<(r * 10 + block.upperBound)] }
+            #expect(try backend.download(part) == expected)
+        }
+        #expect(try backend.download(stateA) == backend.download(stateB))
+    }
+}
