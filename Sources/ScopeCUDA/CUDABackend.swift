@@ -48,7 +48,7 @@ public final class CUDABackend: StepRecordingBackend, TensorAllocator {
         try runtime.cublas.check(runtime.cublas.cublasCreate(&handle), "cublasCreate_v2")
         blas = handle
         try runtime.cublas.check(runtime.cublas.cublasSetStream(handle, stream), "cublasSetStream_v2")
-        allocator = DeviceAllocator(driver: driver)
+        allocator = DeviceAllocator(memory: driver)
         staging = StagingRing(driver: driver, stream: stream)
         try runtime.loadAllModules(activation: activations)
     }
