@@ -84,7 +84,7 @@ let package = Package(
         .testTarget(name: "ScopeCostTests", dependencies: ["ScopeCost", "ScopeModels"]),
         .testTarget(name: "ScopeCLITests", dependencies: ["ssm-scope", "ScopeReport"]),
         .testTarget(name: "ScopeBenchTests", dependencies: [
-            "ScopeBench", "ScopeBackends", "ScopeCost", "ScopeEngine", "ScopeModels",
+            "ScopeBench", "ScopeBackends", "ScopeCost", "ScopeCUDA", "ScopeEngine", "ScopeModels",
         ]),
         .testTarget(name: "ScopeTorchTests", dependencies: ["ScopeTorch", "ScopeBench", "ScopeReport", "ssm-scope"]),
         .testTarget(name: "ScopeStoreTests", dependencies: ["ScopeStore", "ScopeBench", "ScopeCost"]),

@@ -42,6 +42,26 @@ public enum BackendRegistry {
         }
     }
 
+    /// The allocation probe standing in for backend `name` with weights of `dtype`: its activation type, and for
+    /// "cuda" its fused operations and the SSD kernels' scratch, so that the probe's high-water mark is the
+    /// backend's (the small split-KV partials and a decode graph's few MB of held blocks are not modelled).
+    public static func probe(standingInFor name: String, dtype: ElementType, memoryLimit: Int?) throws
+        -> MemoryProbeBackend {
+        let activation = try activationType(of: name, dtype: dtype)
+        guard name == "cuda" else {
+            return MemoryProbeBackend(standingInFor: name, activationType: activation, memoryLimit: memoryLimit)
+        }
+        let kernels = MemoryProbeBackend.Kernels(
+            fusedRows: CUDABackend.foldedNormRows,
+            ssdScratch: {
+                CUDABackend.ssdScratch(batch: $0, tokens: $1, heads: $2, headDim: $3, groups: $4, stateSize: $5,
+                                       activation: activation).reduce(0) { $0 + $1.count * $1.type.byteSize }
+            },
+            linearScratch: { CUDABackend.linearScratchBytes(input: $0, output: $1, weight: $2, activation: activation) })
+        return MemoryProbeBackend(standingInFor: name, activationType: activation, memoryLimit: memoryLimit,
+                                  kernels: kernels)
+    }
+
     /// The memory a backend's tensors live in: the GPU's for "cuda", this machine's otherwise.
     public static func memoryCapacity(of name: String) -> Int {
         if name == "cuda", let runtime = try? CUDARuntime.shared() { return runtime.device.totalMemory }
@@ -69,9 +89,7 @@ public enum MaxContextProbe {
             method: measure ? "measured" : "probe", backendName: backend,
             makeBackend: { limit in
                 measure ? try BackendRegistry.make(backend, memoryLimit: limit, dtype: type) as Backend
-                    : MemoryProbeBackend(standingInFor: backend,
-                                         activationType: try BackendRegistry.activationType(of: backend, dtype: type),
-                                         memoryLimit: limit)
+                    : try BackendRegistry.probe(standingInFor: backend, dtype: type, memoryLimit: limit)
             },
             source: { measure ? RandomWeights(seed: 0) as WeightSource : ShapeOnlyWeights() },
             prefillChunking: prefillChunking, progress: { progress?($0) })

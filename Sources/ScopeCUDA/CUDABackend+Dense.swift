@@ -91,7 +91,18 @@ extension CUDABackend {
             .int(accumulate ? 1 : 0)] + arguments)
     }
 
-    public func foldsInputNorm(rows: Int) -> Bool { rows <= 8 }
+    public func foldsInputNorm(rows: Int) -> Bool { rows <= Self.foldedNormRows }
+
+    /// Bytes a linear layer allocates beyond its operands: with weights of another type than the activations, a
+    /// converted copy of the input and an fp32 result; nothing otherwise. Public so that the allocation probe can
+    /// stand in for this backend.
+    public static func linearScratchBytes(input: Int, output: Int, weight: ElementType, activation: ElementType)
+        -> Int {
+        weight == activation ? 0 : max(1, input) * weight.byteSize + max(1, output) * 4
+    }
+
+    /// Linears of up to this many rows (decode steps) take their input's norm inside the gemv kernel.
+    public static let foldedNormRows = 8
 
     /// Blocks of the gemv kernels (256 threads, warps streaming whole columns): about two per multiprocessor, so
     /// that one wave covers any output width, and none without a column of its own.
@@ -123,6 +134,7 @@ extension CUDABackend {
             }
             return
         }
+        // The bytes of these two are `linearScratchBytes`.
         let converted = try scratch(x.count, weight.type), result = try scratch(out.count, .fp32)
         try launchElementwise(K.convert, count: x.count, [
             .tensor(x), activationType.kernelCode, .tensor(converted), weight.type.kernelCode, .int64(x.count)])

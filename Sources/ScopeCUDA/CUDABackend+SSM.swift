@@ -121,11 +121,11 @@ extension CUDABackend {
                 .tensor(state), .tensor(out), .int(tokens)] + common)
             return
         }
-        let span = Self.ssdSuperChunk(batch: batch), maxChunks = (min(tokens, span) + q - 1) / q
-        let cb = try scratch(batch * maxChunks * groups * q * q, activationType)
-        let states = try scratch(batch * maxChunks * heads * p * n, .fp32)
-        let incoming = try scratch(batch * maxChunks * heads * p * n, activationType)
-        let decay = try scratch(batch * heads * maxChunks, .fp32)
+        let span = Self.ssdSuperChunk(batch: batch)
+        let sizes = Self.ssdScratch(batch: batch, tokens: tokens, heads: heads, headDim: p, groups: groups,
+                                    stateSize: n, activation: activationType)
+        let cb = try scratch(sizes[0].count, sizes[0].type), states = try scratch(sizes[1].count, sizes[1].type)
+        let incoming = try scratch(sizes[2].count, sizes[2].type), decay = try scratch(sizes[3].count, sizes[3].type)
         for t0 in stride(from: 0, to: tokens, by: span) {
             let length = min(span, tokens - t0), chunks = (length + q - 1) / q
             let range: [KernelArgument] = [.int(tokens), .int(t0), .int(length)]
@@ -149,6 +149,17 @@ extension CUDABackend {
     /// Tokens of each sequence that one pass of the chunked SSD kernels covers: 16384 / batch, rounded down to whole
     /// chunks, at least one chunk. `ssd` walks longer prompts in such super-chunks, carrying the fp32 state from one
     /// to the next, so that its scratch is bounded independently of the token count.
+    /// The scratch tensors of one chunked SSD call (element counts and types of cb, chunk states, incoming states
+    /// and decays, alive together); none where the plain recurrence runs (one token, or head and state sizes that
+    /// are not multiples of 8). Public so that the allocation probe can stand in for this backend exactly.
+    public static func ssdScratch(batch: Int, tokens: Int, heads: Int, headDim p: Int, groups: Int, stateSize n: Int,
+                                  activation: ElementType) -> [(count: Int, type: ElementType)] {
+        guard tokens > 1, p % 8 == 0, n % 8 == 0 else { return [] }
+        let q = ssdChunk, maxChunks = (min(tokens, ssdSuperChunk(batch: batch)) + q - 1) / q
+        return [(batch * maxChunks * groups * q * q, activation), (batch * maxChunks * heads * p * n, .fp32),
+                (batch * maxChunks * heads * p * n, activation), (batch * heads * maxChunks, .fp32)]
+    }
+
     static func ssdSuperChunk(batch: Int) -> Int {
         max(ssdChunk, 16384 / max(1, batch) / ssdChunk * ssdChunk)
     }

@@ -10,9 +10,41 @@ public final class MemoryProbeBackend: Backend, TensorAllocator {
     public let activationType: ElementType
 
     /// `name` and `activationType` are those of the backend whose schedule this stands in for.
-    public init(standingInFor name: String, activationType: ElementType = .fp32, memoryLimit: Int?) {
+    /// How the backend stood in for allocates beyond the executor's tensors.
+    public struct Kernels: Sendable {
+        /// The backend runs `fusedLinear` and split convolutions as one kernel each (no temporaries) and folds norms
+        /// into linears of up to this many rows (0: it runs the separate operators, as the protocol's defaults do).
+        public var fusedRows: Int
+        /// Bytes the backend's SSD kernels allocate for one call, by (batch, tokens, heads, headDim, groups,
+        /// stateSize); nil for none.
+        public var ssdScratch: (@Sendable (Int, Int, Int, Int, Int, Int) -> Int)?
+        /// Bytes one linear layer allocates, by (input elements, output elements, weight type); nil for none.
+        public var linearScratch: (@Sendable (Int, Int, ElementType) -> Int)?
+
+        public init(fusedRows: Int = 0, ssdScratch: (@Sendable (Int, Int, Int, Int, Int, Int) -> Int)? = nil,
+                    linearScratch: (@Sendable (Int, Int, ElementType) -> Int)? = nil) {
+            self.fusedRows = fusedRows
+            self.ssdScratch = ssdScratch
+            self.linearScratch = linearScratch
+        }
+    }
+
+    /// Reserves and releases `bytes`: scratch alive only inside one operator.
+    private func transient(_ bytes: Int) throws {
+        guard bytes > 0 else { return }
+        try memory.reserve(bytes)
+        memory.release(bytes)
+    }
+
+    private let kernels: Kernels?
+
+    /// `name` and `activationType` are those of the backend whose schedule this stands in for; `kernels` how it
+    /// allocates inside operators (nil: the protocol's default implementations, as the CPU backend runs them).
+    public init(standingInFor name: String, activationType: ElementType = .fp32, memoryLimit: Int?,
+                kernels: Kernels? = nil) {
         self.name = name + "-probe"
         self.activationType = activationType
+        self.kernels = kernels
         memory = MemoryTracker(limit: memoryLimit)
     }
 
@@ -37,7 +69,9 @@ public final class MemoryProbeBackend: Backend, TensorAllocator {
     public func finishProfile() throws -> OperatorProfile { OperatorProfile() }
 
     public func embedding(table: Tensor, ids: [Int32], out: Tensor) throws {}
-    public func linear(_ x: Tensor, weight: Tensor, rows: Range<Int>?, bias: Tensor?, out: Tensor) throws {}
+    public func linear(_ x: Tensor, weight: Tensor, rows: Range<Int>?, bias: Tensor?, out: Tensor) throws {
+        try transient(kernels?.linearScratch?(x.count, out.count, weight.type) ?? 0)
+    }
     public func rmsNorm(_ x: Tensor, weight: Tensor?, eps: Float, out: Tensor) throws {}
     public func rope(_ x: Tensor, heads: Int, headDim: Int, rotaryDim: Int, positions: [Int32], invFreq: [Float],
                      scale: Float) throws {}
@@ -60,7 +94,26 @@ public final class MemoryProbeBackend: Backend, TensorAllocator {
                               state: Tensor, batch: Int, tokens: Int, out: Tensor) throws {}
     public func ssd(x: Tensor, dt: Tensor, dtBias: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, state: Tensor,
                     batch: Int, tokens: Int, heads: Int, headDim: Int, groups: Int, stateSize: Int, chunkSize: Int,
-                    dtMin: Float, dtMax: Float, out: Tensor) throws {}
+                    dtMin: Float, dtMax: Float, out: Tensor) throws {
+        try transient(kernels?.ssdScratch?(batch, tokens, heads, headDim, groups, stateSize) ?? 0)
+    }
+
+    public func foldsInputNorm(rows: Int) -> Bool { rows <= (kernels?.fusedRows ?? 0) }
+
+    public func fusedLinear(_ x: Tensor, norm: InputNorm?, weight: Tensor, rows: Range<Int>?, bias: Tensor?,
+                            out: Tensor, accumulate: Bool) throws {
+        if let kernels {  // one kernel: nothing beyond its operands and any linear scratch
+            return try transient(kernels.linearScratch?(x.count, out.count, weight.type) ?? 0)
+        }
+        let input = try norm.map { try applyNorm($0, to: x) } ?? x
+        if accumulate { _ = try makeOutputTensor(out.shape, out.type) }
+        _ = input
+    }
+
+    public func conv1d(_ x: Tensor, weight: Tensor, bias: Tensor?, state: Tensor, batch: Int, tokens: Int, silu: Bool,
+                       splitInto outputs: [Tensor], columns: [Range<Int>]) throws {
+        if kernels == nil { _ = try makeOutputTensor(x.shape, x.type) }  // the default's whole output, then a split
+    }
     public func gatedRMSNorm(_ x: Tensor, gate: Tensor, weight: Tensor, groups: Int, eps: Float, normBeforeGate: Bool,
                              out: Tensor) throws {}
 }
