@@ -138,7 +138,8 @@ public final class NativeRunner {
             decodeBreakdown: decodeBreakdown,
             energy: Self.energy(prefill: prefillEnergy, decode: decodeEnergy, tokensPerDecode: steps * point.batch),
             notes: settings.prefillChunking.note(context: point.context, batch: point.batch)
-                + (replayedSteps ? "; decode steps replayed from a recorded CUDA graph" : ""))
+                + (replayedSteps ? "; decode steps replayed from a recorded CUDA graph" : "")
+                + (executor.recordingFailure.map { "; decode steps issued one by one (recording failed: \($0))" } ?? ""))
     }
 
     /// Joules per prefill (median over the timed repeats), joules per generated token (median decode region over

@@ -56,11 +56,17 @@ public final class ModelExecutor {
         return (logits, cache)
     }
 
+    /// Why the last attempt to record a decode step failed, if one did; steps are then issued operator by operator
+    /// (out of memory is thrown instead, as from any operator).
+    public private(set) var recordingFailure: String?
+
     /// Feeds one token per sequence and returns the next logits. The first step of a cache on a backend that can
-    /// record steps is recorded, and every step replays that recording (see `recordsSteps`).
+    /// record steps is recorded, and every step replays that recording (see `recordsSteps`); if recording fails for
+    /// any reason but memory, the steps are issued one operator at a time and `recordingFailure` says why.
     public func step(_ tokens: [Int32], cache: InferenceCache) throws -> [[Float]] {
-        guard recordsSteps, stepIsRecordable, let recorder = backend as? StepRecordingBackend, recorder.canRecordSteps,
-              tokens.count == cache.batch, cache.length < cache.capacity || cache.kvBytes == 0 else {
+        guard recordsSteps, recordingFailure == nil, stepIsRecordable, let recorder = backend as? StepRecordingBackend,
+              recorder.canRecordSteps, tokens.count == cache.batch,
+              cache.length < cache.capacity || cache.kvBytes == 0 else {
             return try forward(tokens.map { [$0] }, cache: cache)
         }
         if let bad = tokens.first(where: { $0 < 0 || Int($0) >= spec.vocabSize }) {
@@ -68,8 +74,15 @@ public final class ModelExecutor {
         }
         let inputs = StepInputs(tokens: tokens, past: cache.length)
         if cache.recordedStep == nil {
-            cache.recordedStep = try recorder.recordStep(inputs) {
-                try encode(tokens.map { [$0] }, cache: cache, recording: true)
+            do {
+                cache.recordedStep = try recorder.recordStep(inputs) {
+                    try encode(tokens.map { [$0] }, cache: cache, recording: true)
+                }
+            } catch let error as OutOfMemory {
+                throw error
+            } catch {
+                recordingFailure = "\(error)"
+                return try forward(tokens.map { [$0] }, cache: cache)
             }
         }
         let logits = try cache.recordedStep!.replay(inputs)
