@@ -164,6 +164,13 @@ extension Backend {
 
     public func fusedLinear(_ x: Tensor, norm: InputNorm?, weight: Tensor, rows: Range<Int>?, bias: Tensor?,
                             out: Tensor, accumulate: Bool) throws {
+        try fusedLinearBySeparateOperators(x, norm: norm, weight: weight, rows: rows, bias: bias, out: out,
+                                           accumulate: accumulate)
+    }
+
+    /// `fusedLinear` as separate operators: the norm into a new tensor, the product, the sum (the default).
+    public func fusedLinearBySeparateOperators(_ x: Tensor, norm: InputNorm?, weight: Tensor, rows: Range<Int>?,
+                                               bias: Tensor?, out: Tensor, accumulate: Bool) throws {
         let input = try norm.map { try applyNorm($0, to: x) } ?? x
         guard accumulate else { return try linear(input, weight: weight, rows: rows, bias: bias, out: out) }
         let y = try makeOutputTensor(out.shape, out.type)
@@ -175,6 +182,13 @@ extension Backend {
 
     public func conv1d(_ x: Tensor, weight: Tensor, bias: Tensor?, state: Tensor, batch: Int, tokens: Int, silu: Bool,
                        splitInto outputs: [Tensor], columns: [Range<Int>]) throws {
+        try conv1dThenSplit(x, weight: weight, bias: bias, state: state, batch: batch, tokens: tokens, silu: silu,
+                            splitInto: outputs, columns: columns)
+    }
+
+    /// The split convolution as `conv1d` into one new tensor and `splitColumns` (the default).
+    public func conv1dThenSplit(_ x: Tensor, weight: Tensor, bias: Tensor?, state: Tensor, batch: Int, tokens: Int,
+                                silu: Bool, splitInto outputs: [Tensor], columns: [Range<Int>]) throws {
         let whole = try makeOutputTensor(x.shape, x.type)
         try conv1d(x, weight: weight, bias: bias, state: state, batch: batch, tokens: tokens, silu: silu, out: whole)
         try splitColumns(whole, columns, into: outputs)

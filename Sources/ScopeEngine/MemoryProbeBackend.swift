@@ -105,14 +105,15 @@ public final class MemoryProbeBackend: Backend, TensorAllocator {
         if let kernels {  // one kernel: nothing beyond its operands and any linear scratch
             return try transient(kernels.linearScratch?(x.count, out.count, weight.type) ?? 0)
         }
-        let input = try norm.map { try applyNorm($0, to: x) } ?? x
-        if accumulate { _ = try makeOutputTensor(out.shape, out.type) }
-        _ = input
+        try fusedLinearBySeparateOperators(x, norm: norm, weight: weight, rows: rows, bias: bias, out: out,
+                                           accumulate: accumulate)
     }
 
     public func conv1d(_ x: Tensor, weight: Tensor, bias: Tensor?, state: Tensor, batch: Int, tokens: Int, silu: Bool,
                        splitInto outputs: [Tensor], columns: [Range<Int>]) throws {
-        if kernels == nil { _ = try makeOutputTensor(x.shape, x.type) }  // the default's whole output, then a split
+        guard kernels == nil else { return }  // one kernel writes the outputs
+        try conv1dThenSplit(x, weight: weight, bias: bias, state: state, batch: batch, tokens: tokens, silu: silu,
+                            splitInto: outputs, columns: columns)
     }
     public func gatedRMSNorm(_ x: Tensor, gate: Tensor, weight: Tensor, groups: Int, eps: Float, normBeforeGate: Bool,
                              out: Tensor) throws {}
