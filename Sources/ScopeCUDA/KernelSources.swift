@@ -616,28 +616,22 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
-// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
-__device__ __forceinline__ float block_sum(float v) {
+// Reduces over the block with a warp reduction and its identity (blockDim.x a multiple of 32, at most 1024); every
+// thread gets the result.
+template <float (*warp_reduce)(float)>
+__device__ __forceinline__ float block_reduce(float v, float identity) {
     __shared__ float partial[32];
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-    v = warp_sum(v);
+    v = warp_reduce(v);
     __syncthreads();
     if (lane == 0) partial[warp] = v;
     __syncthreads();
-    float total = lane < warps ? partial[lane] : 0.0f;
-    return warp_sum(total);
+    return warp_reduce(lane < warps ? partial[lane] : identity);
 }
 
-// Maximum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
-__device__ __forceinline__ float block_max(float v) {
-    __shared__ float partial[32];
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-    v = warp_max(v);
-    __syncthreads();
-    if (lane == 0) partial[warp] = v;
-    __syncthreads();
-    return warp_max(lane < warps ? partial[lane] : NEG_INF);
-}
+__device__ __forceinline__ float block_sum(float v) { return block_reduce<warp_sum>(v, 0.0f); }
+
+__device__ __forceinline__ float block_max(float v) { return block_reduce<warp_max>(v, NEG_INF); }
 
 // Tensor-core helpers (attention prefill and the SSD).
 
