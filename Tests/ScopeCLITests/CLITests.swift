@@ -18,10 +18,14 @@ struct CLI {
         var stderr: String
     }
 
-    static func run(_ arguments: String...) throws -> Result {
+    static func run(_ arguments: String...) throws -> Result { try run(arguments, in: nil) }
+
+    /// Runs the binary with `arguments`, in `folder` when one is given.
+    static func run(_ arguments: [String], in folder: URL?) throws -> Result {
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments
+        if let folder { process.currentDirectoryURL = folder }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err

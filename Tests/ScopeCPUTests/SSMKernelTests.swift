@@ -5,35 +5,6 @@ import ScopeCPU
 // Tests of the state-space kernels (Conv1d, SelectiveScan, SSD, GatedNorm) against naive double-precision
 // references written straight from the Hugging Face formulas.
 
-/// SplitMix64: small, deterministic, seedable.
-fileprivate struct SSMTestRNG {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func uniform(_ lo: Float, _ hi: Float) -> Float {
-        let unit = Float(next() >> 40) / Float(1 << 24)
-        return lo + (hi - lo) * unit
-    }
-
-    mutating func array(_ count: Int, _ lo: Float, _ hi: Float) -> [Float] {
-        (0..<count).map { _ in uniform(lo, hi) }
-    }
-
-    /// -exp(uniform(-1, 1)): negative A with realistic decay rates.
-    mutating func negativeA(_ count: Int) -> [Float] {
-        (0..<count).map { _ in -Float(Foundation.exp(Double(uniform(-1, 1)))) }
-    }
-}
-
 /// Largest |a - r| / max(|r|, floor), with floor = 5% of the reference's RMS (so values near zero are judged
 /// against the tensor's scale instead of themselves).
 fileprivate func ssmRelativeError(_ actual: [Float], _ reference: [Double]) -> Double {
@@ -128,7 +99,7 @@ fileprivate struct SSMSSDInputs {
     var dtMin: Float = 0
     var dtMax: Float = .infinity
 
-    init(rng: inout SSMTestRNG, batch: Int, tokens: Int, heads: Int, headDim: Int, groups: Int, dState: Int) {
+    init(rng: inout SplitMix64, batch: Int, tokens: Int, heads: Int, headDim: Int, groups: Int, dState: Int) {
         self.batch = batch; self.tokens = tokens; self.heads = heads; self.headDim = headDim
         self.groups = groups; self.dState = dState
         x = rng.array(batch * tokens * heads * headDim, -1, 1)
@@ -283,7 +254,7 @@ struct SSMKernelTests {
     ])
     func convReference(config: (Int, Int, Int, Int, Bool, Bool)) {
         let (batch, tokens, channels, kernel, hasBias, silu) = config
-        var rng = SSMTestRNG(seed: UInt64(batch * 1000 + tokens * 100 + channels + kernel))
+        var rng = SplitMix64(seed: UInt64(batch * 1000 + tokens * 100 + channels + kernel))
         let x = rng.array(batch * tokens * channels, -2, 2)
         let weight = rng.array(channels * kernel, -0.8, 0.8)
         let bias = hasBias ? rng.array(channels, -0.3, 0.3) : nil
@@ -299,7 +270,7 @@ struct SSMKernelTests {
     @Test("Conv1d prefill equals single steps")
     func convPrefillEqualsSteps() {
         let batch = 2, tokens = 11, channels = 29, kernel = 4
-        var rng = SSMTestRNG(seed: 7)
+        var rng = SplitMix64(seed: 7)
         let x = rng.array(batch * tokens * channels, -2, 2)
         let weight = rng.array(channels * kernel, -0.8, 0.8)
         let bias = rng.array(channels, -0.3, 0.3)
@@ -323,7 +294,7 @@ struct SSMKernelTests {
 
     // MARK: SelectiveScan
 
-    fileprivate func scanInputs(_ rng: inout SSMTestRNG, batch: Int, tokens: Int, dInner: Int, dState: Int,
+    fileprivate func scanInputs(_ rng: inout SplitMix64, batch: Int, tokens: Int, dInner: Int, dState: Int,
                                 gated: Bool) -> SSMScanInputs {
         let rows = batch * tokens
         return SSMScanInputs(
@@ -341,7 +312,7 @@ struct SSMKernelTests {
     ])
     func scanReference(config: (Int, Int, Int, Int, Bool)) {
         let (batch, tokens, dInner, dState, gated) = config
-        var rng = SSMTestRNG(seed: UInt64(31 * tokens + dInner * 7 + dState))
+        var rng = SplitMix64(seed: UInt64(31 * tokens + dInner * 7 + dState))
         let inputs = scanInputs(&rng, batch: batch, tokens: tokens, dInner: dInner, dState: dState, gated: gated)
         var state = rng.array(batch * dInner * dState, -1, 1)
         let ref = ssmReferenceScan(inputs, state: state)
@@ -352,7 +323,7 @@ struct SSMKernelTests {
 
     @Test("SelectiveScan softplus covers tiny and thresholded deltas")
     func scanExtremeDelta() {
-        var rng = SSMTestRNG(seed: 99)
+        var rng = SplitMix64(seed: 99)
         var inputs = scanInputs(&rng, batch: 1, tokens: 6, dInner: 19, dState: 8, gated: false)
         // Softplus from about 3e-7 (log1p of a tiny exp) to beyond the threshold of 20.
         inputs.delta = rng.array(inputs.delta.count, -15, 25)
@@ -366,7 +337,7 @@ struct SSMKernelTests {
 
     @Test("SelectiveScan keeps long memory with small steps")
     func scanSlowDecay() {
-        var rng = SSMTestRNG(seed: 2024)
+        var rng = SplitMix64(seed: 2024)
         var inputs = scanInputs(&rng, batch: 2, tokens: 64, dInner: 12, dState: 16, gated: true)
         inputs.delta = rng.array(inputs.delta.count, -7, -3)
         var state = rng.array(2 * 12 * 16, -1, 1)
@@ -379,7 +350,7 @@ struct SSMKernelTests {
     @Test("SelectiveScan prefill equals single steps")
     func scanPrefillEqualsSteps() {
         let batch = 2, tokens = 10, dInner = 21, dState = 16
-        var rng = SSMTestRNG(seed: 1234)
+        var rng = SplitMix64(seed: 1234)
         let inputs = scanInputs(&rng, batch: batch, tokens: tokens, dInner: dInner, dState: dState, gated: true)
         let initial = rng.array(batch * dInner * dState, -1, 1)
         var prefillState = initial
@@ -417,7 +388,7 @@ struct SSMKernelTests {
     ])
     func ssdReference(config: (Int, Int, Int, Int, Int, Int, Int)) {
         let (batch, tokens, heads, headDim, groups, dState, chunk) = config
-        var rng = SSMTestRNG(seed: UInt64(tokens * 97 + heads * 13 + headDim * 5 + dState + chunk))
+        var rng = SplitMix64(seed: UInt64(tokens * 97 + heads * 13 + headDim * 5 + dState + chunk))
         let inputs = SSMSSDInputs(rng: &rng, batch: batch, tokens: tokens, heads: heads, headDim: headDim,
                                groups: groups, dState: dState)
         var state = rng.array(batch * heads * headDim * dState, -1, 1)
@@ -429,7 +400,7 @@ struct SSMKernelTests {
 
     @Test("SSD keeps long memory across many chunks with small steps")
     func ssdSlowDecay() {
-        var rng = SSMTestRNG(seed: 31337)
+        var rng = SplitMix64(seed: 31337)
         var inputs = SSMSSDInputs(rng: &rng, batch: 1, tokens: 150, heads: 4, headDim: 6, groups: 2, dState: 10)
         inputs.dt = rng.array(inputs.dt.count, -7, -3)  // dt about 1e-3 .. 5e-2: the initial state survives
         var state = rng.array(4 * 6 * 10, -1, 1)
@@ -441,7 +412,7 @@ struct SSMKernelTests {
 
     @Test("SSD single token uses the recurrence and matches the reference")
     func ssdSingleToken() {
-        var rng = SSMTestRNG(seed: 555)
+        var rng = SplitMix64(seed: 555)
         let inputs = SSMSSDInputs(rng: &rng, batch: 3, tokens: 1, heads: 6, headDim: 11, groups: 3, dState: 20)
         var state = rng.array(3 * 6 * 11 * 20, -1, 1)
         let ref = ssmReferenceSSD(inputs, state: state)
@@ -452,7 +423,7 @@ struct SSMKernelTests {
 
     @Test("SSD time-step limits clamp softplus(dt + bias)")
     func ssdTimeStepLimits() {
-        var rng = SSMTestRNG(seed: 8080)
+        var rng = SplitMix64(seed: 8080)
         var inputs = SSMSSDInputs(rng: &rng, batch: 1, tokens: 21, heads: 4, headDim: 9, groups: 2, dState: 12)
         inputs.dtMin = 0.1
         inputs.dtMax = 0.6
@@ -469,7 +440,7 @@ struct SSMKernelTests {
     @Test("SSD prefill split into two calls equals one call")
     func ssdSplitPrefill() {
         let batch = 2, tokens = 37, heads = 4, headDim = 10, groups = 2, dState = 12, chunk = 8
-        var rng = SSMTestRNG(seed: 4242)
+        var rng = SplitMix64(seed: 4242)
         let inputs = SSMSSDInputs(rng: &rng, batch: batch, tokens: tokens, heads: heads, headDim: headDim,
                                groups: groups, dState: dState)
         let initial = rng.array(batch * heads * headDim * dState, -1, 1)
@@ -495,7 +466,7 @@ struct SSMKernelTests {
     @Test("SSD prefill then single-token decode continues the recurrence")
     func ssdPrefillThenDecode() {
         let batch = 1, tokens = 19, heads = 4, headDim = 8, groups = 1, dState = 16
-        var rng = SSMTestRNG(seed: 77)
+        var rng = SplitMix64(seed: 77)
         let inputs = SSMSSDInputs(rng: &rng, batch: batch, tokens: tokens, heads: heads, headDim: headDim,
                                groups: groups, dState: dState)
         let ref = ssmReferenceSSD(inputs, state: [Float](repeating: 0, count: heads * headDim * dState))
@@ -517,7 +488,7 @@ struct SSMKernelTests {
     ])
     func gatedNormReference(config: (Int, Int, Int, Bool)) {
         let (rows, cols, groups, normBeforeGate) = config
-        var rng = SSMTestRNG(seed: UInt64(rows * 100 + cols + groups))
+        var rng = SplitMix64(seed: UInt64(rows * 100 + cols + groups))
         let x = rng.array(rows * cols, -2, 2)
         let z = rng.array(rows * cols, -3, 3)
         let weight = rng.array(cols, 0.5, 1.5)

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Deterministic pseudo-random numbers (SplitMix64), so every test run sees the same inputs.
 struct SplitMix64 {
     private var state: UInt64
@@ -20,6 +22,22 @@ struct SplitMix64 {
     /// `count` values uniform in [-1, 1) times `scale`.
     mutating func floats(_ count: Int, scale: Float = 1) -> [Float] {
         (0..<count).map { _ in nextFloat() * scale }
+    }
+
+    /// Uniform in [lo, hi).
+    mutating func uniform(_ lo: Float, _ hi: Float) -> Float {
+        let unit = Float(next() >> 40) / Float(1 << 24)
+        return lo + (hi - lo) * unit
+    }
+
+    /// `count` values uniform in [lo, hi).
+    mutating func array(_ count: Int, _ lo: Float, _ hi: Float) -> [Float] {
+        (0..<count).map { _ in uniform(lo, hi) }
+    }
+
+    /// -exp(uniform(-1, 1)): negative A with realistic decay rates.
+    mutating func negativeA(_ count: Int) -> [Float] {
+        (0..<count).map { _ in -Float(Foundation.exp(Double(uniform(-1, 1)))) }
     }
 }
 
