@@ -126,7 +126,7 @@ struct MaxContextCommand: ParsableCommand {
     @Option(help: "Backend: \(BackendRegistry.names.joined(separator: ", ")).")
     var backend: String = "cpu"
 
-    @Option(help: "Weight type: fp32, bf16, fp16.")
+    @Option(help: "Weight type: fp32, bf16, fp16 (on cuda, fp16 also computes in fp16; the others in bf16).")
     var dtype: String = "fp32"
 
     @Option(name: .customLong("prefill-chunk"), help: ArgumentHelp(PrefillChunkOption.help))
@@ -177,7 +177,7 @@ struct ModelPointOptions: ParsableArguments {
     @Option(help: "\(MeasuringBackends.help)")
     var backend: String = "cpu"
 
-    @Option(help: "Weight type: fp32, bf16, fp16.")
+    @Option(help: "Weight type: fp32, bf16, fp16 (on cuda, fp16 also computes in fp16; the others in bf16).")
     var dtype: String = "fp32"
 
     func plan(contexts: [Int], generate: Int, settings: ProtocolSettings, memoryLimit: Int?) throws -> SweepPlan {
