@@ -19,17 +19,22 @@ public enum BackendRegistry {
     /// A fresh backend with an optional memory cap, for weights of `dtype` (which picks the activation type; see
     /// `activationType(of:dtype:)`).
     public static func make(_ name: String, memoryLimit: Int?, dtype: ElementType = .bf16) throws -> Backend {
+        if let error = unavailable(name) { throw error }
         switch name {
         case "cpu": return CPUBackend(memoryLimit: memoryLimit)
-        case "cuda" where names.contains("cuda"):
-            return try CUDABackend(memoryLimit: memoryLimit, activations: try activationType(of: name, dtype: dtype))
         case "cuda":
-            throw ScopeError("backend 'cuda' is unavailable: no NVIDIA GPU or CUDA driver here "
-                + "(run 'doctor' for details); available: \(names.joined(separator: ", "))")
+            return try CUDABackend(memoryLimit: memoryLimit, activations: try activationType(of: name, dtype: dtype))
         default:
             throw ScopeError("unknown backend '\(name)'\(Suggestions.hint(for: name, in: names)); "
                 + "available: \(names.joined(separator: ", "))")
         }
+    }
+
+    /// The error for an engine this build has but this machine cannot run ("cuda" without a GPU); nil otherwise.
+    public static func unavailable(_ name: String) -> ScopeError? {
+        guard name == "cuda", !names.contains(name) else { return nil }
+        return ScopeError("backend 'cuda' is unavailable: no NVIDIA GPU or CUDA driver here "
+            + "(run 'doctor' for details); available: \(names.joined(separator: ", "))")
     }
 
     /// The activation type a backend computes in with weights of `dtype`: fp32 on the CPU; on the GPU fp16 for fp16

@@ -27,6 +27,7 @@ public enum MeasuringBackends {
 
     /// Checks a plan (after `resolve`).
     public static func validate(_ plan: SweepPlan) throws {
+        if let error = plan.backends.lazy.compactMap(BackendRegistry.unavailable).first { throw error }
         try plan.validate(knownBackends: names)
         if plan.maxContext && plan.backends.contains(TorchMeasurer.backendName) {
             throw ScopeError("--max-context searches the memory schedule of ssm-scope's own engines and cannot run "
