@@ -111,6 +111,36 @@ final class KernelChecks {
                 return [out]
             }
         }
+        // The decode gemv's shapes: short rows (one or a few warps per column), one to eight loads per thread and
+        // column with a partial last one, several rows, the residual sum; then the input norms folded in.
+        for (m, k, n) in [(1, 128, 300), (5, 1000, 37), (1, 2048, 1000), (3, 4096, 257), (1, 6144, 90), (2, 16384, 40)] {
+            check("dense", "gemv \(m) x \(k) -> \(n) + bias, accumulated") {
+                let x = try pair([m, k]), w = try pair([n, k], .bf16, -0.05, 0.05), bias = try pair([n], .fp32)
+                let out = try pair([m, n])
+                try cpu.fusedLinear(x.cpu, norm: nil, weight: w.cpu, rows: nil, bias: bias.cpu, out: out.cpu,
+                                    accumulate: true)
+                try gpu.fusedLinear(x.gpu, norm: nil, weight: w.gpu, rows: nil, bias: bias.gpu, out: out.gpu,
+                                    accumulate: true)
+                return [out]
+            }
+        }
+        for (m, k, gated) in [(1, 2048, false), (8, 1024, false), (1, 4096, true), (3, 8192, true)] {
+            check("dense", "gemv \(m) x \(k) with the \(gated ? "gated " : "")RMSNorm folded in") {
+                let x = try pair([m, k], .bf16, -2, 2), w = try pair([700, k], .bf16, -0.05, 0.05)
+                let normWeight = try pair([k], .fp32, 0.5, 1.5), gate = try pair([m, k], .bf16, -2, 2)
+                let out = try pair([m, 700])
+                func norm(_ side: KeyPath<Pair, Tensor>) -> InputNorm {
+                    gated ? .gatedRMS(gate: gate[keyPath: side], weight: normWeight[keyPath: side], groups: 2,
+                                      eps: 1e-5, normBeforeGate: false)
+                        : .rms(weight: normWeight[keyPath: side], eps: 1e-5)
+                }
+                try cpu.fusedLinear(x.cpu, norm: norm(\.cpu), weight: w.cpu, rows: nil, bias: nil, out: out.cpu,
+                                    accumulate: true)
+                try gpu.fusedLinear(x.gpu, norm: norm(\.gpu), weight: w.gpu, rows: nil, bias: nil, out: out.gpu,
+                                    accumulate: true)
+                return [out]
+            }
+        }
         for weighted in [true, false] {
             check("dense", "rmsNorm\(weighted ? "" : " (no weight)")") {
                 let x = try pair([33, 1000], .bf16, -3, 3), w = try pair([1000], .fp32, 0.5, 1.5)

@@ -14,16 +14,17 @@ private enum K {
     static let scatterAdd = Kernel(module: "elementwise", name: "scatter_add_rows")
     static let convert = Kernel(module: "elementwise", name: "convert")
     static let biasStore = Kernel(module: "elementwise", name: "bias_store")
-    static let gemvKernels = [1, 8].map { Kernel(module: "gemv", name: "gemv_r\($0)") }
+    /// The gemv kernels by rows (1, or up to 8) and 16-byte loads per thread and column (1, 2, 4, 8).
+    static let gemvKernels = [1, 8].map { rows in [1, 2, 4, 8].map { Kernel(module: "gemv", name: "gemv_r\(rows)_v\($0)") } }
     static let gemvNormKernels = [1, 8].map { rows in
-        [1, 2, 4].map { Kernel(module: "gemv", name: "gemv_norm_r\(rows)_c\($0)") }
+        [1, 2, 4].map { Kernel(module: "gemv", name: "gemv_norm_r\(rows)_v\($0)") }
     }
-    /// The gemv kernel for `rows` rows (one, or up to eight).
-    static func gemv(rows: Int) -> Kernel { gemvKernels[rows == 1 ? 0 : 1] }
-    /// The gemv kernel with the input norm folded in, for `rows` rows of `chunks` (1, 2 or 4) eight-element chunks
+    /// The gemv kernel for `rows` rows (one, or up to eight) and `loads` (1, 2, 4 or 8) loads per thread and column.
+    static func gemv(rows: Int, loads: Int) -> Kernel { gemvKernels[rows == 1 ? 0 : 1][loads.trailingZeroBitCount] }
+    /// The gemv kernel with the input norm folded in, for `rows` rows and `loads` (1, 2 or 4) eight-element chunks
     /// per thread.
-    static func gemvNorm(rows: Int, chunks: Int) -> Kernel {
-        gemvNormKernels[rows == 1 ? 0 : 1][chunks <= 1 ? 0 : chunks <= 2 ? 1 : 2]
+    static func gemvNorm(rows: Int, loads: Int) -> Kernel {
+        gemvNormKernels[rows == 1 ? 0 : 1][loads.trailingZeroBitCount]
     }
     static let rmsnorm = Kernel(module: "norms", name: "rmsnorm")
     static let rope = Kernel(module: "rope", name: "rope")
@@ -63,7 +64,7 @@ extension CUDABackend {
         let w = CUdeviceptr(weight.address) + CUdeviceptr(range.lowerBound * k * weight.type.byteSize)
         var fold = weight.type == activationType && m <= 8 && k % 8 == 0 && w % 16 == 0 && x.address % 16 == 0
             && x.columns == k && out.columns == n && out.rows == m && range.upperBound <= weight.rows
-            && 4 * m * k <= device.sharedMemoryPerBlock - 1024 && k <= 32 * 256
+            && k <= 4 * 2048
         var arguments: [KernelArgument] = []
         switch norm {
         case .rms(let normWeight, let eps):
@@ -78,6 +79,8 @@ extension CUDABackend {
             arguments = [.int(2), .tensor(normWeight), .float(eps), .tensor(gate), .int(groups),
                          .int(normBeforeGate ? 1 : 0)]
         }
+        let shape = GemvShape(k: k, columns: n, multiprocessors: device.multiprocessors)
+        fold = fold && shape.sharedBytes(rows: m) + 4 * m * k <= device.sharedMemoryPerBlock - 1024
         guard fold else {
             return try project(try applyNorm(norm, to: x), weight: weight, rows: rows, bias: bias, out: out,
                                accumulate: accumulate)
@@ -85,10 +88,10 @@ extension CUDABackend {
         try requireActivations(x, out, in: "linear")
         try requireFP32(bias, in: "linear bias")
         guard n > 0 else { return }
-        try launch(K.gemvNorm(rows: m, chunks: (k + 2047) / 2048), grid: (gemvBlocks(columns: n), 1, 1), block: 256,
-                   shared: 4 * m * k, [
+        try launch(K.gemvNorm(rows: m, loads: shape.loads), grid: (shape.blocks, 1, 1), block: 256,
+                   shared: shape.sharedBytes(rows: m) + 4 * m * k, [
             .tensor(x), .pointer(w), .tensor(bias), .tensor(out), .int(m), .int(n), .int(k),
-            .int(accumulate ? 1 : 0)] + arguments)
+            .int(accumulate ? 1 : 0), .int(shape.threadsPerColumn)] + arguments)
     }
 
     public func foldsInputNorm(rows: Int) -> Bool { rows <= Self.foldedNormRows }
@@ -104,10 +107,6 @@ extension CUDABackend {
     /// Linears of up to this many rows (decode steps) take their input's norm inside the gemv kernel.
     public static let foldedNormRows = 8
 
-    /// Blocks of the gemv kernels (256 threads, warps streaming whole columns): about two per multiprocessor, so
-    /// that one wave covers any output width, and none without a column of its own.
-    private func gemvBlocks(columns: Int) -> Int { max(1, min((columns + 7) / 8, 2 * device.multiprocessors)) }
-
     private func project(_ x: Tensor, weight: Tensor, rows: Range<Int>?, bias: Tensor?, out: Tensor,
                          accumulate: Bool) throws {
         try requireActivations(x, out, in: "linear")
@@ -117,10 +116,12 @@ extension CUDABackend {
                   "linear \(x.shape) x \(weight.shape)[\(range)] -> \(out.shape)")
         guard m > 0, n > 0 else { return }
         let w = CUdeviceptr(weight.address) + CUdeviceptr(range.lowerBound * k * weight.type.byteSize)
-        if weight.type == activationType, m <= 8, k % 8 == 0, w % 16 == 0, x.address % 16 == 0 {
-            try launch(K.gemv(rows: m), grid: (gemvBlocks(columns: n), 1, 1), block: 256, [
+        if weight.type == activationType, m <= 8, k % 8 == 0, k <= 8 * 2048, w % 16 == 0, x.address % 16 == 0 {
+            let shape = GemvShape(k: k, columns: n, multiprocessors: device.multiprocessors)
+            try launch(K.gemv(rows: m, loads: shape.loads), grid: (shape.blocks, 1, 1), block: 256,
+                       shared: shape.sharedBytes(rows: m), [
                 .tensor(x), .pointer(w), .tensor(bias), .tensor(out), .int(m), .int(n), .int(k),
-                .int(accumulate ? 1 : 0)])
+                .int(accumulate ? 1 : 0), .int(shape.threadsPerColumn)])
             return
         }
         if weight.type == activationType {
@@ -285,5 +286,34 @@ extension CUDABackend {
         case .relu: .int(Int32(3))
         case .relu2: .int(Int32(4))
         }
+    }
+}
+
+/// How the gemv kernels (gemv.cu, 256 threads per block) cover an n x k weight: `threadsPerColumn` threads share a
+/// column (256, or the fewest warps whose eight-element chunks cover a short k), each taking `loads` 16-byte chunks
+/// of it (a power of two, k <= 8 x loads x threadsPerColumn); about two blocks per multiprocessor, so that one wave
+/// covers any n, and none without columns; `perBlock` columns each.
+struct GemvShape {
+    let loads: Int
+    let threadsPerColumn: Int
+    let blocks: Int
+    let perBlock: Int
+
+    /// Dynamic shared memory for the block's column sums, in the kernel for `rows` rows (the one-row kernel, or the
+    /// one for up to eight), before any staged input rows.
+    func sharedBytes(rows: Int) -> Int { (perBlock * (rows == 1 ? 1 : 8) + 3) / 4 * 16 }
+
+    init(k: Int, columns n: Int, multiprocessors: Int) {
+        let chunks = (k + 7) / 8
+        var threads = 32
+        while threads < 256 && threads < chunks { threads *= 2 }
+        var loads = 1
+        while loads * threads < chunks { loads *= 2 }
+        self.loads = loads
+        threadsPerColumn = threads
+        let groups = 256 / threads
+        let target = max(1, min((n + groups - 1) / groups, 2 * multiprocessors))
+        perBlock = max(1, (n + target - 1) / target)
+        blocks = max(1, (n + perBlock - 1) / perBlock)
     }
 }

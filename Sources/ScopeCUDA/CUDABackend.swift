@@ -184,11 +184,12 @@ public final class CUDABackend: StepRecordingBackend, TensorAllocator {
 
     var driver: Driver { runtime.driver }
 
-    /// Launches a kernel on this backend's stream.
+    /// Launches a kernel on this backend's stream; while a decode step is recorded, as a programmatic dependent
+    /// launch (it may start while the kernel before it finishes).
     func launch(_ kernel: Kernel, grid: (Int, Int, Int), block: Int, shared: Int = 0,
                 _ arguments: [KernelArgument]) throws {
         try runtime.launch(kernel, activation: activationType, grid: grid, block: block, shared: shared, stream: stream,
-                           arguments)
+                           programmatic: recording != nil, arguments)
     }
 
     /// Launches a grid-stride kernel over `count` elements.

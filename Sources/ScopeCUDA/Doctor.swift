@@ -52,6 +52,15 @@ public enum CUDADoctor {
                 + "\(Format.bytes(Double(d.sharedMemoryPerBlock))) shared memory per block, "
                 + "\(Format.bytes(Double(d.l2CacheBytes))) L2")
         }
+        if !devices.isEmpty {
+            do {
+                let bandwidth = try CUDARuntime.shared().measureCopyBandwidth()
+                lines.append("  copy bandwidth of GPU 0 (device to device, 512 MiB, bytes read + written): "
+                    + "\(Format.fixed(bandwidth / 1e9, 0)) GB/s (decode floors in docs/perf-notes.md divide by this)")
+            } catch {
+                lines.append("  copy bandwidth of GPU 0: not measured (\(error))")
+            }
+        }
         lines.append("Kernel cache: \(KernelCache.defaultDirectory()) (override with \(KernelCache.directoryVariable))")
         return lines.joined(separator: "\n")
     }

@@ -43,6 +43,9 @@ public final class Driver: @unchecked Sendable {
     let cuLaunchKernel: @convention(c) (Handle, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, Handle,
                                         UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
                                         UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int32
+    /// cuLaunchKernelEx(config, function, params, extra), absent from drivers before CUDA 12.
+    let cuLaunchKernelEx: (@convention(c) (UnsafeRawPointer, Handle, UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
+                                           UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int32)?
     let cuStreamBeginCapture: @convention(c) (Handle, Int32) -> Int32
     let cuStreamEndCapture: @convention(c) (Handle, UnsafeMutablePointer<Handle>) -> Int32
     let cuGraphInstantiate: @convention(c) (UnsafeMutablePointer<Handle>, Handle, UInt64) -> Int32
@@ -90,6 +93,7 @@ public final class Driver: @unchecked Sendable {
         cuModuleGetFunction = try l.function("cuModuleGetFunction")
         cuFuncSetAttribute = try l.function("cuFuncSetAttribute")
         cuLaunchKernel = try l.function("cuLaunchKernel")
+        cuLaunchKernelEx = l.optionalFunction("cuLaunchKernelEx")
         cuStreamBeginCapture = try l.function("cuStreamBeginCapture_v2")
         cuStreamEndCapture = try l.function("cuStreamEndCapture")
         cuGraphInstantiate = try l.function("cuGraphInstantiateWithFlags")

@@ -196,6 +196,7 @@ __device__ __forceinline__ void split_attention(const act* q, const act* kNew, c
         const act* q, const act* kNew, const act* vNew, const act* kCache, const act* vCache, float* partial,  \
         int capacity, int newTokens, int past, int heads, int kvHeads, int headDim, int window, float scale,        \
         int splitSize, const int* pastDevice, int group) {                                                          \
+        grid_dependency_sync();                                                                                       \
         split_attention<PAIRS, GROUP>(q, kNew, vNew, kCache, vCache, partial, capacity, newTokens, past, heads,     \
                                       kvHeads, headDim, window, scale, splitSize, pastDevice, group);               \
     }
@@ -206,6 +207,7 @@ SPLIT(4, 1) SPLIT(4, 2) SPLIT(4, 4) SPLIT(4, 8)
 // Grid (heads, batch * newTokens), 256 threads, dynamic shared memory of `splits` floats:
 // out = sum_s acc_s exp(m_s - M) / sum_s l_s exp(m_s - M), the splits shared among the threads.
 extern "C" __global__ void attn_combine(const float* partial, act* out, int heads, int headDim, int splits) {
+    grid_dependency_sync();
     extern __shared__ float weights[];
     __shared__ float sums[256];
     int h = blockIdx.x, row = blockIdx.y, width = headDim + 2;
@@ -250,6 +252,7 @@ extern "C" __global__ void attn_combine(const float* partial, act* out, int head
 extern "C" __global__ void append_kv(const act* kNew, const act* vNew, act* kCache, act* vCache, int capacity,
                                      int newTokens, int past, int first, int width, i64 total,
                                      const int* pastDevice) {
+    grid_dependency_sync();
     if (pastDevice) past = *pastDevice;
     int kept = newTokens - first;
     for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (i64)gridDim.x * blockDim.x) {
@@ -530,6 +533,7 @@ __device__ void prefill(const act* q, const act* kNew, const act* vNew, const ac
     extern "C" __global__ void __launch_bounds__(128) attn_prefill_d##D(                                          \
         const act* q, const act* kNew, const act* vNew, const act* kCache, const act* vCache, act* out,       \
         int capacity, int newTokens, int past, int heads, int kvHeads, int window, float scale) {                   \
+        grid_dependency_sync();                                                                                       \
         prefill<D, G>(q, kNew, vNew, kCache, vCache, out, capacity, newTokens, past, heads, kvHeads, window, scale); \
     }
 
@@ -604,6 +608,19 @@ __device__ __forceinline__ void st8(act* p, const float* v) {
 #pragma unroll
     for (int e = 0; e < 4; e++) h[e] = floats_to_act2(v[2 * e], v[2 * e + 1]);
     *(uint4*)p = raw;
+}
+
+// Programmatic dependent launch (sm_90+). Decode steps recorded as CUDA graphs launch every kernel allowed to start
+// before the previous one ends; a kernel must therefore call this before it reads or writes anything the kernels
+// before it touch (and before any early return, so that a grid never completes ahead of its predecessor). It waits
+// for the previous grid to complete and flush, then lets the next grid launch. Without such a launch it returns at
+// once. The gemv kernels issue their weight loads (constant during a step) first, so that they overlap the tail of
+// the kernel before.
+__device__ __forceinline__ void grid_dependency_sync() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
 }
 
 __device__ __forceinline__ float warp_sum(float v) {
@@ -704,6 +721,7 @@ __device__ __forceinline__ float activate(int kind, float x) {
 extern "C" __global__ void conv1d_forward(const act* x, const float* weight, const float* bias, const act* state,
                                           act* out0, act* out1, act* out2, int end0, int end1, int tokens,
                                           int channels, int kernel, int silu_out, int chunk) {
+    grid_dependency_sync();
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= channels) return;
     act* out = c < end0 ? out0 : c < end1 ? out1 : out2;
@@ -738,6 +756,7 @@ extern "C" __global__ void conv1d_forward(const act* x, const float* weight, con
 
 // state <- the last kernel - 1 inputs of (old state, x). One thread per (channel, sequence).
 extern "C" __global__ void conv1d_roll(const act* x, act* state, int tokens, int channels, int kernel) {
+    grid_dependency_sync();
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= channels) return;
     int b = blockIdx.y, history = kernel - 1;
@@ -756,6 +775,7 @@ extern "C" __global__ void conv1d_roll(const act* x, act* state, int tokens, int
 // thread owns its channel's whole history. One thread per (channel, sequence).
 extern "C" __global__ void conv1d_step(const act* x, const float* weight, const float* bias, act* state, act* out,
                                        int channels, int kernel, int silu_out) {
+    grid_dependency_sync();
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= channels) return;
     int b = blockIdx.y, history = kernel - 1;
@@ -784,6 +804,7 @@ extern "C" __global__ void conv1d_step(const act* x, const float* weight, const 
 
 // out[r, c] = table[ids[r], c] (table of any element type).
 extern "C" __global__ void embedding(const void* table, int type, const int* ids, act* out, int width, i64 rows) {
+    grid_dependency_sync();
     GRID_STRIDE(i, rows * width) {
         i64 r = i / width, c = i % width;
         st(out, i, load_any(table, type, (i64)ids[r] * width + c));
@@ -802,6 +823,7 @@ __device__ __forceinline__ void elementwise(i64 n, bool aligned, Vector vector, 
 }
 
 extern "C" __global__ void add(const act* a, const act* b, act* out, i64 n) {
+    grid_dependency_sync();
     elementwise(n, aligned16(a) && aligned16(b) && aligned16(out), [&](i64 i) {
         float x[8], y[8];
         ld8(a + i, x);
@@ -812,6 +834,7 @@ extern "C" __global__ void add(const act* a, const act* b, act* out, i64 n) {
 }
 
 extern "C" __global__ void scale(const act* x, float factor, act* out, i64 n) {
+    grid_dependency_sync();
     elementwise(n, aligned16(x) && aligned16(out), [&](i64 i) {
         float v[8];
         ld8(x + i, v);
@@ -821,6 +844,7 @@ extern "C" __global__ void scale(const act* x, float factor, act* out, i64 n) {
 }
 
 extern "C" __global__ void activation(int kind, const act* x, act* out, i64 n) {
+    grid_dependency_sync();
     elementwise(n, aligned16(x) && aligned16(out), [&](i64 i) {
         float v[8];
         ld8(x + i, v);
@@ -831,6 +855,7 @@ extern "C" __global__ void activation(int kind, const act* x, act* out, i64 n) {
 
 // out = act(gate) * up.
 extern "C" __global__ void gated_activation(int kind, const act* gate, const act* up, act* out, i64 n) {
+    grid_dependency_sync();
     elementwise(n, aligned16(gate) && aligned16(up) && aligned16(out), [&](i64 i) {
         float g[8], u[8];
         ld8(gate + i, g);
@@ -843,6 +868,7 @@ extern "C" __global__ void gated_activation(int kind, const act* gate, const act
 // dst[r, dstOffset + c] = src[r, srcOffset + c] for c < count (split and concatenation of column blocks).
 extern "C" __global__ void copy_columns(const act* src, int srcWidth, int srcOffset, act* dst, int dstWidth,
                                         int dstOffset, int count, i64 rows) {
+    grid_dependency_sync();
     GRID_STRIDE(i, rows * count) {
         i64 r = i / count, c = i % count;
         dst[r * dstWidth + dstOffset + c] = src[r * srcWidth + srcOffset + c];
@@ -851,6 +877,7 @@ extern "C" __global__ void copy_columns(const act* src, int srcWidth, int srcOff
 
 // out[i, c] = src[rows[i], c].
 extern "C" __global__ void gather_rows(const act* src, const int* rows, act* out, int width, i64 n) {
+    grid_dependency_sync();
     GRID_STRIDE(i, n * width) {
         i64 r = i / width, c = i % width;
         out[i] = src[(i64)rows[r] * width + c];
@@ -860,6 +887,7 @@ extern "C" __global__ void gather_rows(const act* src, const int* rows, act* out
 // out[rows[i], c] += weights[i] * src[i, c] (rows distinct).
 extern "C" __global__ void scatter_add_rows(const act* src, const int* rows, const float* weights, act* out,
                                             int width, i64 n) {
+    grid_dependency_sync();
     GRID_STRIDE(i, n * width) {
         i64 r = i / width, c = i % width;
         i64 o = (i64)rows[r] * width + c;
@@ -869,12 +897,14 @@ extern "C" __global__ void scatter_add_rows(const act* src, const int* rows, con
 
 // dst = src converted between element types.
 extern "C" __global__ void convert(const void* src, int srcType, void* dst, int dstType, i64 n) {
+    grid_dependency_sync();
     GRID_STRIDE(i, n) store_any(dst, dstType, i, load_any(src, srcType, i));
 }
 
 // out[r, c] = src[r, c] + bias[c] (bias may be null; src of any type, may alias out).
 extern "C" __global__ void bias_store(const void* src, int srcType, const float* bias, act* out, int cols,
                                       i64 rows, int accumulate) {
+    grid_dependency_sync();
     GRID_STRIDE(i, rows * cols) {
         float v = load_any(src, srcType, i);
         if (bias) v += bias[i % cols];
@@ -884,21 +914,31 @@ extern "C" __global__ void bias_store(const void* src, int srcType, const float*
 }
 """###,
         "gemv": ###"""
-// Linear layers of decode steps (a few rows): out[r, n] = sum_k x'[r, k] w[n, k] (+ bias[n]) with bf16 weights read
-// once in 16-byte loads, one warp per output column, fp32 accumulation; memory bound on the weights. k a multiple
-// of 8 and 16-byte aligned rows; rows <= 8 (kernels _r1 for one row, _r8 for up to eight). accumulate: out += instead
-// of out =. 256 threads; at most one block per 8 columns, about two per multiprocessor.
+// Linear layers of decode steps (a few rows): out[r, n] = sum_k x'[r, k] w[n, k] (+ bias[n]) (+ out[r, n] when
+// accumulate), with weights of the activation type read once in 16-byte loads and fp32 accumulation; memory bound
+// on the weights. k a multiple of 8 with 16-byte aligned rows; rows <= 8 (kernels _r1 for one row, _r8 for up to
+// eight); 256 threads per block.
 //
-// x' is x (gemv_*) or x normalised on the fly (gemv_norm_*), so that a decode step needs no separate norm
-// launch: every block recomputes the rows' norms (a few KB from L2) and keeps x' in fp32 shared memory, after
-// issuing its first weight loads so that the norm's latency hides behind theirs.
+// Work split: block b owns the columns [b per, (b + 1) per), per = ceil(n / gridDim) (the host sizes the grid at
+// about two blocks per multiprocessor, so that one wave covers any n and no block holds more than one column above
+// the average). Within a block, groups of `tpc` threads (threads per column: 256, or fewer for short rows) share a
+// column: thread t of a group takes the eight-element chunks t, t + tpc, ... of k (V of them; the kernels _vV take
+// k <= 8 V tpc). Each group walks its columns in batches of SLOTS / V, issuing the next batch's 16-byte loads
+// before it reduces the current one, so that every thread keeps SLOTS to 2 SLOTS loads in flight. A batch's
+// partial dot products are summed over each warp all at once (warp_sum_each) and added to the block's column sums
+// in shared memory, which are written out after the block's only closing sync.
+//
+// x' is x (gemv_*) or x normalised on the fly (gemv_norm_*), so that a decode step needs no separate norm launch:
+// every block recomputes the rows' norms (a few KB from L2) and keeps x' in fp32 shared memory. The first batch of
+// weights is loaded before grid_dependency_sync (weights do not change during a step), so that in a recorded step
+// the loads overlap the end of the kernel before.
 #include "common.cuh"
 
 #define MAX_GROUPS 8
-#define UNROLL 4
-#define STRIDE (32 * 8)  // columns of k one warp covers per 16-byte load
+#define THREADS 256
+#define WARPS (THREADS / 32)
 
-// Eight consecutive inputs of row r starting at column c, as fp32: from bf16 global memory or fp32 shared memory.
+// Eight consecutive inputs of row r starting at column c, as fp32: from global memory or fp32 shared memory.
 struct GlobalRows {
     const act* x;
     int k;
@@ -920,93 +960,142 @@ struct NoPrologue {
     __device__ __forceinline__ void operator()() const {}
 };
 
-// UNROLL weight loads of this lane starting at column c0 (zeros past k).
-__device__ __forceinline__ void load_weights(const act* wr, int c0, int k, bool active, uint4* wv) {
+// Loads in flight per thread and batch: eight 16-byte loads for one row; four for up to eight rows (whose
+// accumulators take the registers).
+template <int ROWS>
+struct Slots {
+    static constexpr int value = ROWS == 1 ? 8 : 4;
+};
+
+// Sums N values (N a power of two <= 32) over the warp at once: each halving step exchanges half of the values
+// with the lane `offset` away (N/2 shuffles instead of N full reductions), then the last value is summed over the
+// remaining lanes. Returns in lane L the total of value (L >> (5 - log2 N)) & (N - 1).
+template <int N>
+__device__ __forceinline__ float warp_sum_each(float (&a)[N], int lane) {
 #pragma unroll
-    for (int u = 0; u < UNROLL; u++) {
-        int c = c0 + u * STRIDE;
-        wv[u] = active && c < k ? __ldg((const uint4*)(wr + c)) : make_uint4(0, 0, 0, 0);
+    for (int half = N / 2, offset = 16; half >= 1; half /= 2, offset /= 2) {
+        bool upper = lane & offset;  // this lane keeps the upper half
+#pragma unroll
+        for (int i = 0; i < half; i++) {
+            float keep = upper ? a[half + i] : a[i], give = upper ? a[i] : a[half + i];
+            a[i] = keep + __shfl_xor_sync(0xffffffffu, give, offset);
+        }
     }
+    float v = a[0];
+#pragma unroll
+    for (int offset = 16 / N; offset >= 1; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+    return v;
 }
 
-// Each warp streams whole weight rows, one output column after another (columns warp, warp + all warps, ...), so
-// that a grid of about two blocks per multiprocessor covers any n in one wave and the prologue runs once per block.
-// The weights stream double-buffered across columns: the next UNROLL loads are issued before the current ones are
-// used, so about 4 KB per warp are always in flight. `prologue` runs on every thread of the block after the first
-// loads are issued (it may synchronise the block); `xs` is read only after it.
-template <int ROWS, typename Rows, typename Prologue>
-__device__ __forceinline__ void gemv_columns(Rows xs, Prologue prologue, const act* w, const float* bias, act* out,
-                                             int rows, int n, int k, int accumulate) {
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
-    int first = blockIdx.x * warps + warp, everyWarp = gridDim.x * warps;
-    int batches = (k + STRIDE * UNROLL - 1) / (STRIDE * UNROLL);  // load batches per column
-    int columns = first < n ? (n - first + everyWarp - 1) / everyWarp : 0;
-    int total = columns * batches;
-    // Batch `it` of this warp: column first + (it / batches) * everyWarp, columns from (it % batches) * STRIDE * UNROLL.
-    auto issue = [&](int it, uint4* wv) {
-        int col = first + (it / batches) * everyWarp;
-        load_weights(w + (i64)col * k, lane * 8 + (it % batches) * STRIDE * UNROLL, k, it < total, wv);
-    };
-    uint4 wv[UNROLL];
-    issue(0, wv);
-    prologue();
-    float acc[ROWS];
+template <int N>
+struct Log2 {
+    static constexpr int value = N <= 1 ? 0 : 1 + Log2<N / 2>::value;
+};
+template <>
+struct Log2<1> {
+    static constexpr int value = 0;
+};
+
+// Dynamic shared memory: the block's column sums (per x ROWS floats, rounded up to 16 bytes), then what the rows
+// need (SharedRows: rows x k floats). The sums are zeroed before grid_dependency_sync and the prologue, which ends
+// with a sync of its own.
+template <int ROWS, int V, typename Rows, typename Prologue>
+__device__ __forceinline__ void gemv_block(Rows xs, Prologue prologue, float* sums, const act* w, const float* bias,
+                                           act* out, int rows, int n, int k, int accumulate, int tpc) {
+    constexpr int COLS = Slots<ROWS>::value / V > 0 ? Slots<ROWS>::value / V : 1;  // columns per batch and group
+    int per = (n + gridDim.x - 1) / gridDim.x;
+    int first = blockIdx.x * per, owned = max(0, min(n, first + per) - first);
+    int groups = THREADS / tpc, group = threadIdx.x / tpc, t = threadIdx.x % tpc;
+    int lane = threadIdx.x & 31;
+    // Group g takes the block's columns g, g + groups, ... in batches of COLS.
+    int batches = (((owned + groups - 1) / groups) + COLS - 1) / COLS;
+    const act* wt = w + (i64)first * k + t * 8;
+    auto issue = [&](int b, uint4* wv) {
 #pragma unroll
-    for (int r = 0; r < ROWS; r++) acc[r] = 0.0f;
-    for (int it = 0; it < total; it++) {
-        uint4 next[UNROLL];
-        issue(it + 1, next);
-        int c0 = lane * 8 + (it % batches) * STRIDE * UNROLL;
+        for (int j = 0; j < COLS; j++) {
+            int local = (b * COLS + j) * groups + group;
 #pragma unroll
-        for (int u = 0; u < UNROLL; u++) {
-            int c = c0 + u * STRIDE;
-            if (c >= k) break;
-            const act2* wp = (const act2*)&wv[u];
-            float2 wf[4];
-#pragma unroll
-            for (int e = 0; e < 4; e++) wf[e] = act2_to_float2(wp[e]);
-#pragma unroll
-            for (int r = 0; r < ROWS; r++) {
-                if (r < rows) {
-                    float v[8];
-                    xs.load(r, c, v);
-#pragma unroll
-                    for (int e = 0; e < 4; e++) acc[r] += v[2 * e] * wf[e].x + v[2 * e + 1] * wf[e].y;
-                }
+            for (int v = 0; v < V; v++) {
+                int c = (t + v * tpc) * 8;
+                wv[j * V + v] = local < owned && c < k ? __ldg((const uint4*)(wt + (i64)local * k + v * tpc * 8))
+                                                      : make_uint4(0, 0, 0, 0);
             }
         }
-        if (it % batches == batches - 1) {  // the column is complete
-            int col = first + (it / batches) * everyWarp;
+    };
+    // One batch: the dot products of this thread's chunks, summed over the warp, added to the block's sums.
+    auto consume = [&](int b, const uint4* wv) {
+        float acc[ROWS][COLS];
+#pragma unroll
+        for (int r = 0; r < ROWS; r++) {
+#pragma unroll
+            for (int j = 0; j < COLS; j++) acc[r][j] = 0.0f;
+        }
+#pragma unroll
+        for (int v = 0; v < V; v++) {
+            int c = (t + v * tpc) * 8;
+            if (c >= k) continue;
 #pragma unroll
             for (int r = 0; r < ROWS; r++) {
-                if (r < rows) {
-                    float v = warp_sum(acc[r]);
-                    acc[r] = 0.0f;
-                    if (lane == 0) {
-                        i64 o = (i64)r * n + col;
-                        st(out, o, v + (bias ? bias[col] : 0.0f) + (accumulate ? ld(out, o) : 0.0f));
+                if (r >= rows) continue;
+                float x[8];
+                xs.load(r, c, x);
+#pragma unroll
+                for (int j = 0; j < COLS; j++) {
+                    const act2* wp = (const act2*)&wv[j * V + v];
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        float2 f = act2_to_float2(wp[e]);
+                        acc[r][j] = fmaf(x[2 * e], f.x, acc[r][j]);
+                        acc[r][j] = fmaf(x[2 * e + 1], f.y, acc[r][j]);
                     }
                 }
             }
         }
+        constexpr int SHIFT = 5 - Log2<COLS>::value;
+        int j = (lane >> SHIFT) & (COLS - 1), local = (b * COLS + j) * groups + group;
 #pragma unroll
-        for (int u = 0; u < UNROLL; u++) wv[u] = next[u];
+        for (int r = 0; r < ROWS; r++) {
+            if (r >= rows) continue;
+            float s = warp_sum_each<COLS>(acc[r], lane);
+            if ((lane & ((1 << SHIFT) - 1)) == 0 && local < owned) atomicAdd(&sums[local * ROWS + r], s);
+        }
+    };
+    uint4 even[COLS * V], odd[COLS * V];
+    issue(0, even);
+    for (int i = threadIdx.x; i < per * ROWS; i += THREADS) sums[i] = 0.0f;
+    grid_dependency_sync();
+    prologue();
+    __syncthreads();  // the sums are zero (and the prologue's rows staged) everywhere
+    for (int b = 0; b < batches; b += 2) {  // two batches per turn, so that the buffers alternate without copies
+        if (b + 1 < batches) issue(b + 1, odd);
+        consume(b, even);
+        if (b + 1 >= batches) break;
+        if (b + 2 < batches) issue(b + 2, even);
+        consume(b + 1, odd);
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < owned * ROWS; i += THREADS) {
+        int local = i / ROWS, r = i % ROWS, col = first + local;
+        if (r >= rows) continue;
+        i64 o = (i64)r * n + col;
+        st(out, o, sums[i] + (bias ? bias[col] : 0.0f) + (accumulate ? ld(out, o) : 0.0f));
     }
 }
 
-#define GEMV(ROWS)                                                                                               \
-    extern "C" __global__ void gemv_r##ROWS(const act* x, const act* w, const float* bias, act* out,     \
-                                                 int rows, int n, int k, int accumulate) {                       \
-        gemv_columns<ROWS>(GlobalRows{x, k}, NoPrologue{}, w, bias, out, rows, n, k, accumulate);                 \
+#define GEMV(ROWS, V)                                                                                           \
+    extern "C" __global__ void __launch_bounds__(THREADS, 2) gemv_r##ROWS##_v##V(                                \
+        const act* x, const act* w, const float* bias, act* out, int rows, int n, int k, int accumulate, int tpc) { \
+        extern __shared__ float sums[];                                                                          \
+        gemv_block<ROWS, V>(GlobalRows{x, k}, NoPrologue{}, sums, w, bias, out, rows, n, k, accumulate, tpc);     \
     }
-GEMV(1)
-GEMV(8)
+GEMV(1, 1) GEMV(1, 2) GEMV(1, 4) GEMV(1, 8)
+GEMV(8, 1) GEMV(8, 2) GEMV(8, 4) GEMV(8, 8)
 
 // Normalises the rows into shared memory: mode 1: RMSNorm(x) * normWeight (normWeight may be null); mode 2:
 // Mamba-2's gated RMSNorm over `groups` groups of k / groups features (see gated_rmsnorm): normBeforeGate 0:
 // rmsnorm(x * silu(gate)) * normWeight; 1: rmsnorm(x) * normWeight * silu(gate). Each thread loads its (at most
 // CHUNKS) eight-element chunks of a row at once with 16-byte loads and keeps them in registers for both passes, so
-// k <= 8 * CHUNKS * blockDim (kernels _c1, _c2, _c4: fewer chunks, fewer registers).
+// k <= 8 * CHUNKS * blockDim.
 template <int CHUNKS>
 struct NormPrologue {
     const act* x;
@@ -1068,14 +1157,16 @@ struct NormPrologue {
     }
 };
 
-// Dynamic shared memory: rows * k floats. groups <= 8, (k / groups) % 8 == 0, k <= 8 * CHUNKS * blockDim.
-#define GEMV_NORM(ROWS, CHUNKS)                                                                                  \
-    extern "C" __global__ void gemv_norm_r##ROWS##_c##CHUNKS(                                               \
+// Dynamic shared memory: the column sums, then rows * k floats. groups <= 8, (k / groups) % 8 == 0, k <= 8 V tpc; the norm's chunks per
+// thread equal V (the whole block normalises each row).
+#define GEMV_NORM(ROWS, V)                                                                                      \
+    extern "C" __global__ void __launch_bounds__(THREADS, 2) gemv_norm_r##ROWS##_v##V(                           \
         const act* x, const act* w, const float* bias, act* out, int rows, int n, int k, int accumulate,     \
-        int mode, const float* normWeight, float eps, const act* gate, int groups, int normBeforeGate) {        \
-        extern __shared__ float staged[];                                                                        \
-        NormPrologue<CHUNKS> prologue{x, gate, normWeight, eps, mode, groups, normBeforeGate, rows, k, staged};  \
-        gemv_columns<ROWS>(SharedRows{staged, k}, prologue, w, bias, out, rows, n, k, accumulate);                \
+        int tpc, int mode, const float* normWeight, float eps, const act* gate, int groups, int normBeforeGate) {\
+        extern __shared__ float sums[];                                                                          \
+        float* staged = sums + ((n + gridDim.x - 1) / gridDim.x * ROWS + 3) / 4 * 4;                             \
+        NormPrologue<V> prologue{x, gate, normWeight, eps, mode, groups, normBeforeGate, rows, k, staged};       \
+        gemv_block<ROWS, V>(SharedRows{staged, k}, prologue, sums, w, bias, out, rows, n, k, accumulate, tpc);    \
     }
 GEMV_NORM(1, 1) GEMV_NORM(1, 2) GEMV_NORM(1, 4)
 GEMV_NORM(8, 1) GEMV_NORM(8, 2) GEMV_NORM(8, 4)
@@ -1087,6 +1178,7 @@ GEMV_NORM(8, 1) GEMV_NORM(8, 2) GEMV_NORM(8, 4)
 // out = x / sqrt(mean(x^2) + eps) * weight (weight may be null); out may alias x. Eight elements per thread with
 // 16-byte loads where the row allows.
 extern "C" __global__ void rmsnorm(const act* x, const float* weight, float eps, act* out, int cols) {
+    grid_dependency_sync();
     const act* row = x + (i64)blockIdx.x * cols;
     act* dst = out + (i64)blockIdx.x * cols;
     bool vector = cols % 8 == 0 && aligned16(row) && aligned16(dst);
@@ -1120,6 +1212,7 @@ extern "C" __global__ void rmsnorm(const act* x, const float* weight, float eps,
 // 1: rmsnorm(x) * w * silu(z). Grid (rows, groups); out may alias x. Eight elements per thread where aligned.
 extern "C" __global__ void gated_rmsnorm(const act* x, const act* z, const float* weight, float eps,
                                          int normBeforeGate, act* out, int cols, int groups) {
+    grid_dependency_sync();
     int size = cols / groups;
     i64 base = (i64)blockIdx.x * cols + (i64)blockIdx.y * size;
     const float* w = weight + blockIdx.y * size;
@@ -1167,6 +1260,7 @@ extern "C" __global__ void gated_rmsnorm(const act* x, const act* z, const float
 // Positions come from `positions` or, when it is null, are base + t % period.
 extern "C" __global__ void rope(act* x, int heads, int headDim, int rotaryDim, const int* positions, int base,
                                 int period, const float* invFreq, float scale, i64 tokens) {
+    grid_dependency_sync();
     int half = rotaryDim / 2;
     i64 total = tokens * heads * half;
     for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (i64)gridDim.x * blockDim.x) {
@@ -1461,6 +1555,7 @@ __device__ void scan(const act* u, const act* delta, const float* A, const act* 
     extern "C" __global__ void __launch_bounds__(THREADS, 2) selective_scan_i##ITEMS(                             \
         const act* u, const act* delta, const float* A, const act* B, const act* C, const float* D,              \
         const act* z, float* state, act* out, int tokens, int dInner, int dState, int flags) {                    \
+        grid_dependency_sync();                                                                                       \
         scan<ITEMS>(u, delta, A, B, C, D, z, state, out, tokens, dInner, dState, flags);                            \
     }
 
@@ -1541,6 +1636,7 @@ __device__ void chunk_steps(const act* dt, const float* dtBias, const float* A, 
 // 128 threads: warp w computes rows 16w..16w+15 of the 64 x 64 tile (ti, si), si <= ti, over all of N.
 extern "C" __global__ void __launch_bounds__(128) ssd_chunk_cb(const act* B, const act* C, act* cb, int tokens,
                                                                 int t0, int span, int groups, int N) {
+    grid_dependency_sync();
     extern __shared__ __align__(16) unsigned char raw[];
     int pitch = round64(N) + 8, vecs = round64(N) / 8;
     act* cs = (act*)raw;       // [64][pitch]: C rows of tile ti
@@ -1590,6 +1686,7 @@ extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_state(const act* x
                                                                  float* decay, int tokens, int t0, int span,
                                                                  int heads, int P, int groups, int N, float dtMin,
                                                                  float dtMax) {
+    grid_dependency_sync();
     extern __shared__ __align__(16) unsigned char raw[];
     float* step = (float*)raw;
     float* cum = step + SQ;
@@ -1688,6 +1785,7 @@ extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_state(const act* x
 extern "C" __global__ void ssd_state_pass(const float* __restrict__ states, const float* __restrict__ decay,
                                           float* __restrict__ state, act* __restrict__ hin, int chunks, int heads,
                                           int size) {
+    grid_dependency_sync();
     int i = (blockIdx.x * blockDim.x + threadIdx.x) * 4, h = blockIdx.y, b = blockIdx.z;
     if (i >= size) return;
     const float* factors = decay + ((i64)b * heads + h) * chunks;
@@ -1735,6 +1833,7 @@ extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_scan(const act* x,
                                                                 const act* cb, const act* hin, act* out,
                                                                 int tokens, int t0, int span, int heads, int P,
                                                                 int groups, int N, float dtMin, float dtMax) {
+    grid_dependency_sync();
     extern __shared__ __align__(16) unsigned char raw[];
     int pitch = round64(N) + 32, vecs = round64(N) / 8, pTiles = round64(P) / 64;
     float* v = (float*)raw;       // step, then cum2 - log2(step)
@@ -1857,6 +1956,7 @@ extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_scan(const act* x,
 extern "C" __global__ void ssd_step(const act* x, const act* dt, const float* dtBias, const float* A,
                                     const act* B, const act* C, const float* D, float* state, act* out, int tokens,
                                     int heads, int P, int groups, int N, float dtMin, float dtMax) {
+    grid_dependency_sync();
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int p = blockIdx.x * 8 + warp, h = blockIdx.y, b = blockIdx.z, g = h / (heads / groups);
     if (p >= P) return;

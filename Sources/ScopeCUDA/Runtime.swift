@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ScopeEngine
 import ScopeSupport
 
@@ -60,6 +63,8 @@ public final class CUDARuntime: @unchecked Sendable {
         try driver.check(driver.cuDevicePrimaryCtxRetain(&context, 0), "cuDevicePrimaryCtxRetain")
         self.context = context
         try driver.check(driver.cuCtxSetCurrent(context), "cuCtxSetCurrent")
+        programmaticLaunchAvailable = driver.cuLaunchKernelEx != nil && device.computeCapability.major >= 9
+            && getenv("SSM_SCOPE_CUDA_PDL").map { String(cString: $0) != "0" } ?? true
         cublas = try CUBLAS()
         compiler = try KernelCompiler(nvrtc: try NVRTC(), cache: KernelCache(), architecture: device.architecture)
     }
@@ -67,6 +72,34 @@ public final class CUDARuntime: @unchecked Sendable {
     /// Makes the primary context current on the calling thread.
     func makeCurrent() throws {
         try driver.check(driver.cuCtxSetCurrent(context), "cuCtxSetCurrent")
+    }
+
+    /// The device-to-device copy bandwidth in bytes per second, counting bytes read and written: `repeats` copies
+    /// of `bytes` between two fresh buffers on the null stream, timed with events after one untimed copy. This is
+    /// the bandwidth that decode floors are stated against.
+    public func measureCopyBandwidth(bytes: Int = 512 << 20, repeats: Int = 10) throws -> Double {
+        try makeCurrent()
+        var source: CUdeviceptr = 0, target: CUdeviceptr = 0
+        try driver.check(driver.cuMemAlloc(&source, bytes), "cuMemAlloc_v2(\(bytes))")
+        defer { _ = driver.cuMemFree(source) }
+        try driver.check(driver.cuMemAlloc(&target, bytes), "cuMemAlloc_v2(\(bytes))")
+        defer { _ = driver.cuMemFree(target) }
+        var start: OpaquePointer?, end: OpaquePointer?
+        try driver.check(driver.cuEventCreate(&start, 0), "cuEventCreate")
+        defer { _ = driver.cuEventDestroy(start) }
+        try driver.check(driver.cuEventCreate(&end, 0), "cuEventCreate")
+        defer { _ = driver.cuEventDestroy(end) }
+        try driver.check(driver.cuMemsetD8Async(source, 1, bytes, nil), "cuMemsetD8Async")
+        try driver.check(driver.cuMemcpyDtoDAsync(target, source, bytes, nil), "cuMemcpyDtoDAsync_v2")
+        try driver.check(driver.cuEventRecord(start, nil), "cuEventRecord")
+        for _ in 0..<repeats {
+            try driver.check(driver.cuMemcpyDtoDAsync(target, source, bytes, nil), "cuMemcpyDtoDAsync_v2")
+        }
+        try driver.check(driver.cuEventRecord(end, nil), "cuEventRecord")
+        try driver.check(driver.cuEventSynchronize(end), "cuEventSynchronize")
+        var ms: Float = 0
+        try driver.check(driver.cuEventElapsedTime(&ms, start, end), "cuEventElapsedTime")
+        return Double(2 * bytes * repeats) / (Double(ms) / 1000)
     }
 
     /// Loads every module for activations of `activation` now (compiling what the cache lacks), so that compile
@@ -100,10 +133,16 @@ public final class CUDARuntime: @unchecked Sendable {
         return f
     }
 
+    /// Whether kernels can be launched to overlap the one before them (programmatic dependent launch: sm_90 and a
+    /// driver with cuLaunchKernelEx; `SSM_SCOPE_CUDA_PDL=0` turns it off).
+    let programmaticLaunchAvailable: Bool
+
     /// Launches `kernel`, compiled for activations of `activation`, on `stream` with `block` threads per block and
-    /// `shared` bytes of dynamic shared memory.
+    /// `shared` bytes of dynamic shared memory. `programmatic` lets it start before the kernel ahead of it in the
+    /// stream ends (every kernel calls grid_dependency_sync before touching memory the kernels before it use); it is
+    /// ignored where `programmaticLaunchAvailable` is false.
     func launch(_ kernel: Kernel, activation: ElementType, grid: (Int, Int, Int), block: Int, shared: Int = 0,
-                stream: OpaquePointer?, _ arguments: [KernelArgument]) throws {
+                stream: OpaquePointer?, programmatic: Bool = false, _ arguments: [KernelArgument]) throws {
         let compiled = CompiledKernel(kernel: kernel, activation: activation)
         let f = try function(compiled)
         if shared > 48 * 1024, (sharedLimit[compiled] ?? 0) < shared {
@@ -129,11 +168,43 @@ public final class CUDARuntime: @unchecked Sendable {
             case .float(let v): slots[i] = UInt64(v.bitPattern)
             }
         }
+        let launchEx = programmatic && programmaticLaunchAvailable ? driver.cuLaunchKernelEx : nil
         let status = slots.withUnsafeMutableBytes { raw -> Int32 in
             var pointers: [UnsafeMutableRawPointer?] = (0..<arguments.count).map { raw.baseAddress! + 8 * $0 }
-            return driver.cuLaunchKernel(f, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2), UInt32(block), 1, 1,
-                                         UInt32(shared), stream, &pointers, nil)
+            guard let launchEx else {
+                return driver.cuLaunchKernel(f, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2), UInt32(block), 1, 1,
+                                             UInt32(shared), stream, &pointers, nil)
+            }
+            return ProgrammaticLaunch.withConfig(grid: grid, block: block, shared: shared, stream: stream) {
+                launchEx($0, f, &pointers, nil)
+            }
         }
         try driver.check(status, "cuLaunchKernel(\(kernel.name), grid \(grid), block \(block))")
+    }
+}
+
+/// The CUlaunchConfig (56 bytes) with one CUlaunchAttribute (72 bytes) that allows programmatic stream serialization,
+/// laid out as cuda.h declares them: config { gridDimX, Y, Z, blockDimX, Y, Z, sharedMemBytes: uint32; (pad);
+/// hStream; attrs; numAttrs: uint32 }, attribute { id: int32; pad[4]; value: union of 64 bytes }.
+enum ProgrammaticLaunch {
+    static let programmaticStreamSerialization: Int32 = 6  // CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
+
+    static func withConfig(grid: (Int, Int, Int), block: Int, shared: Int, stream: OpaquePointer?,
+                           _ body: (UnsafeRawPointer) -> Int32) -> Int32 {
+        let attribute = UnsafeMutableRawPointer.allocate(byteCount: 72, alignment: 8)
+        let config = UnsafeMutableRawPointer.allocate(byteCount: 56, alignment: 8)
+        defer { attribute.deallocate(); config.deallocate() }
+        attribute.initializeMemory(as: UInt8.self, repeating: 0, count: 72)
+        attribute.storeBytes(of: programmaticStreamSerialization, as: Int32.self)
+        attribute.storeBytes(of: Int32(1), toByteOffset: 8, as: Int32.self)  // programmaticStreamSerializationAllowed
+        config.initializeMemory(as: UInt8.self, repeating: 0, count: 56)
+        for (i, value) in [grid.0, grid.1, grid.2, block, 1, 1, shared].enumerated() {
+            config.storeBytes(of: UInt32(value), toByteOffset: 4 * i, as: UInt32.self)
+        }
+        config.storeBytes(of: UInt(bitPattern: stream.map { Int(bitPattern: UnsafeRawPointer($0)) } ?? 0),
+                          toByteOffset: 32, as: UInt.self)
+        config.storeBytes(of: UInt(bitPattern: Int(bitPattern: attribute)), toByteOffset: 40, as: UInt.self)
+        config.storeBytes(of: UInt32(1), toByteOffset: 48, as: UInt32.self)
+        return body(UnsafeRawPointer(config))
     }
 }

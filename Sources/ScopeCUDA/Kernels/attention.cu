@@ -189,6 +189,7 @@ __device__ __forceinline__ void split_attention(const act* q, const act* kNew, c
         const act* q, const act* kNew, const act* vNew, const act* kCache, const act* vCache, float* partial,  \
         int capacity, int newTokens, int past, int heads, int kvHeads, int headDim, int window, float scale,        \
         int splitSize, const int* pastDevice, int group) {                                                          \
+        grid_dependency_sync();                                                                                       \
         split_attention<PAIRS, GROUP>(q, kNew, vNew, kCache, vCache, partial, capacity, newTokens, past, heads,     \
                                       kvHeads, headDim, window, scale, splitSize, pastDevice, group);               \
     }
@@ -199,6 +200,7 @@ SPLIT(4, 1) SPLIT(4, 2) SPLIT(4, 4) SPLIT(4, 8)
 // Grid (heads, batch * newTokens), 256 threads, dynamic shared memory of `splits` floats:
 // out = sum_s acc_s exp(m_s - M) / sum_s l_s exp(m_s - M), the splits shared among the threads.
 extern "C" __global__ void attn_combine(const float* partial, act* out, int heads, int headDim, int splits) {
+    grid_dependency_sync();
     extern __shared__ float weights[];
     __shared__ float sums[256];
     int h = blockIdx.x, row = blockIdx.y, width = headDim + 2;
@@ -243,6 +245,7 @@ extern "C" __global__ void attn_combine(const float* partial, act* out, int head
 extern "C" __global__ void append_kv(const act* kNew, const act* vNew, act* kCache, act* vCache, int capacity,
                                      int newTokens, int past, int first, int width, i64 total,
                                      const int* pastDevice) {
+    grid_dependency_sync();
     if (pastDevice) past = *pastDevice;
     int kept = newTokens - first;
     for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (i64)gridDim.x * blockDim.x) {

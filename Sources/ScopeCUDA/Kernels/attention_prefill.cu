@@ -263,6 +263,7 @@ __device__ void prefill(const act* q, const act* kNew, const act* vNew, const ac
     extern "C" __global__ void __launch_bounds__(128) attn_prefill_d##D(                                          \
         const act* q, const act* kNew, const act* vNew, const act* kCache, const act* vCache, act* out,       \
         int capacity, int newTokens, int past, int heads, int kvHeads, int window, float scale) {                   \
+        grid_dependency_sync();                                                                                       \
         prefill<D, G>(q, kNew, vNew, kCache, vCache, out, capacity, newTokens, past, heads, kvHeads, window, scale); \
     }
 

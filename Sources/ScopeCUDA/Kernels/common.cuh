@@ -65,6 +65,19 @@ __device__ __forceinline__ void st8(act* p, const float* v) {
     *(uint4*)p = raw;
 }
 
+// Programmatic dependent launch (sm_90+). Decode steps recorded as CUDA graphs launch every kernel allowed to start
+// before the previous one ends; a kernel must therefore call this before it reads or writes anything the kernels
+// before it touch (and before any early return, so that a grid never completes ahead of its predecessor). It waits
+// for the previous grid to complete and flush, then lets the next grid launch. Without such a launch it returns at
+// once. The gemv kernels issue their weight loads (constant during a step) first, so that they overlap the tail of
+// the kernel before.
+__device__ __forceinline__ void grid_dependency_sync() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;

@@ -12,6 +12,7 @@
 extern "C" __global__ void conv1d_forward(const act* x, const float* weight, const float* bias, const act* state,
                                           act* out0, act* out1, act* out2, int end0, int end1, int tokens,
                                           int channels, int kernel, int silu_out, int chunk) {
+    grid_dependency_sync();
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= channels) return;
     act* out = c < end0 ? out0 : c < end1 ? out1 : out2;
@@ -46,6 +47,7 @@ extern "C" __global__ void conv1d_forward(const act* x, const float* weight, con
 
 // state <- the last kernel - 1 inputs of (old state, x). One thread per (channel, sequence).
 extern "C" __global__ void conv1d_roll(const act* x, act* state, int tokens, int channels, int kernel) {
+    grid_dependency_sync();
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= channels) return;
     int b = blockIdx.y, history = kernel - 1;
@@ -64,6 +66,7 @@ extern "C" __global__ void conv1d_roll(const act* x, act* state, int tokens, int
 // thread owns its channel's whole history. One thread per (channel, sequence).
 extern "C" __global__ void conv1d_step(const act* x, const float* weight, const float* bias, act* state, act* out,
                                        int channels, int kernel, int silu_out) {
+    grid_dependency_sync();
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= channels) return;
     int b = blockIdx.y, history = kernel - 1;

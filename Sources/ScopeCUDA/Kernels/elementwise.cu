@@ -6,6 +6,7 @@
 
 // out[r, c] = table[ids[r], c] (table of any element type).
 extern "C" __global__ void embedding(const void* table, int type, const int* ids, act* out, int width, i64 rows) {
+    grid_dependency_sync();
     GRID_STRIDE(i, rows * width) {
         i64 r = i / width, c = i % width;
         st(out, i, load_any(table, type, (i64)ids[r] * width + c));
@@ -24,6 +25,7 @@ __device__ __forceinline__ void elementwise(i64 n, bool aligned, Vector vector, 
 }
 
 extern "C" __global__ void add(const act* a, const act* b, act* out, i64 n) {
+    grid_dependency_sync();
     elementwise(n, aligned16(a) && aligned16(b) && aligned16(out), [&](i64 i) {
         float x[8], y[8];
         ld8(a + i, x);
@@ -34,6 +36,7 @@ extern "C" __global__ void add(const act* a, const act* b, act* out, i64 n) {
 }
 
 extern "C" __global__ void scale(const act* x, float factor, act* out, i64 n) {
+    grid_dependency_sync();
     elementwise(n, aligned16(x) && aligned16(out), [&](i64 i) {
         float v[8];
         ld8(x + i, v);
@@ -43,6 +46,7 @@ extern "C" __global__ void scale(const act* x, float factor, act* out, i64 n) {
 }
 
 extern "C" __global__ void activation(int kind, const act* x, act* out, i64 n) {
+    grid_dependency_sync();
     elementwise(n, aligned16(x) && aligned16(out), [&](i64 i) {
         float v[8];
         ld8(x + i, v);
@@ -53,6 +57,7 @@ extern "C" __global__ void activation(int kind, const act* x, act* out, i64 n) {
 
 // out = act(gate) * up.
 extern "C" __global__ void gated_activation(int kind, const act* gate, const act* up, act* out, i64 n) {
+    grid_dependency_sync();
     elementwise(n, aligned16(gate) && aligned16(up) && aligned16(out), [&](i64 i) {
         float g[8], u[8];
         ld8(gate + i, g);
@@ -65,6 +70,7 @@ extern "C" __global__ void gated_activation(int kind, const act* gate, const act
 // dst[r, dstOffset + c] = src[r, srcOffset + c] for c < count (split and concatenation of column blocks).
 extern "C" __global__ void copy_columns(const act* src, int srcWidth, int srcOffset, act* dst, int dstWidth,
                                         int dstOffset, int count, i64 rows) {
+    grid_dependency_sync();
     GRID_STRIDE(i, rows * count) {
         i64 r = i / count, c = i % count;
         dst[r * dstWidth + dstOffset + c] = src[r * srcWidth + srcOffset + c];
@@ -73,6 +79,7 @@ extern "C" __global__ void copy_columns(const act* src, int srcWidth, int srcOff
 
 // out[i, c] = src[rows[i], c].
 extern "C" __global__ void gather_rows(const act* src, const int* rows, act* out, int width, i64 n) {
+    grid_dependency_sync();
     GRID_STRIDE(i, n * width) {
         i64 r = i / width, c = i % width;
         out[i] = src[(i64)rows[r] * width + c];
@@ -82,6 +89,7 @@ extern "C" __global__ void gather_rows(const act* src, const int* rows, act* out
 // out[rows[i], c] += weights[i] * src[i, c] (rows distinct).
 extern "C" __global__ void scatter_add_rows(const act* src, const int* rows, const float* weights, act* out,
                                             int width, i64 n) {
+    grid_dependency_sync();
     GRID_STRIDE(i, n * width) {
         i64 r = i / width, c = i % width;
         i64 o = (i64)rows[r] * width + c;
@@ -91,12 +99,14 @@ extern "C" __global__ void scatter_add_rows(const act* src, const int* rows, con
 
 // dst = src converted between element types.
 extern "C" __global__ void convert(const void* src, int srcType, void* dst, int dstType, i64 n) {
+    grid_dependency_sync();
     GRID_STRIDE(i, n) store_any(dst, dstType, i, load_any(src, srcType, i));
 }
 
 // out[r, c] = src[r, c] + bias[c] (bias may be null; src of any type, may alias out).
 extern "C" __global__ void bias_store(const void* src, int srcType, const float* bias, act* out, int cols,
                                       i64 rows, int accumulate) {
+    grid_dependency_sync();
     GRID_STRIDE(i, rows * cols) {
         float v = load_any(src, srcType, i);
         if (bias) v += bias[i % cols];

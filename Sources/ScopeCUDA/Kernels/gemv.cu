@@ -1,18 +1,28 @@
-// Linear layers of decode steps (a few rows): out[r, n] = sum_k x'[r, k] w[n, k] (+ bias[n]) with bf16 weights read
-// once in 16-byte loads, one warp per output column, fp32 accumulation; memory bound on the weights. k a multiple
-// of 8 and 16-byte aligned rows; rows <= 8 (kernels _r1 for one row, _r8 for up to eight). accumulate: out += instead
-// of out =. 256 threads; at most one block per 8 columns, about two per multiprocessor.
+// Linear layers of decode steps (a few rows): out[r, n] = sum_k x'[r, k] w[n, k] (+ bias[n]) (+ out[r, n] when
+// accumulate), with weights of the activation type read once in 16-byte loads and fp32 accumulation; memory bound
+// on the weights. k a multiple of 8 with 16-byte aligned rows; rows <= 8 (kernels _r1 for one row, _r8 for up to
+// eight); 256 threads per block.
 //
-// x' is x (gemv_*) or x normalised on the fly (gemv_norm_*), so that a decode step needs no separate norm
-// launch: every block recomputes the rows' norms (a few KB from L2) and keeps x' in fp32 shared memory, after
-// issuing its first weight loads so that the norm's latency hides behind theirs.
+// Work split: block b owns the columns [b per, (b + 1) per), per = ceil(n / gridDim) (the host sizes the grid at
+// about two blocks per multiprocessor, so that one wave covers any n and no block holds more than one column above
+// the average). Within a block, groups of `tpc` threads (threads per column: 256, or fewer for short rows) share a
+// column: thread t of a group takes the eight-element chunks t, t + tpc, ... of k (V of them; the kernels _vV take
+// k <= 8 V tpc). Each group walks its columns in batches of SLOTS / V, issuing the next batch's 16-byte loads
+// before it reduces the current one, so that every thread keeps SLOTS to 2 SLOTS loads in flight. A batch's
+// partial dot products are summed over each warp all at once (warp_sum_each) and added to the block's column sums
+// in shared memory, which are written out after the block's only closing sync.
+//
+// x' is x (gemv_*) or x normalised on the fly (gemv_norm_*), so that a decode step needs no separate norm launch:
+// every block recomputes the rows' norms (a few KB from L2) and keeps x' in fp32 shared memory. The first batch of
+// weights is loaded before grid_dependency_sync (weights do not change during a step), so that in a recorded step
+// the loads overlap the end of the kernel before.
 #include "common.cuh"
 
 #define MAX_GROUPS 8
-#define UNROLL 4
-#define STRIDE (32 * 8)  // columns of k one warp covers per 16-byte load
+#define THREADS 256
+#define WARPS (THREADS / 32)
 
-// Eight consecutive inputs of row r starting at column c, as fp32: from bf16 global memory or fp32 shared memory.
+// Eight consecutive inputs of row r starting at column c, as fp32: from global memory or fp32 shared memory.
 struct GlobalRows {
     const act* x;
     int k;
@@ -34,93 +44,142 @@ struct NoPrologue {
     __device__ __forceinline__ void operator()() const {}
 };
 
-// UNROLL weight loads of this lane starting at column c0 (zeros past k).
-__device__ __forceinline__ void load_weights(const act* wr, int c0, int k, bool active, uint4* wv) {
+// Loads in flight per thread and batch: eight 16-byte loads for one row; four for up to eight rows (whose
+// accumulators take the registers).
+template <int ROWS>
+struct Slots {
+    static constexpr int value = ROWS == 1 ? 8 : 4;
+};
+
+// Sums N values (N a power of two <= 32) over the warp at once: each halving step exchanges half of the values
+// with the lane `offset` away (N/2 shuffles instead of N full reductions), then the last value is summed over the
+// remaining lanes. Returns in lane L the total of value (L >> (5 - log2 N)) & (N - 1).
+template <int N>
+__device__ __forceinline__ float warp_sum_each(float (&a)[N], int lane) {
 #pragma unroll
-    for (int u = 0; u < UNROLL; u++) {
-        int c = c0 + u * STRIDE;
-        wv[u] = active && c < k ? __ldg((const uint4*)(wr + c)) : make_uint4(0, 0, 0, 0);
+    for (int half = N / 2, offset = 16; half >= 1; half /= 2, offset /= 2) {
+        bool upper = lane & offset;  // this lane keeps the upper half
+#pragma unroll
+        for (int i = 0; i < half; i++) {
+            float keep = upper ? a[half + i] : a[i], give = upper ? a[i] : a[half + i];
+            a[i] = keep + __shfl_xor_sync(0xffffffffu, give, offset);
+        }
     }
+    float v = a[0];
+#pragma unroll
+    for (int offset = 16 / N; offset >= 1; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+    return v;
 }
 
-// Each warp streams whole weight rows, one output column after another (columns warp, warp + all warps, ...), so
-// that a grid of about two blocks per multiprocessor covers any n in one wave and the prologue runs once per block.
-// The weights stream double-buffered across columns: the next UNROLL loads are issued before the current ones are
-// used, so about 4 KB per warp are always in flight. `prologue` runs on every thread of the block after the first
-// loads are issued (it may synchronise the block); `xs` is read only after it.
-template <int ROWS, typename Rows, typename Prologue>
-__device__ __forceinline__ void gemv_columns(Rows xs, Prologue prologue, const act* w, const float* bias, act* out,
-                                             int rows, int n, int k, int accumulate) {
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
-    int first = blockIdx.x * warps + warp, everyWarp = gridDim.x * warps;
-    int batches = (k + STRIDE * UNROLL - 1) / (STRIDE * UNROLL);  // load batches per column
-    int columns = first < n ? (n - first + everyWarp - 1) / everyWarp : 0;
-    int total = columns * batches;
-    // Batch `it` of this warp: column first + (it / batches) * everyWarp, columns from (it % batches) * STRIDE * UNROLL.
-    auto issue = [&](int it, uint4* wv) {
-        int col = first + (it / batches) * everyWarp;
-        load_weights(w + (i64)col * k, lane * 8 + (it % batches) * STRIDE * UNROLL, k, it < total, wv);
-    };
-    uint4 wv[UNROLL];
-    issue(0, wv);
-    prologue();
-    float acc[ROWS];
+template <int N>
+struct Log2 {
+    static constexpr int value = N <= 1 ? 0 : 1 + Log2<N / 2>::value;
+};
+template <>
+struct Log2<1> {
+    static constexpr int value = 0;
+};
+
+// Dynamic shared memory: the block's column sums (per x ROWS floats, rounded up to 16 bytes), then what the rows
+// need (SharedRows: rows x k floats). The sums are zeroed before grid_dependency_sync and the prologue, which ends
+// with a sync of its own.
+template <int ROWS, int V, typename Rows, typename Prologue>
+__device__ __forceinline__ void gemv_block(Rows xs, Prologue prologue, float* sums, const act* w, const float* bias,
+                                           act* out, int rows, int n, int k, int accumulate, int tpc) {
+    constexpr int COLS = Slots<ROWS>::value / V > 0 ? Slots<ROWS>::value / V : 1;  // columns per batch and group
+    int per = (n + gridDim.x - 1) / gridDim.x;
+    int first = blockIdx.x * per, owned = max(0, min(n, first + per) - first);
+    int groups = THREADS / tpc, group = threadIdx.x / tpc, t = threadIdx.x % tpc;
+    int lane = threadIdx.x & 31;
+    // Group g takes the block's columns g, g + groups, ... in batches of COLS.
+    int batches = (((owned + groups - 1) / groups) + COLS - 1) / COLS;
+    const act* wt = w + (i64)first * k + t * 8;
+    auto issue = [&](int b, uint4* wv) {
 #pragma unroll
-    for (int r = 0; r < ROWS; r++) acc[r] = 0.0f;
-    for (int it = 0; it < total; it++) {
-        uint4 next[UNROLL];
-        issue(it + 1, next);
-        int c0 = lane * 8 + (it % batches) * STRIDE * UNROLL;
+        for (int j = 0; j < COLS; j++) {
+            int local = (b * COLS + j) * groups + group;
 #pragma unroll
-        for (int u = 0; u < UNROLL; u++) {
-            int c = c0 + u * STRIDE;
-            if (c >= k) break;
-            const act2* wp = (const act2*)&wv[u];
-            float2 wf[4];
-#pragma unroll
-            for (int e = 0; e < 4; e++) wf[e] = act2_to_float2(wp[e]);
-#pragma unroll
-            for (int r = 0; r < ROWS; r++) {
-                if (r < rows) {
-                    float v[8];
-                    xs.load(r, c, v);
-#pragma unroll
-                    for (int e = 0; e < 4; e++) acc[r] += v[2 * e] * wf[e].x + v[2 * e + 1] * wf[e].y;
-                }
+            for (int v = 0; v < V; v++) {
+                int c = (t + v * tpc) * 8;
+                wv[j * V + v] = local < owned && c < k ? __ldg((const uint4*)(wt + (i64)local * k + v * tpc * 8))
+                                                      : make_uint4(0, 0, 0, 0);
             }
         }
-        if (it % batches == batches - 1) {  // the column is complete
-            int col = first + (it / batches) * everyWarp;
+    };
+    // One batch: the dot products of this thread's chunks, summed over the warp, added to the block's sums.
+    auto consume = [&](int b, const uint4* wv) {
+        float acc[ROWS][COLS];
+#pragma unroll
+        for (int r = 0; r < ROWS; r++) {
+#pragma unroll
+            for (int j = 0; j < COLS; j++) acc[r][j] = 0.0f;
+        }
+#pragma unroll
+        for (int v = 0; v < V; v++) {
+            int c = (t + v * tpc) * 8;
+            if (c >= k) continue;
 #pragma unroll
             for (int r = 0; r < ROWS; r++) {
-                if (r < rows) {
-                    float v = warp_sum(acc[r]);
-                    acc[r] = 0.0f;
-                    if (lane == 0) {
-                        i64 o = (i64)r * n + col;
-                        st(out, o, v + (bias ? bias[col] : 0.0f) + (accumulate ? ld(out, o) : 0.0f));
+                if (r >= rows) continue;
+                float x[8];
+                xs.load(r, c, x);
+#pragma unroll
+                for (int j = 0; j < COLS; j++) {
+                    const act2* wp = (const act2*)&wv[j * V + v];
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        float2 f = act2_to_float2(wp[e]);
+                        acc[r][j] = fmaf(x[2 * e], f.x, acc[r][j]);
+                        acc[r][j] = fmaf(x[2 * e + 1], f.y, acc[r][j]);
                     }
                 }
             }
         }
+        constexpr int SHIFT = 5 - Log2<COLS>::value;
+        int j = (lane >> SHIFT) & (COLS - 1), local = (b * COLS + j) * groups + group;
 #pragma unroll
-        for (int u = 0; u < UNROLL; u++) wv[u] = next[u];
+        for (int r = 0; r < ROWS; r++) {
+            if (r >= rows) continue;
+            float s = warp_sum_each<COLS>(acc[r], lane);
+            if ((lane & ((1 << SHIFT) - 1)) == 0 && local < owned) atomicAdd(&sums[local * ROWS + r], s);
+        }
+    };
+    uint4 even[COLS * V], odd[COLS * V];
+    issue(0, even);
+    for (int i = threadIdx.x; i < per * ROWS; i += THREADS) sums[i] = 0.0f;
+    grid_dependency_sync();
+    prologue();
+    __syncthreads();  // the sums are zero (and the prologue's rows staged) everywhere
+    for (int b = 0; b < batches; b += 2) {  // two batches per turn, so that the buffers alternate without copies
+        if (b + 1 < batches) issue(b + 1, odd);
+        consume(b, even);
+        if (b + 1 >= batches) break;
+        if (b + 2 < batches) issue(b + 2, even);
+        consume(b + 1, odd);
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < owned * ROWS; i += THREADS) {
+        int local = i / ROWS, r = i % ROWS, col = first + local;
+        if (r >= rows) continue;
+        i64 o = (i64)r * n + col;
+        st(out, o, sums[i] + (bias ? bias[col] : 0.0f) + (accumulate ? ld(out, o) : 0.0f));
     }
 }
 
-#define GEMV(ROWS)                                                                                               \
-    extern "C" __global__ void gemv_r##ROWS(const act* x, const act* w, const float* bias, act* out,     \
-                                                 int rows, int n, int k, int accumulate) {                       \
-        gemv_columns<ROWS>(GlobalRows{x, k}, NoPrologue{}, w, bias, out, rows, n, k, accumulate);                 \
+#define GEMV(ROWS, V)                                                                                           \
+    extern "C" __global__ void __launch_bounds__(THREADS, 2) gemv_r##ROWS##_v##V(                                \
+        const act* x, const act* w, const float* bias, act* out, int rows, int n, int k, int accumulate, int tpc) { \
+        extern __shared__ float sums[];                                                                          \
+        gemv_block<ROWS, V>(GlobalRows{x, k}, NoPrologue{}, sums, w, bias, out, rows, n, k, accumulate, tpc);     \
     }
-GEMV(1)
-GEMV(8)
+GEMV(1, 1) GEMV(1, 2) GEMV(1, 4) GEMV(1, 8)
+GEMV(8, 1) GEMV(8, 2) GEMV(8, 4) GEMV(8, 8)
 
 // Normalises the rows into shared memory: mode 1: RMSNorm(x) * normWeight (normWeight may be null); mode 2:
 // Mamba-2's gated RMSNorm over `groups` groups of k / groups features (see gated_rmsnorm): normBeforeGate 0:
 // rmsnorm(x * silu(gate)) * normWeight; 1: rmsnorm(x) * normWeight * silu(gate). Each thread loads its (at most
 // CHUNKS) eight-element chunks of a row at once with 16-byte loads and keeps them in registers for both passes, so
-// k <= 8 * CHUNKS * blockDim (kernels _c1, _c2, _c4: fewer chunks, fewer registers).
+// k <= 8 * CHUNKS * blockDim.
 template <int CHUNKS>
 struct NormPrologue {
     const act* x;
@@ -182,14 +241,16 @@ struct NormPrologue {
     }
 };
 
-// Dynamic shared memory: rows * k floats. groups <= 8, (k / groups) % 8 == 0, k <= 8 * CHUNKS * blockDim.
-#define GEMV_NORM(ROWS, CHUNKS)                                                                                  \
-    extern "C" __global__ void gemv_norm_r##ROWS##_c##CHUNKS(                                               \
+// Dynamic shared memory: the column sums, then rows * k floats. groups <= 8, (k / groups) % 8 == 0, k <= 8 V tpc; the norm's chunks per
+// thread equal V (the whole block normalises each row).
+#define GEMV_NORM(ROWS, V)                                                                                      \
+    extern "C" __global__ void __launch_bounds__(THREADS, 2) gemv_norm_r##ROWS##_v##V(                           \
         const act* x, const act* w, const float* bias, act* out, int rows, int n, int k, int accumulate,     \
-        int mode, const float* normWeight, float eps, const act* gate, int groups, int normBeforeGate) {        \
-        extern __shared__ float staged[];                                                                        \
-        NormPrologue<CHUNKS> prologue{x, gate, normWeight, eps, mode, groups, normBeforeGate, rows, k, staged};  \
-        gemv_columns<ROWS>(SharedRows{staged, k}, prologue, w, bias, out, rows, n, k, accumulate);                \
+        int tpc, int mode, const float* normWeight, float eps, const act* gate, int groups, int normBeforeGate) {\
+        extern __shared__ float sums[];                                                                          \
+        float* staged = sums + ((n + gridDim.x - 1) / gridDim.x * ROWS + 3) / 4 * 4;                             \
+        NormPrologue<V> prologue{x, gate, normWeight, eps, mode, groups, normBeforeGate, rows, k, staged};       \
+        gemv_block<ROWS, V>(SharedRows{staged, k}, prologue, sums, w, bias, out, rows, n, k, accumulate, tpc);    \
     }
 GEMV_NORM(1, 1) GEMV_NORM(1, 2) GEMV_NORM(1, 4)
 GEMV_NORM(8, 1) GEMV_NORM(8, 2) GEMV_NORM(8, 4)

@@ -4,6 +4,7 @@
 // out = x / sqrt(mean(x^2) + eps) * weight (weight may be null); out may alias x. Eight elements per thread with
 // 16-byte loads where the row allows.
 extern "C" __global__ void rmsnorm(const act* x, const float* weight, float eps, act* out, int cols) {
+    grid_dependency_sync();
     const act* row = x + (i64)blockIdx.x * cols;
     act* dst = out + (i64)blockIdx.x * cols;
     bool vector = cols % 8 == 0 && aligned16(row) && aligned16(dst);
@@ -37,6 +38,7 @@ extern "C" __global__ void rmsnorm(const act* x, const float* weight, float eps,
 // 1: rmsnorm(x) * w * silu(z). Grid (rows, groups); out may alias x. Eight elements per thread where aligned.
 extern "C" __global__ void gated_rmsnorm(const act* x, const act* z, const float* weight, float eps,
                                          int normBeforeGate, act* out, int cols, int groups) {
+    grid_dependency_sync();
     int size = cols / groups;
     i64 base = (i64)blockIdx.x * cols + (i64)blockIdx.y * size;
     const float* w = weight + blockIdx.y * size;

@@ -5,6 +5,7 @@
 // Positions come from `positions` or, when it is null, are base + t % period.
 extern "C" __global__ void rope(act* x, int heads, int headDim, int rotaryDim, const int* positions, int base,
                                 int period, const float* invFreq, float scale, i64 tokens) {
+    grid_dependency_sync();
     int half = rotaryDim / 2;
     i64 total = tokens * heads * half;
     for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (i64)gridDim.x * blockDim.x) {

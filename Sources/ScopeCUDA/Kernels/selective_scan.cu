@@ -274,6 +274,7 @@ __device__ void scan(const act* u, const act* delta, const float* A, const act* 
     extern "C" __global__ void __launch_bounds__(THREADS, 2) selective_scan_i##ITEMS(                             \
         const act* u, const act* delta, const float* A, const act* B, const act* C, const float* D,              \
         const act* z, float* state, act* out, int tokens, int dInner, int dState, int flags) {                    \
+        grid_dependency_sync();                                                                                       \
         scan<ITEMS>(u, delta, A, B, C, D, z, state, out, tokens, dInner, dState, flags);                            \
     }
 

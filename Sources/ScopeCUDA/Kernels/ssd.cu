@@ -70,6 +70,7 @@ __device__ void chunk_steps(const act* dt, const float* dtBias, const float* A, 
 // 128 threads: warp w computes rows 16w..16w+15 of the 64 x 64 tile (ti, si), si <= ti, over all of N.
 extern "C" __global__ void __launch_bounds__(128) ssd_chunk_cb(const act* B, const act* C, act* cb, int tokens,
                                                                 int t0, int span, int groups, int N) {
+    grid_dependency_sync();
     extern __shared__ __align__(16) unsigned char raw[];
     int pitch = round64(N) + 8, vecs = round64(N) / 8;
     act* cs = (act*)raw;       // [64][pitch]: C rows of tile ti
@@ -119,6 +120,7 @@ extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_state(const act* x
                                                                  float* decay, int tokens, int t0, int span,
                                                                  int heads, int P, int groups, int N, float dtMin,
                                                                  float dtMax) {
+    grid_dependency_sync();
     extern __shared__ __align__(16) unsigned char raw[];
     float* step = (float*)raw;
     float* cum = step + SQ;
@@ -217,6 +219,7 @@ extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_state(const act* x
 extern "C" __global__ void ssd_state_pass(const float* __restrict__ states, const float* __restrict__ decay,
                                           float* __restrict__ state, act* __restrict__ hin, int chunks, int heads,
                                           int size) {
+    grid_dependency_sync();
     int i = (blockIdx.x * blockDim.x + threadIdx.x) * 4, h = blockIdx.y, b = blockIdx.z;
     if (i >= size) return;
     const float* factors = decay + ((i64)b * heads + h) * chunks;
@@ -264,6 +267,7 @@ extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_scan(const act* x,
                                                                 const act* cb, const act* hin, act* out,
                                                                 int tokens, int t0, int span, int heads, int P,
                                                                 int groups, int N, float dtMin, float dtMax) {
+    grid_dependency_sync();
     extern __shared__ __align__(16) unsigned char raw[];
     int pitch = round64(N) + 32, vecs = round64(N) / 8, pTiles = round64(P) / 64;
     float* v = (float*)raw;       // step, then cum2 - log2(step)
@@ -386,6 +390,7 @@ extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_scan(const act* x,
 extern "C" __global__ void ssd_step(const act* x, const act* dt, const float* dtBias, const float* A,
                                     const act* B, const act* C, const float* D, float* state, act* out, int tokens,
                                     int heads, int P, int groups, int N, float dtMin, float dtMax) {
+    grid_dependency_sync();
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int p = blockIdx.x * 8 + warp, h = blockIdx.y, b = blockIdx.z, g = h / (heads / groups);
     if (p >= P) return;
