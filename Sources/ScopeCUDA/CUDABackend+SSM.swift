@@ -2,7 +2,10 @@ import ScopeEngine
 import ScopeSupport
 
 private enum K {
-    static let convForward = Kernel(module: "conv1d", name: "conv1d_forward")
+    /// Eight channels a thread by 16-byte accesses, or one; kernel sizes up to 4, or up to 8.
+    static func convForward(vectorised: Bool, kernel: Int) -> Kernel {
+        Kernel(module: "conv1d", name: "conv1d_forward_v\(vectorised ? 8 : 1)_k\(kernel <= 4 ? 4 : 8)")
+    }
     static let convRoll = Kernel(module: "conv1d", name: "conv1d_roll")
     static let convStep = Kernel(module: "conv1d", name: "conv1d_step")
     static func scan(tokensPerLane: Int) -> Kernel {
@@ -42,23 +45,29 @@ extension CUDABackend {
                   && zip(outputs, ranges).allSatisfy { $0.rows == x.rows && $0.columns == $1.count },
                   "conv1d outputs \(outputs.map(\.shape)) for channel blocks \(ranges) of \(x.shape)")
         guard batch > 0, tokens > 0, channels > 0 else { return }
-        let chunk = 64, blocks = (channels + 127) / 128
         if tokens == 1 && outputs.count == 1 {
             try check(batch <= 65535, "conv1d grid too large")
-            try launch(K.convStep, grid: (blocks, batch, 1), block: 128, [
+            try launch(K.convStep, grid: ((channels + 127) / 128, batch, 1), block: 128, [
                 .tensor(x), .tensor(weight), .tensor(bias), .tensor(state), .tensor(outputs[0]), .int(channels),
                 .int(kernel), .int(silu ? 1 : 0)])
             return
         }
-        try check(batch <= 65535 && (tokens + chunk - 1) / chunk <= 65535, "conv1d grid too large")
+        // Each thread takes a run of 64 tokens of 8 adjacent channels where every row access can be one aligned
+        // 16-byte access (channel count and block boundaries multiples of 8, 16-byte aligned tensors), of one
+        // channel otherwise.
+        let chunk = 64
+        let vectorised = ([channels] + ranges.map(\.upperBound)).allSatisfy { $0 % 8 == 0 }
+            && ([x, state] + outputs).allSatisfy { $0.address % 16 == 0 }
+        let grid = ((channels / (vectorised ? 8 : 1) + 63) / 64, (tokens + chunk - 1) / chunk, batch)
+        try check(batch <= 65535 && grid.1 <= 65535, "conv1d grid too large")
         let ends = ranges.map(\.upperBound) + Array(repeating: channels, count: 3 - ranges.count)
         let pointers = outputs + Array(repeating: outputs[outputs.count - 1], count: 3 - outputs.count)
-        try launch(K.convForward, grid: (blocks, (tokens + chunk - 1) / chunk, batch), block: 128, [
+        try launch(K.convForward(vectorised: vectorised, kernel: kernel), grid: grid, block: 64, [
             .tensor(x), .tensor(weight), .tensor(bias), .tensor(state), .tensor(pointers[0]), .tensor(pointers[1]),
             .tensor(pointers[2]), .int(ends[0]), .int(ends[1]), .int(tokens), .int(channels), .int(kernel),
             .int(silu ? 1 : 0), .int(chunk)])
         if kernel > 1 {
-            try launch(K.convRoll, grid: (blocks, batch, 1), block: 128, [
+            try launch(K.convRoll, grid: ((channels + 127) / 128, batch, 1), block: 128, [
                 .tensor(x), .tensor(state), .int(tokens), .int(channels), .int(kernel)])
         }
     }
