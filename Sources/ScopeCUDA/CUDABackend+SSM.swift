@@ -133,8 +133,18 @@ extension CUDABackend {
         let span = Self.ssdSuperChunk(batch: batch)
         let sizes = Self.ssdScratch(batch: batch, tokens: tokens, heads: heads, headDim: p, groups: groups,
                                     stateSize: n, activation: activationType)
-        let cb = try scratch(sizes[0].count, sizes[0].type), states = try scratch(sizes[1].count, sizes[1].type)
-        let incoming = try scratch(sizes[2].count, sizes[2].type), decay = try scratch(sizes[3].count, sizes[3].type)
+        // Without the zero fill (~210 MB per call for Mamba-2 1.3B): in each super-chunk every scratch element a
+        // kernel reads was written before by an earlier kernel of that super-chunk, with the same chunk count in the
+        // layout. ssd_chunk_cb writes whole 64 x 64 CB tiles on or below the diagonal (zero rows past the chunk's
+        // end included), and ssd_chunk_scan reads row t only at columns s <= (t rounded down to 16) + 15, which lie
+        // in such tiles (its diagonal 16 x 16 blocks are read whole, the part above the diagonal then zeroed by a
+        // select); ssd_chunk_state
+        // writes every state element (p < P, n < N) and every decay of every chunk that ssd_state_pass reads; that
+        // pass writes every incoming-state element that ssd_chunk_scan copies (p < P, n < N).
+        let cb = try makeOutputTensor([sizes[0].count], sizes[0].type)
+        let states = try makeOutputTensor([sizes[1].count], sizes[1].type)
+        let incoming = try makeOutputTensor([sizes[2].count], sizes[2].type)
+        let decay = try makeOutputTensor([sizes[3].count], sizes[3].type)
         for t0 in stride(from: 0, to: tokens, by: span) {
             let length = min(span, tokens - t0), chunks = (length + q - 1) / q
             let range: [KernelArgument] = [.int(tokens), .int(t0), .int(length)]
