@@ -738,7 +738,8 @@ template <> struct Row<1> {
 // end0 == channels. V = 8 needs channels, end0 and end1 multiples of 8 and x, state and the outputs 16-byte
 // aligned, so that a thread's eight channels lie in one output and every row access is one aligned 16-byte access
 // (the host checks); KW (4 or 8) is the largest kernel size the variant takes. Each thread walks its run RUN tokens
-// at a time: their RUN loads first, then the outputs, the window of the last KW - 1 inputs kept in registers.
+// at a time, the window of the last KW - 1 inputs kept in registers: the next RUN tokens' loads go out, then this
+// RUN's outputs are computed and stored, so that loads stay in flight while the thread computes.
 template <int V, int KW>
 __device__ __forceinline__ void conv_forward(const act* x, const float* weight, const float* bias, const act* state,
                                              act* out0, act* out1, act* out2, int end0, int end1, int tokens,
@@ -773,12 +774,17 @@ __device__ __forceinline__ void conv_forward(const act* x, const float* weight, 
         }
         r.unpack(win[j]);
     }
+    Row<V> in[RUN], next[RUN];
+#pragma unroll
+    for (int u = 0; u < RUN; u++) {
+        in[u].clear();
+        if (t0 + u < t1) in[u].load(xs + (i64)(t0 + u) * channels);
+    }
     for (int t = t0; t < t1; t += RUN) {
-        Row<V> in[RUN];
 #pragma unroll
         for (int u = 0; u < RUN; u++) {
-            in[u].clear();
-            if (t + u < t1) in[u].load(xs + (i64)(t + u) * channels);
+            next[u].clear();
+            if (t + RUN + u < t1) next[u].load(xs + (i64)(t + RUN + u) * channels);
         }
 #pragma unroll
         for (int u = 0; u < RUN; u++) {
@@ -797,6 +803,8 @@ __device__ __forceinline__ void conv_forward(const act* x, const float* weight, 
             }
             if (t + u < t1) Row<V>::store(os + (i64)(t + u) * width, y);
         }
+#pragma unroll
+        for (int u = 0; u < RUN; u++) in[u] = next[u];
     }
 }
 
