@@ -274,6 +274,23 @@ final class KernelChecks {
                 return [out, state]
             }
         }
+        // Three outputs, as Mamba-2's x, B and C: block boundaries on multiples of 8 (eight channels a thread) or not
+        // (one channel a thread); kernels 6 and 8 take the variant for kernel sizes up to 8; 150 tokens are two
+        // whole runs of 64 tokens and a partial one.
+        let aligned = [0..<192, 192..<232, 232..<272], unaligned = [0..<100, 100..<150, 150..<203]
+        for (blocks, kernel) in [(aligned, 4), (unaligned, 4), (aligned, 6), (unaligned, 8)] {
+            let channels = blocks[2].upperBound, tokens = 150, ends = blocks.map(\.upperBound)
+            check("ssm", "conv1d \(tokens) tokens, kernel \(kernel), split at \(ends) (x, B, C, state)") {
+                let x = try pair([2 * tokens, channels]), w = try pair([channels, kernel], .fp32, -0.5, 0.5)
+                let bias = try pair([channels], .fp32), state = try pair([2, kernel - 1, channels])
+                let outputs = try blocks.map { try zeros([2 * tokens, $0.count]) }
+                try cpu.conv1d(x.cpu, weight: w.cpu, bias: bias.cpu, state: state.cpu, batch: 2, tokens: tokens,
+                               silu: true, splitInto: outputs.map(\.cpu), columns: blocks)
+                try gpu.conv1d(x.gpu, weight: w.gpu, bias: bias.gpu, state: state.gpu, batch: 2, tokens: tokens,
+                               silu: true, splitInto: outputs.map(\.gpu), columns: blocks)
+                return outputs + [state]
+            }
+        }
         // Steps softplus(delta) from delta in [-4, 0] (0.02 to 0.7) forget the state within tens of tokens; the
         // 5000-token case's delta in [-8, -5] (0.0003 to 0.007) carries it across many of the CUDA scan's 256-token
         // tiles from a nonzero start. 100 channels: rows too narrow for 16-byte loads, a block past the last channel.

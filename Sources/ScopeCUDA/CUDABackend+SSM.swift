@@ -2,7 +2,10 @@ import ScopeEngine
 import ScopeSupport
 
 private enum K {
-    static let convForward = Kernel(module: "conv1d", name: "conv1d_forward")
+    /// Eight channels a thread by 16-byte accesses, or one; kernel sizes up to 4, or up to 8.
+    static func convForward(vectorised: Bool, kernel: Int) -> Kernel {
+        Kernel(module: "conv1d", name: "conv1d_forward_v\(vectorised ? 8 : 1)_k\(kernel <= 4 ? 4 : 8)")
+    }
     static let convRoll = Kernel(module: "conv1d", name: "conv1d_roll")
     static let convStep = Kernel(module: "conv1d", name: "conv1d_step")
     static func scan(tokensPerLane: Int) -> Kernel {
@@ -42,23 +45,29 @@ extension CUDABackend {
                   && zip(outputs, ranges).allSatisfy { $0.rows == x.rows && $0.columns == $1.count },
                   "conv1d outputs \(outputs.map(\.shape)) for channel blocks \(ranges) of \(x.shape)")
         guard batch > 0, tokens > 0, channels > 0 else { return }
-        let chunk = 64, blocks = (channels + 127) / 128
         if tokens == 1 && outputs.count == 1 {
             try check(batch <= 65535, "conv1d grid too large")
-            try launch(K.convStep, grid: (blocks, batch, 1), block: 128, [
+            try launch(K.convStep, grid: ((channels + 127) / 128, batch, 1), block: 128, [
                 .tensor(x), .tensor(weight), .tensor(bias), .tensor(state), .tensor(outputs[0]), .int(channels),
                 .int(kernel), .int(silu ? 1 : 0)])
             return
         }
-        try check(batch <= 65535 && (tokens + chunk - 1) / chunk <= 65535, "conv1d grid too large")
+        // Each thread takes a run of 64 tokens of 8 adjacent channels where every row access can be one aligned
+        // 16-byte access (channel count and block boundaries multiples of 8, 16-byte aligned tensors), of one
+        // channel otherwise.
+        let chunk = 64
+        let vectorised = ([channels] + ranges.map(\.upperBound)).allSatisfy { $0 % 8 == 0 }
+            && ([x, state] + outputs).allSatisfy { $0.address % 16 == 0 }
+        let grid = ((channels / (vectorised ? 8 : 1) + 63) / 64, (tokens + chunk - 1) / chunk, batch)
+        try check(batch <= 65535 && grid.1 <= 65535, "conv1d grid too large")
         let ends = ranges.map(\.upperBound) + Array(repeating: channels, count: 3 - ranges.count)
         let pointers = outputs + Array(repeating: outputs[outputs.count - 1], count: 3 - outputs.count)
-        try launch(K.convForward, grid: (blocks, (tokens + chunk - 1) / chunk, batch), block: 128, [
+        try launch(K.convForward(vectorised: vectorised, kernel: kernel), grid: grid, block: 64, [
             .tensor(x), .tensor(weight), .tensor(bias), .tensor(state), .tensor(pointers[0]), .tensor(pointers[1]),
             .tensor(pointers[2]), .int(ends[0]), .int(ends[1]), .int(tokens), .int(channels), .int(kernel),
             .int(silu ? 1 : 0), .int(chunk)])
         if kernel > 1 {
-            try launch(K.convRoll, grid: (blocks, batch, 1), block: 128, [
+            try launch(K.convRoll, grid: ((channels + 127) / 128, batch, 1), block: 128, [
                 .tensor(x), .tensor(state), .int(tokens), .int(channels), .int(kernel)])
         }
     }
@@ -124,8 +133,18 @@ extension CUDABackend {
         let span = Self.ssdSuperChunk(batch: batch)
         let sizes = Self.ssdScratch(batch: batch, tokens: tokens, heads: heads, headDim: p, groups: groups,
                                     stateSize: n, activation: activationType)
-        let cb = try scratch(sizes[0].count, sizes[0].type), states = try scratch(sizes[1].count, sizes[1].type)
-        let incoming = try scratch(sizes[2].count, sizes[2].type), decay = try scratch(sizes[3].count, sizes[3].type)
+        // Without the zero fill (~210 MB per call for Mamba-2 1.3B): in each super-chunk every scratch element a
+        // kernel reads was written before by an earlier kernel of that super-chunk, with the same chunk count in the
+        // layout. ssd_chunk_cb writes whole 64 x 64 CB tiles on or below the diagonal (zero rows past the chunk's
+        // end included), and ssd_chunk_scan reads row t only at columns s <= (t rounded down to 16) + 15, which lie
+        // in such tiles (its diagonal 16 x 16 blocks are read whole, the part above the diagonal then zeroed by a
+        // select); ssd_chunk_state
+        // writes every state element (p < P, n < N) and every decay of every chunk that ssd_state_pass reads; that
+        // pass writes every incoming-state element that ssd_chunk_scan copies (p < P, n < N).
+        let cb = try makeOutputTensor([sizes[0].count], sizes[0].type)
+        let states = try makeOutputTensor([sizes[1].count], sizes[1].type)
+        let incoming = try makeOutputTensor([sizes[2].count], sizes[2].type)
+        let decay = try makeOutputTensor([sizes[3].count], sizes[3].type)
         for t0 in stride(from: 0, to: tokens, by: span) {
             let length = min(span, tokens - t0), chunks = (length + q - 1) / q
             let range: [KernelArgument] = [.int(tokens), .int(t0), .int(length)]
