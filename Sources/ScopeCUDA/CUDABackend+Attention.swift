@@ -13,7 +13,10 @@ private enum K {
     static let splitBlocksPerMultiprocessor = 4
     /// Fewest keys per split: two 16-key tiles for each of a block's 4 warps.
     static let splitMinimumKeys = 128
-    static let combine = Kernel(module: "attention", name: "attn_combine")
+    /// The split merge for the same padded head size.
+    static func combine(_ paddedHeadDim: Int) -> Kernel {
+        Kernel(module: "attention", name: "attn_combine_d\(paddedHeadDim)")
+    }
     static let append = Kernel(module: "attention", name: "append_kv")
     static func prefill(_ headDim: Int) -> Kernel { Kernel(module: "attention_prefill", name: "attn_prefill_d\(headDim)") }
     /// Head sizes the tensor-core prefill kernel is instantiated for.
@@ -75,7 +78,7 @@ extension CUDABackend {
         try launch(K.split(padded), grid: (splits, heads / group, rows), block: 128, shared: shared, pointers + [
             .tensor(partial), .int(capacity), .int(newTokens), .int(past), .int(heads), .int(kvHeads),
             .int(headDim), .int(window ?? 0), .float(scale), .pointer(pastDevice), .int(group)])
-        try launch(K.combine, grid: (heads, rows, 1), block: 256, [
+        try launch(K.combine(padded), grid: (heads, rows, 1), block: 256, [
             .tensor(partial), .tensor(out), .int(heads), .int(headDim), .int(splits)])
     }
 

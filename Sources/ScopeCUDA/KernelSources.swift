@@ -233,11 +233,13 @@ __device__ __forceinline__ void split_attention(const act* q, const act* kNew, c
     }
 SPLIT(16, 4) SPLIT(32, 4) SPLIT(64, 4) SPLIT(128, 2) SPLIT(256, 1)
 
-// Grid (heads, batch * newTokens), 256 threads: warp w merges splits w, w + 8, ... of one head in one pass (lanes
-// over the head's elements, every split's loads independent of the others), then the 8 warps' states merge through
-// shared memory: out = sum_s acc_s exp(m_s - M) / sum_s l_s exp(m_s - M). Head sizes up to 256.
-extern "C" __global__ void attn_combine(const float* partial, act* out, int heads, int headDim, int splits) {
-    constexpr int WARPS = 8, PER_LANE = 8;
+// Grid (heads, batch * newTokens), 256 threads: warp w merges splits w, w + 8, ... of one head, eight splits at a
+// time with all their loads issued together (indices clamped, so that no branch separates them; lanes over the
+// head's elements), then the 8 warps' states merge through shared memory:
+// out = sum_s acc_s exp(m_s - M) / sum_s l_s exp(m_s - M). D is the head size rounded up as for split_attention.
+template <int D>
+__device__ __forceinline__ void combine(const float* partial, act* out, int heads, int headDim, int splits) {
+    constexpr int WARPS = 8, BATCH = 8, PER_LANE = D < 32 ? 1 : D / 32;
     __shared__ float wm[WARPS], wl[WARPS], wo[WARPS][32 * PER_LANE];
     int h = blockIdx.x, row = blockIdx.y, width = headDim + 2;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -245,17 +247,35 @@ extern "C" __global__ void attn_combine(const float* partial, act* out, int head
     float M = NEG_INF, L = 0.0f, o[PER_LANE];
 #pragma unroll
     for (int e = 0; e < PER_LANE; e++) o[e] = 0.0f;
-#pragma unroll 4
-    for (int s = warp; s < splits; s += WARPS) {
-        const float* p = base + (i64)s * width;
-        float ms = p[0], ls = p[1], a[PER_LANE];
+    for (int s0 = warp; s0 < splits; s0 += WARPS * BATCH) {
+        float ms[BATCH], ls[BATCH], a[BATCH][PER_LANE];
 #pragma unroll
-        for (int e = 0; e < PER_LANE; e++) a[e] = lane + 32 * e < headDim ? p[2 + lane + 32 * e] : 0.0f;
-        float next = fmaxf(M, ms);
-        float cOld = M == NEG_INF ? 0.0f : expf(M - next), cNew = ms == NEG_INF ? 0.0f : expf(ms - next);
-        L = L * cOld + ls * cNew;
+        for (int u = 0; u < BATCH; u++) {
+            int s = s0 + u * WARPS;
+            const float* p = base + (i64)min(s, splits - 1) * width;
+            ms[u] = p[0];
+            ls[u] = p[1];
 #pragma unroll
-        for (int e = 0; e < PER_LANE; e++) o[e] = o[e] * cOld + a[e] * cNew;
+            for (int e = 0; e < PER_LANE; e++) a[u][e] = p[2 + min(lane + 32 * e, headDim - 1)];
+        }
+        float next = M;
+#pragma unroll
+        for (int u = 0; u < BATCH; u++) {
+            ms[u] = s0 + u * WARPS < splits ? ms[u] : NEG_INF;  // a clamped repeat of the last split counts once
+            next = fmaxf(next, ms[u]);
+        }
+        bool none = next == NEG_INF;  // every split so far empty (selects, not a branch that would split the loads)
+        float c = none ? 1.0f : expf(M - next);  // 0 while M is -inf
+        L *= c;
+#pragma unroll
+        for (int e = 0; e < PER_LANE; e++) o[e] *= c;
+#pragma unroll
+        for (int u = 0; u < BATCH; u++) {
+            float w = none ? 0.0f : expf(ms[u] - next);  // 0 for an empty split
+            L += ls[u] * w;
+#pragma unroll
+            for (int e = 0; e < PER_LANE; e++) o[e] += a[u][e] * w;
+        }
         M = next;
     }
     if (lane == 0) {
@@ -281,6 +301,13 @@ extern "C" __global__ void attn_combine(const float* partial, act* out, int head
         st(dst, d, num / den);
     }
 }
+
+#define COMBINE(D)                                                                                                  \
+    extern "C" __global__ void __launch_bounds__(256) attn_combine_d##D(const float* partial, act* out, int heads, \
+                                                                         int headDim, int splits) {               \
+        combine<D>(partial, out, heads, headDim, splits);                                                           \
+    }
+COMBINE(16) COMBINE(32) COMBINE(64) COMBINE(128) COMBINE(256)
 
 // Stores new keys and values t in first..<newTokens at ring slot (past + t) % capacity (past read from pastDevice
 // when that is not null).
