@@ -1,7 +1,7 @@
 // Causal attention against the ring-buffer KV cache (Attention.causal's contract) with split-KV on tensor cores:
 // each block computes the softmax states of the query heads of one KV head (for one query row) over one split of its
-// keys, and attn_combine merges the splits. Used for decode steps and for new rows that the tensor-core prefill kernel
-// does not take (fewer than 16, other head sizes). Also: appending to the cache.
+// keys, and attn_combine_d* merges the splits. Used for decode steps and for new rows that the tensor-core prefill
+// kernel does not take (fewer than 16, other head sizes). Also: appending to the cache.
 #include "common.cuh"
 
 // 16 bytes from global to shared memory, or 16 zero bytes when !valid (src is then not read).
