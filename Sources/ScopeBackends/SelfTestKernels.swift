@@ -226,6 +226,12 @@ final class KernelChecks {
                           kvHeads: 2, headDim: 64, window: nil, capacity: 4096),
             AttentionCase(name: "decode d128 window 100 ring 100", batch: 1, newTokens: 1, past: 777, heads: 4,
                           kvHeads: 1, headDim: 128, window: 100, capacity: 100),
+            AttentionCase(name: "decode d256 GQA 16/2 past 1500 (split-KV, 8 heads a block)", batch: 1, newTokens: 1,
+                          past: 1500, heads: 16, kvHeads: 2, headDim: 256, window: nil, capacity: 1536),
+            AttentionCase(name: "3 rows d80 GQA 12/4 window 300 after 1000 cached, ring of 320 (split-KV)", batch: 2,
+                          newTokens: 3, past: 1000, heads: 12, kvHeads: 4, headDim: 80, window: 300, capacity: 320),
+            AttentionCase(name: "decode d12 GQA 6/2 past 300 (split-KV, element-wise loads)", batch: 2, newTokens: 1,
+                          past: 300, heads: 6, kvHeads: 2, headDim: 12, window: nil, capacity: 512),
         ]
         for c in cases {
             check("attention", c.name) {

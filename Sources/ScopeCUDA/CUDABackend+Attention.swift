@@ -2,15 +2,21 @@ import ScopeEngine
 import ScopeSupport
 
 private enum K {
-    /// Split-KV kernels by pairs of head elements per lane (1, 2, 4: head sizes up to 64, 128, 256) and query
-    /// heads per block (1, 2, 4, 8).
-    static let splits = [1, 2, 4].map { pairs in
-        [1, 2, 4, 8].map { Kernel(module: "attention", name: "attn_split_p\(pairs)_g\($0)") }
+    /// Split-KV kernels by head size rounded up to one of these (attention.cu's split_attention).
+    static let splitHeadDims = [16, 32, 64, 128, 256]
+    static func split(_ paddedHeadDim: Int) -> Kernel {
+        Kernel(module: "attention", name: "attn_split_d\(paddedHeadDim)")
     }
-    static func split(headDim: Int, group: Int) -> Kernel {
-        splits[headDim <= 64 ? 0 : headDim <= 128 ? 1 : 2][group <= 1 ? 0 : group <= 2 ? 1 : group <= 4 ? 2 : 3]
+    /// Its dynamic shared memory: 4 warps x 3 stages x (K, V) x 16 keys x (D + 8) activations.
+    static func splitShared(_ paddedHeadDim: Int) -> Int { 4 * 3 * 2 * 16 * (paddedHeadDim + 8) * 2 }
+    /// Resident split blocks per multiprocessor the grid is sized for (their register bound in attention.cu).
+    static let splitBlocksPerMultiprocessor = 4
+    /// Fewest keys per split: two 16-key tiles for each of a block's 4 warps.
+    static let splitMinimumKeys = 128
+    /// The split merge for the same padded head size.
+    static func combine(_ paddedHeadDim: Int) -> Kernel {
+        Kernel(module: "attention", name: "attn_combine_d\(paddedHeadDim)")
     }
-    static let combine = Kernel(module: "attention", name: "attn_combine")
     static let append = Kernel(module: "attention", name: "append_kv")
     static func prefill(_ headDim: Int) -> Kernel { Kernel(module: "attention_prefill", name: "attn_prefill_d\(headDim)") }
     /// Head sizes the tensor-core prefill kernel is instantiated for.
@@ -60,17 +66,19 @@ extension CUDABackend {
         let maxKeys = min(pastDevice != 0 ? max(capacity, past + newTokens) : past + newTokens, window ?? Int.max)
         // One block per KV head serves up to 8 of the query heads that share it (a divisor of the group).
         let sharing = heads / kvHeads, group = (1...min(8, sharing)).last { sharing % $0 == 0 } ?? 1
-        // About four blocks per multiprocessor, at least 256 keys per block (two passes of its four warps).
+        // Splits for one full wave of resident blocks (as many as shared memory allows, at most 4 per
+        // multiprocessor), with at least splitMinimumKeys keys each.
+        let padded = K.splitHeadDims.first { $0 >= headDim }!, shared = K.splitShared(padded)
+        let resident = max(1, min(K.splitBlocksPerMultiprocessor,
+                                  device.sharedMemoryPerMultiprocessor / (shared + 1024)))
         let blocksPerSplit = rows * heads / group
-        let wanted = (4 * device.multiprocessors + blocksPerSplit - 1) / blocksPerSplit
-        let splits = max(1, min(wanted, (maxKeys + 255) / 256))
-        let splitSize = (maxKeys + splits - 1) / splits
+        let wanted = (resident * device.multiprocessors + blocksPerSplit - 1) / blocksPerSplit
+        let splits = max(1, min(wanted, (maxKeys + K.splitMinimumKeys - 1) / K.splitMinimumKeys))
         let partial = try makeOutputTensor([rows * heads * splits * (headDim + 2)], .fp32)  // every split writes its part
-        try launch(K.split(headDim: headDim, group: group), grid: (splits, heads / group, rows), block: 128,
-                   pointers + [
+        try launch(K.split(padded), grid: (splits, heads / group, rows), block: 128, shared: shared, pointers + [
             .tensor(partial), .int(capacity), .int(newTokens), .int(past), .int(heads), .int(kvHeads),
-            .int(headDim), .int(window ?? 0), .float(scale), .int(splitSize), .pointer(pastDevice), .int(group)])
-        try launch(K.combine, grid: (heads, rows, 1), block: 256, shared: 4 * splits, [
+            .int(headDim), .int(window ?? 0), .float(scale), .pointer(pastDevice), .int(group)])
+        try launch(K.combine(padded), grid: (heads, rows, 1), block: 256, [
             .tensor(partial), .tensor(out), .int(heads), .int(headDim), .int(splits)])
     }
 

@@ -7,6 +7,8 @@ public struct DeviceInfo: Sendable {
     public let computeCapability: (major: Int, minor: Int)
     /// Shared memory a block may use after opting in (bytes).
     public let sharedMemoryPerBlock: Int
+    /// Shared memory of one multiprocessor, shared by its resident blocks (bytes; each block also takes 1 KiB).
+    public let sharedMemoryPerMultiprocessor: Int
     public let l2CacheBytes: Int
 
     /// The NVRTC architecture flag value ("sm_90").
@@ -27,6 +29,8 @@ public struct DeviceInfo: Sendable {
         computeCapability = (try driver.attribute(DeviceAttribute.computeCapabilityMajor, of: device),
                              try driver.attribute(DeviceAttribute.computeCapabilityMinor, of: device))
         sharedMemoryPerBlock = try driver.attribute(DeviceAttribute.maxSharedMemoryPerBlockOptin, of: device)
+        sharedMemoryPerMultiprocessor = try driver.attribute(DeviceAttribute.maxSharedMemoryPerMultiprocessor,
+                                                             of: device)
         l2CacheBytes = try driver.attribute(DeviceAttribute.l2CacheSize, of: device)
     }
 }

@@ -153,5 +153,6 @@ enum DeviceAttribute {
     static let computeCapabilityMajor: Int32 = 75
     static let computeCapabilityMinor: Int32 = 76
     static let maxSharedMemoryPerBlockOptin: Int32 = 97
+    static let maxSharedMemoryPerMultiprocessor: Int32 = 81
     static let l2CacheSize: Int32 = 38
 }

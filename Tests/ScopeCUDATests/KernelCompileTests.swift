@@ -51,4 +51,24 @@ import Testing
                     "\(file) differs from the embedded copy: run tools/embed-all.sh")
         }
     }
+
+    /// Recorded decode steps launch every kernel as a programmatic dependent launch, which is only correct when the
+    /// kernel waits for its predecessor (grid_dependency_sync) before touching memory: every kernel body must call
+    /// it (the gemv kernels through gemv_block, after their first weight loads).
+    @Test func everyKernelWaitsForThePreviousGrid() {
+        for (module, source) in KernelSources.files where !source.isEmpty {
+            var rest = Substring(source)
+            while let range = rest.range(of: "__global__") {
+                let body = rest[range.upperBound...]
+                guard let open = body.firstIndex(of: "{") else { break }
+                let name = body[..<open].split(separator: "(").first?.split(separator: " ").last ?? ""
+                let following = body[body.index(after: open)...]
+                let start = following[..<(following.range(of: "__global__")?.lowerBound ?? following.endIndex)]
+                    .prefix(400)
+                #expect(start.contains("grid_dependency_sync();") || start.contains("gemv_block<"),
+                        "\(module): kernel \(name) must call grid_dependency_sync() first")
+                rest = body[open...]
+            }
+        }
+    }
 }

@@ -1,244 +1,308 @@
-// Causal attention against the ring-buffer KV cache (Attention.causal's contract) with split-KV: each block
-// computes one query's softmax states (for the query heads of one KV head) over one split of its keys, and
-// attn_combine merges the splits. Used for
-// decode steps and for head sizes the tensor-core prefill kernel does not take. Also: appending to the cache.
+// Causal attention against the ring-buffer KV cache (Attention.causal's contract) with split-KV on tensor cores:
+// each block computes the softmax states of the query heads of one KV head (for one query row) over one split of its
+// keys, and attn_combine_d* merges the splits. Used for decode steps and for new rows that the tensor-core prefill
+// kernel does not take (fewer than 16, other head sizes). Also: appending to the cache.
 #include "common.cuh"
 
-
-// The key (or value) row of position j: new rows for j >= past, else the ring slot j % capacity.
-__device__ __forceinline__ const act* kv_row(const act* fresh, const act* cached, int j, int b, int newTokens,
-                                              int past, int capacity, int stride, int offset) {
-    if (j >= past) return fresh + ((i64)b * newTokens + (j - past)) * stride + offset;
-    return cached + ((i64)b * capacity + j % capacity) * stride + offset;
+// 16 bytes from global to shared memory, or 16 zero bytes when !valid (src is then not read).
+__device__ __forceinline__ void copy16_or_zero(act* dst, const act* src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_address(dst)), "l"(src),
+                 "r"(valid ? 16 : 0));
 }
 
-// Grid (splits, heads / group, batch * newTokens); 128 threads. Each block serves `group` query heads that share
-// one KV head (GQA), so every key and value row is read once for all of them. partial: [rows, heads, splits,
-// headDim + 2] holding (max, sum, unnormalised output) per head and split (an empty split leaves max -inf). window 0
-// means none. pastDevice, when not null, overrides past and the split size (recorded decode steps replay with a
-// fixed grid). Each warp takes 32 keys at a time, one per lane (so that 32 key rows are read at once), then
-// accumulates their values eight rows at a time (eight loads in flight) with lanes over pairs of the head
-// dimension. Instantiated for head sizes up to 64 PAIRS and for up to GROUP query heads per block.
-template <int PAIRS, int GROUP>
+// Transposes an 8x8 16-bit matrix held one register per thread (thread T: row T / 4, columns 2 (T % 4), +1).
+__device__ __forceinline__ unsigned transpose8x8(unsigned r) {
+    unsigned t;
+    asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;" : "=r"(t) : "r"(r));
+    return t;
+}
+
+// Grid (splits, heads / group, batch * newTokens); 128 threads (4 warps); dynamic shared memory of 4 warps x 3 stages
+// x (K, V) x 16 keys x (D + 8) activations. A block serves the `group` (at most 8) query heads that share one KV
+// head, so every key and value row is read once for all of them. Its split of the row's keys is cut into 16-key
+// tiles that the warps take in turn; each warp streams its tiles through its own 3-stage cp.async ring (two tiles in
+// flight while it computes one) and computes, on tensor cores with fp32 accumulation,
+//   S^T = K Q^T (16 keys x 8 heads: one m16n8k16 MMA per 16 dimensions, q's fragments held in registers),
+//   an online softmax per head, and O^T += V^T P^T (P^T transposed in registers by movmatrix, V^T from
+//   ldmatrix.trans),
+// then the warps' states merge through shared memory. partial: [rows, heads, splits, headDim + 2] holding (max,
+// sum, unnormalised output) per head and split, the max in natural-log units of scaled scores (an empty split
+// leaves max -inf). D is the head size rounded up to 16, 32, 64, 128 or 256 (the rest zero); rows of keys and
+// values go by cp.async when they are 16-byte aligned (head size a multiple of 8), element by element otherwise.
+// window 0 means none. The split size is computed here (a multiple of 16 keys covering the longest row's keys in
+// gridDim.x splits); pastDevice, when not null, overrides past (recorded decode steps replay with a fixed grid).
+template <int D>
 __device__ __forceinline__ void split_attention(const act* q, const act* kNew, const act* vNew, const act* kCache,
                                                 const act* vCache, float* partial, int capacity, int newTokens,
                                                 int past, int heads, int kvHeads, int headDim, int window,
-                                                float scale, int splitSize, const int* pastDevice, int group) {
-    int s = blockIdx.x, row = blockIdx.z, splits = gridDim.x;
-    int h0 = blockIdx.y * group;  // first query head of this block
-    if (pastDevice) {  // a recorded decode step: the cached length comes from device memory, the split size with it
-        past = *pastDevice;
-        int maxKeys = window > 0 ? min(past + newTokens, window) : past + newTokens;
-        splitSize = (maxKeys + splits - 1) / splits;
-    }
-    int b = row / newTokens, t = row % newTokens, i = past + t;
+                                                float scale, const int* pastDevice, int group) {
+    constexpr int KT = 16, STRIDE = D + 8, STAGES = 3, TILE = KT * STRIDE, WARPS = 4, CHUNKS = D / 8;
+    extern __shared__ __align__(16) unsigned char raw[];
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
+    act* ring = (act*)raw + warp * STAGES * 2 * TILE;  // this warp's [STAGES][K, V][KT][STRIDE]
+    int s = blockIdx.x, splits = gridDim.x, row = blockIdx.z, h0 = blockIdx.y * group;
+    if (pastDevice) past = *pastDevice;
+    int maxKeys = window > 0 ? min(past + newTokens, window) : past + newTokens;
+    int splitSize = ((maxKeys + splits - 1) / splits + KT - 1) / KT * KT;
+    int b = row / newTokens, i = past + row % newTokens;
     int lo = window > 0 ? max(0, i - window + 1) : 0;
     int start = lo + s * splitSize, end = min(i + 1, start + splitSize);
-    int kvOffset = (h0 / (heads / kvHeads)) * headDim, kvStride = kvHeads * headDim;
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-    bool vectorKeys = ((kvStride | kvOffset | headDim) & 7) == 0;  // 16-byte key rows
-    bool pairedValues = ((kvStride | kvOffset | headDim) & 1) == 0;
+    int tiles = start < end ? (end - start + KT - 1) / KT : 0;
+    int count = tiles > warp ? (tiles - warp + WARPS - 1) / WARPS : 0;  // this warp's tiles: warp + WARPS k
+    i64 kvStride = (i64)kvHeads * headDim;
+    int kvOffset = (h0 / (heads / kvHeads)) * headDim;
+    bool vector = (headDim & 7) == 0 && aligned16(kNew) && aligned16(vNew)
+        && (capacity == 0 || (aligned16(kCache) && aligned16(vCache)));
+    int slot0 = start < past ? start % capacity : 0;  // keys start.. < past lie at slots slot0.. (wrapping once)
 
-    __shared__ __align__(16) float qs[GROUP][64 * PAIRS];
-    for (int e = threadIdx.x; e < group * headDim; e += blockDim.x) {
-        int g = e / headDim, d = e % headDim;
-        qs[g][d] = ld(q + (i64)row * heads * headDim + (i64)(h0 + g) * headDim, d) * scale;
-    }
-    __syncthreads();
-    float2 acc[GROUP][PAIRS];
-    float m[GROUP], l[GROUP];
+    // Issues the copies of this warp's k-th tile into its stage, if it has one; commits a group either way, so that
+    // group k is always tile k's. Lane x copies 16-byte chunks x + 32 u of the tile's rows (zeros past `end` and
+    // past the head size).
+    auto load = [&](int k) {
+        if (k < count) {
+            int j0 = start + (warp + WARPS * k) * KT;
+            act* ks = ring + (k % STAGES) * 2 * TILE;
+            act* vs = ks + TILE;
+            auto offset = [&](int j) -> i64 {  // key j's row in kNew (j >= past) or in the cache, without branches
+                int slot = slot0 + (j - start);
+                slot = slot >= capacity ? slot - capacity : slot;
+                return (j >= past ? (i64)b * newTokens + j - past : (i64)b * capacity + slot) * kvStride + kvOffset;
+            };
+            if (vector) {
 #pragma unroll
-    for (int g = 0; g < GROUP; g++) {
-        m[g] = NEG_INF;
-        l[g] = 0.0f;
-#pragma unroll
-        for (int e = 0; e < PAIRS; e++) acc[g][e] = make_float2(0.0f, 0.0f);
-    }
-    for (int j0 = start + warp * 32; j0 < end; j0 += warps * 32) {
-        int j = j0 + lane;
-        float score[GROUP];
-#pragma unroll
-        for (int g = 0; g < GROUP; g++) score[g] = 0.0f;
-        if (j < end) {
-            const act* kp = kv_row(kNew, kCache, j, b, newTokens, past, capacity, kvStride, kvOffset);
-            if (vectorKeys) {
-#pragma unroll
-                for (int d0 = 0; d0 < 64 * PAIRS; d0 += 64) {  // 128-byte segments, eight loads in flight
-                    uint4 raw[8];
-#pragma unroll
-                    for (int u = 0; u < 8; u++) {
-                        raw[u] = d0 + 8 * u < headDim ? *(const uint4*)(kp + d0 + 8 * u) : make_uint4(0, 0, 0, 0);
-                    }
-#pragma unroll
-                    for (int u = 0; u < 8; u++) {
-                        int d = d0 + 8 * u;
-                        if (d >= headDim) continue;
-                        float kf[8];
-                        const act2* k2 = (const act2*)&raw[u];
-#pragma unroll
-                        for (int e = 0; e < 4; e++) {
-                            float2 f = act2_to_float2(k2[e]);
-                            kf[2 * e] = f.x;
-                            kf[2 * e + 1] = f.y;
-                        }
-#pragma unroll
-                        for (int g = 0; g < GROUP; g++) {  // q by 16-byte broadcasts from shared memory
-                            float4 qa = *(const float4*)&qs[g][d], qb = *(const float4*)&qs[g][d + 4];
-                            score[g] += qa.x * kf[0] + qa.y * kf[1] + qa.z * kf[2] + qa.w * kf[3]
-                                + qb.x * kf[4] + qb.y * kf[5] + qb.z * kf[6] + qb.w * kf[7];
-                        }
-                    }
+                for (int u = 0; u < KT * CHUNKS / 32; u++) {
+                    int x = lane + 32 * u, r = x / CHUNKS, c = (x % CHUNKS) * 8, j = j0 + r;
+                    bool valid = j < end && c < headDim, fresh = j >= past;
+                    i64 at = offset(j) + c;
+                    // An invalid copy reads nothing; kNew stands for its source.
+                    copy16_or_zero(ks + r * STRIDE + c, valid ? (fresh ? kNew : kCache) + at : kNew, valid);
+                    copy16_or_zero(vs + r * STRIDE + c, valid ? (fresh ? vNew : vCache) + at : vNew, valid);
                 }
             } else {
-                for (int d = 0; d < headDim; d++) {
-                    float kf = ld(kp, d);
-#pragma unroll
-                    for (int g = 0; g < GROUP; g++) score[g] += qs[g][d] * kf;
+                for (int x = lane; x < KT * D; x += 32) {
+                    int r = x / D, c = x % D, j = j0 + r;
+                    bool valid = j < end && c < headDim;
+                    i64 at = offset(j) + c;
+                    ks[r * STRIDE + c] = valid ? (j >= past ? kNew : kCache)[at] : float_to_act(0.0f);
+                    vs[r * STRIDE + c] = valid ? (j >= past ? vNew : vCache)[at] : float_to_act(0.0f);
                 }
             }
         }
-        float p[GROUP];
+        asm volatile("cp.async.commit_group;");
+    };
 #pragma unroll
-        for (int g = 0; g < GROUP; g++) {
-            float sc = j < end && g < group ? score[g] : NEG_INF;
-            float mNew = fmaxf(m[g], warp_max(sc));
-            float correction = mNew == NEG_INF ? 1.0f : expf(m[g] - mNew);
-            p[g] = sc == NEG_INF ? 0.0f : expf(sc - mNew);
-            l[g] = l[g] * correction + warp_sum(p[g]);
-#pragma unroll
-            for (int e = 0; e < PAIRS; e++) {
-                acc[g][e].x *= correction;
-                acc[g][e].y *= correction;
-            }
-            m[g] = mNew;
-        }
-        int count = min(32, end - j0);
-        for (int jb = 0; jb < count; jb += 8) {
-            float2 v[8][PAIRS];
-#pragma unroll
-            for (int u = 0; u < 8; u++) {
-                const act* vp = kv_row(vNew, vCache, j0 + jb + u, b, newTokens, past, capacity, kvStride, kvOffset);
-#pragma unroll
-                for (int e = 0; e < PAIRS; e++) {
-                    int d = 2 * (lane + 32 * e);
-                    if (jb + u >= count || d >= headDim) {
-                        v[u][e] = make_float2(0.0f, 0.0f);
-                    } else if (pairedValues) {
-                        v[u][e] = act2_to_float2(*(const act2*)(vp + d));
-                    } else {
-                        v[u][e] = make_float2(ld(vp, d), d + 1 < headDim ? ld(vp, d + 1) : 0.0f);
-                    }
-                }
-            }
-#pragma unroll
-            for (int u = 0; u < 8; u++) {
-#pragma unroll
-                for (int g = 0; g < GROUP; g++) {
-                    float pj = __shfl_sync(0xffffffffu, p[g], (jb + u) & 31);
-#pragma unroll
-                    for (int e = 0; e < PAIRS; e++) {
-                        acc[g][e].x += pj * v[u][e].x;
-                        acc[g][e].y += pj * v[u][e].y;
-                    }
-                }
-            }
-        }
-    }
-    // Merge the warps' states, one query head at a time, through shared memory.
-    __shared__ float wm[4], wl[4], wacc[4][64 * PAIRS];
-    for (int g = 0; g < group; g++) {
-        __syncthreads();
-        float mg = m[0], lg = l[0];
-        float2 ag[PAIRS];
-#pragma unroll
-        for (int e = 0; e < PAIRS; e++) ag[e] = acc[0][e];
-#pragma unroll
-        for (int gg = 1; gg < GROUP; gg++) {
-            if (gg == g) {
-                mg = m[gg];
-                lg = l[gg];
-#pragma unroll
-                for (int e = 0; e < PAIRS; e++) ag[e] = acc[gg][e];
-            }
-        }
-        if (lane == 0) { wm[warp] = mg; wl[warp] = lg; }
-#pragma unroll
-        for (int e = 0; e < PAIRS; e++) {
-            int d = 2 * (lane + 32 * e);
-            if (d < headDim) wacc[warp][d] = ag[e].x;
-            if (d + 1 < headDim) wacc[warp][d + 1] = ag[e].y;
-        }
-        __syncthreads();
-        float* dst = partial + (((i64)row * heads + h0 + g) * splits + s) * (headDim + 2);
-        float M = NEG_INF;
-        for (int w = 0; w < warps; w++) M = fmaxf(M, wm[w]);
-        for (int d = threadIdx.x; d < headDim + 2; d += blockDim.x) {
-            float total = 0.0f;
-            for (int w = 0; w < warps; w++) {
-                if (wm[w] == NEG_INF) continue;
-                float f = expf(wm[w] - M);
-                total += (d == 1 ? wl[w] : d >= 2 ? wacc[w][d - 2] : 0.0f) * f;
-            }
-            dst[d] = d == 0 ? M : total;
-        }
-    }
-}
+    for (int k = 0; k < STAGES - 1; k++) load(k);
 
-#define SPLIT(PAIRS, GROUP)                                                                                         \
-    extern "C" __global__ void attn_split_p##PAIRS##_g##GROUP(                                                      \
-        const act* q, const act* kNew, const act* vNew, const act* kCache, const act* vCache, float* partial,  \
-        int capacity, int newTokens, int past, int heads, int kvHeads, int headDim, int window, float scale,        \
-        int splitSize, const int* pastDevice, int group) {                                                          \
-        grid_dependency_sync();                                                                                       \
-        split_attention<PAIRS, GROUP>(q, kNew, vNew, kCache, vCache, partial, capacity, newTokens, past, heads,     \
-                                      kvHeads, headDim, window, scale, splitSize, pastDevice, group);               \
-    }
-SPLIT(1, 1) SPLIT(1, 2) SPLIT(1, 4) SPLIT(1, 8)
-SPLIT(2, 1) SPLIT(2, 2) SPLIT(2, 4) SPLIT(2, 8)
-SPLIT(4, 1) SPLIT(4, 2) SPLIT(4, 4) SPLIT(4, 8)
-
-// Grid (heads, batch * newTokens), 256 threads, dynamic shared memory of `splits` floats:
-// out = sum_s acc_s exp(m_s - M) / sum_s l_s exp(m_s - M), the splits shared among the threads.
-extern "C" __global__ void attn_combine(const float* partial, act* out, int heads, int headDim, int splits) {
-    grid_dependency_sync();
-    extern __shared__ float weights[];
-    __shared__ float sums[256];
-    int h = blockIdx.x, row = blockIdx.y, width = headDim + 2;
-    const float* base = partial + ((i64)row * heads + h) * splits * width;
-    float mx = NEG_INF;
-    for (int s = threadIdx.x; s < splits; s += blockDim.x) mx = fmaxf(mx, base[(i64)s * width]);
-    float M = block_max(mx);
-    float lsum = 0.0f;
-    for (int s = threadIdx.x; s < splits; s += blockDim.x) {
-        float m = base[(i64)s * width];
-        float w = m == NEG_INF ? 0.0f : expf(m - M);
-        weights[s] = w;
-        lsum += base[(i64)s * width + 1] * w;
-    }
-    float L = block_sum(lsum);  // synchronises, so every weight is visible below
-    act* dst = out + (i64)row * heads * headDim + (i64)h * headDim;
-    if (headDim * 2 > (int)blockDim.x) {
-        for (int d = threadIdx.x; d < headDim; d += blockDim.x) {
-            float total = 0.0f;
-#pragma unroll 4
-            for (int s = 0; s < splits; s++) total += base[(i64)s * width + 2 + d] * weights[s];
-            st(dst, d, total / L);
+    // q's B fragments (dimensions x heads): b0 = q[h0 + g][16 kk + 2 tq, +1], b1 the same 8 dimensions on.
+    unsigned qf[D / 16][2];
+    const act* qRow = q + ((i64)row * heads + h0 + g) * headDim;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            int d = kk * 16 + e * 8 + tq * 2;
+            qf[kk][e] = pack_act(g < group && d < headDim ? ld(qRow, d) : 0.0f,
+                                 g < group && d + 1 < headDim ? ld(qRow, d + 1) : 0.0f);
         }
-        return;
     }
-    int parts = blockDim.x / headDim, part = threadIdx.x / headDim, d = threadIdx.x % headDim;
-    float total = 0.0f;
-    if (part < parts) {
-#pragma unroll 4
-        for (int s = part; s < splits; s += parts) total += base[(i64)s * width + 2 + d] * weights[s];
-        sums[threadIdx.x] = total;
+    // O^T accumulators (dims 16 n + g and + 8, heads 2 tq and 2 tq + 1), running maxima (log2 units of scaled
+    // scores) and this thread's share of the sums of heads 2 tq and 2 tq + 1.
+    float o[D / 16][4], m[2] = {NEG_INF, NEG_INF}, l[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int n = 0; n < D / 16; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    const float scaleLog2 = scale * 1.4426950408889634f;
+
+    // ldmatrix lane addresses. Keys (A of S^T, keys x dims): matrices (keys 0-7, dims 0-7), (8-15, 0-7), (0-7, 8-15),
+    // (8-15, 8-15) of a 16-dim slice. Values (A of O^T, dims x keys, transposed): (keys 0-7, dims 0-7), (0-7, 8-15),
+    // (8-15, 0-7), (8-15, 8-15) of a 16-dim slice.
+    int kLane = ((lane & 7) + ((lane >> 3) & 1) * 8) * STRIDE + (lane >> 4) * 8;
+    int vLane = ((lane & 7) + (lane >> 4) * 8) * STRIDE + ((lane >> 3) & 1) * 8;
+    for (int k = 0; k < count; k++) {
+        asm volatile("cp.async.wait_group %0;" ::"n"(STAGES - 2));
+        __syncwarp();  // tile k is in place for every lane, and every lane is done with tile k - 1's stage,
+        load(k + STAGES - 1);  // which this refills
+        const act* ks = ring + (k % STAGES) * 2 * TILE;
+        const act* vs = ks + TILE;
+        // s4[0], s4[1]: key g, heads 2 tq, 2 tq + 1; s4[2], s4[3]: key g + 8.
+        float s4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            unsigned f[4];
+            ldmatrix(f, ks + kLane + kk * 16);
+            mma(s4, f, qf[kk][0], qf[kk][1]);
+        }
+        int j0 = start + (warp + WARPS * k) * KT;
+#pragma unroll
+        for (int e = 0; e < 4; e++) s4[e] = j0 + g + (e >> 1) * 8 < end ? s4[e] * scaleLog2 : NEG_INF;
+        // Each head's maximum over the tile's 16 keys (the lanes of one tq); key j0 is always valid, so it is finite.
+        float mx[2] = {fmaxf(s4[0], s4[2]), fmaxf(s4[1], s4[3])};
+#pragma unroll
+        for (int w = 4; w < 32; w <<= 1) {
+            mx[0] = fmaxf(mx[0], __shfl_xor_sync(0xffffffffu, mx[0], w));
+            mx[1] = fmaxf(mx[1], __shfl_xor_sync(0xffffffffu, mx[1], w));
+        }
+        float c[2];
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            float next = fmaxf(m[e], mx[e]);
+            c[e] = ex2(m[e] - next);  // 0 before the first tile
+            m[e] = next;
+        }
+        float p[4];
+#pragma unroll
+        for (int e = 0; e < 4; e++) p[e] = ex2(s4[e] - m[e & 1]);
+        l[0] = l[0] * c[0] + p[0] + p[2];
+        l[1] = l[1] * c[1] + p[1] + p[3];
+#pragma unroll
+        for (int n = 0; n < D / 16; n++) {
+            o[n][0] *= c[0];
+            o[n][1] *= c[1];
+            o[n][2] *= c[0];
+            o[n][3] *= c[1];
+        }
+        // P^T's B fragments (keys x heads): the transposes of P's keys 0-7 and 8-15 (rows g, columns 2 tq, +1).
+        unsigned b0 = transpose8x8(pack_act(p[0], p[1])), b1 = transpose8x8(pack_act(p[2], p[3]));
+#pragma unroll
+        for (int n = 0; n < D / 16; n++) {
+            unsigned f[4];
+            ldmatrix_trans(f, vs + vLane + n * 16);
+            mma(o[n], f, b0, b1);
+        }
+    }
+    asm volatile("cp.async.wait_group 0;");
+
+    // Merge the warps' states through shared memory (the rings' space): maxima and sums [WARPS][8 heads], outputs
+    // [WARPS][8 heads][D].
+#pragma unroll
+    for (int e = 0; e < 2; e++) {
+        l[e] += __shfl_xor_sync(0xffffffffu, l[e], 4);
+        l[e] += __shfl_xor_sync(0xffffffffu, l[e], 8);
+        l[e] += __shfl_xor_sync(0xffffffffu, l[e], 16);
+    }
+    float* wm = (float*)raw;
+    float* wl = wm + WARPS * 8;
+    float* wo = wl + WARPS * 8;
+    __syncthreads();  // every warp is done with its ring
+    if (g == 0) {
+        wm[warp * 8 + 2 * tq] = m[0];
+        wm[warp * 8 + 2 * tq + 1] = m[1];
+        wl[warp * 8 + 2 * tq] = l[0];
+        wl[warp * 8 + 2 * tq + 1] = l[1];
+    }
+#pragma unroll
+    for (int n = 0; n < D / 16; n++) {
+        float* head0 = wo + (warp * 8 + 2 * tq) * D + 16 * n + g;
+        head0[0] = o[n][0];
+        head0[D] = o[n][1];
+        head0[8] = o[n][2];
+        head0[D + 8] = o[n][3];
     }
     __syncthreads();
-    if (part == 0) {
-        for (int p = 1; p < parts; p++) total += sums[p * headDim + d];
-        st(dst, d, total / L);
+    for (int x = threadIdx.x; x < group * (headDim + 2); x += blockDim.x) {
+        int hh = x / (headDim + 2), d = x % (headDim + 2);
+        float M = NEG_INF;
+#pragma unroll
+        for (int w = 0; w < WARPS; w++) M = fmaxf(M, wm[w * 8 + hh]);
+        float total = 0.0f;
+#pragma unroll
+        for (int w = 0; w < WARPS; w++) {
+            float mw = wm[w * 8 + hh];
+            if (mw == NEG_INF) continue;
+            total += ex2(mw - M) * (d == 1 ? wl[w * 8 + hh] : d >= 2 ? wo[(w * 8 + hh) * D + d - 2] : 0.0f);
+        }
+        partial[(((i64)row * heads + h0 + hh) * splits + s) * (headDim + 2) + d]
+            = d == 0 ? M * 0.6931471805599453f : total;
     }
 }
+
+// Padded head size, and blocks per multiprocessor to fit in registers (shared memory allows 4, 2, 1 on the H100).
+#define SPLIT(D, BLOCKS)                                                                                            \
+    extern "C" __global__ void __launch_bounds__(128, BLOCKS) attn_split_d##D(                                    \
+        const act* q, const act* kNew, const act* vNew, const act* kCache, const act* vCache, float* partial,  \
+        int capacity, int newTokens, int past, int heads, int kvHeads, int headDim, int window, float scale,        \
+        const int* pastDevice, int group) {                                                                         \
+        grid_dependency_sync();                                                                                     \
+        split_attention<D>(q, kNew, vNew, kCache, vCache, partial, capacity, newTokens, past, heads, kvHeads,       \
+                           headDim, window, scale, pastDevice, group);                                             \
+    }
+SPLIT(16, 4) SPLIT(32, 4) SPLIT(64, 4) SPLIT(128, 2) SPLIT(256, 1)
+
+// Grid (heads, batch * newTokens), 256 threads: warp w merges splits w, w + 8, ... of one head, eight splits at a
+// time with all their loads issued together (indices clamped, so that no branch separates them; lanes over the
+// head's elements), then the 8 warps' states merge through shared memory:
+// out = sum_s acc_s exp(m_s - M) / sum_s l_s exp(m_s - M). D is the head size rounded up as for split_attention.
+template <int D>
+__device__ __forceinline__ void combine(const float* partial, act* out, int heads, int headDim, int splits) {
+    constexpr int WARPS = 8, BATCH = 8, PER_LANE = D < 32 ? 1 : D / 32;
+    __shared__ float wm[WARPS], wl[WARPS], wo[WARPS][32 * PER_LANE];
+    int h = blockIdx.x, row = blockIdx.y, width = headDim + 2;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const float* base = partial + ((i64)row * heads + h) * splits * width;
+    float M = NEG_INF, L = 0.0f, o[PER_LANE];
+#pragma unroll
+    for (int e = 0; e < PER_LANE; e++) o[e] = 0.0f;
+    for (int s0 = warp; s0 < splits; s0 += WARPS * BATCH) {
+        float ms[BATCH], ls[BATCH], a[BATCH][PER_LANE];
+#pragma unroll
+        for (int u = 0; u < BATCH; u++) {
+            int s = s0 + u * WARPS;
+            const float* p = base + (i64)min(s, splits - 1) * width;
+            ms[u] = p[0];
+            ls[u] = p[1];
+#pragma unroll
+            for (int e = 0; e < PER_LANE; e++) a[u][e] = p[2 + min(lane + 32 * e, headDim - 1)];
+        }
+        float next = M;
+#pragma unroll
+        for (int u = 0; u < BATCH; u++) {
+            ms[u] = s0 + u * WARPS < splits ? ms[u] : NEG_INF;  // a clamped repeat of the last split counts once
+            next = fmaxf(next, ms[u]);
+        }
+        bool none = next == NEG_INF;  // every split so far empty (selects, not a branch that would split the loads)
+        float c = none ? 1.0f : expf(M - next);  // 0 while M is -inf
+        L *= c;
+#pragma unroll
+        for (int e = 0; e < PER_LANE; e++) o[e] *= c;
+#pragma unroll
+        for (int u = 0; u < BATCH; u++) {
+            float w = none ? 0.0f : expf(ms[u] - next);  // 0 for an empty split
+            L += ls[u] * w;
+#pragma unroll
+            for (int e = 0; e < PER_LANE; e++) o[e] += a[u][e] * w;
+        }
+        M = next;
+    }
+    if (lane == 0) {
+        wm[warp] = M;
+        wl[warp] = L;
+    }
+#pragma unroll
+    for (int e = 0; e < PER_LANE; e++) wo[warp][lane + 32 * e] = o[e];
+    __syncthreads();
+    act* dst = out + (i64)row * heads * headDim + (i64)h * headDim;
+    for (int d = threadIdx.x; d < headDim; d += blockDim.x) {
+        float mx = NEG_INF;
+#pragma unroll
+        for (int w = 0; w < WARPS; w++) mx = fmaxf(mx, wm[w]);
+        float num = 0.0f, den = 0.0f;
+#pragma unroll
+        for (int w = 0; w < WARPS; w++) {
+            if (wm[w] == NEG_INF) continue;
+            float f = expf(wm[w] - mx);
+            num += wo[w][d] * f;
+            den += wl[w] * f;
+        }
+        st(dst, d, num / den);
+    }
+}
+
+#define COMBINE(D)                                                                                                  \
+    extern "C" __global__ void __launch_bounds__(256) attn_combine_d##D(const float* partial, act* out, int heads, \
+                                                                         int headDim, int splits) {               \
+        grid_dependency_sync();                                                                                     \
+        combine<D>(partial, out, heads, headDim, splits);                                                           \
+    }
+COMBINE(16) COMBINE(32) COMBINE(64) COMBINE(128) COMBINE(256)
 
 // Stores new keys and values t in first..<newTokens at ring slot (past + t) % capacity (past read from pastDevice
 // when that is not null).
