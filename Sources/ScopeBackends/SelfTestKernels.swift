@@ -141,6 +141,44 @@ final class KernelChecks {
                 return [out]
             }
         }
+        for (m, normed) in [(1, false), (1, true), (3, true)] {
+            check("dense", "three projections of one \(m)-row input as one gemv\(normed ? ", RMSNorm folded in" : "")") {
+                let x = try pair([m, 2048]), normWeight = try pair([2048], .fp32, 0.5, 1.5)
+                let widths = [2048, 512, 512]
+                let weights = try widths.map { try pair([$0, 2048], .bf16, -0.05, 0.05) }
+                let bias = try pair([512], .fp32), outs = try widths.map { try zeros([m, $0]) }
+                func run(_ backend: Backend, _ side: KeyPath<Pair, Tensor>) throws {
+                    let projections = (0..<3).map { i in
+                        (linear: Linear(weight: weights[i][keyPath: side], rows: nil,
+                                        bias: i == 1 ? bias[keyPath: side] : nil), out: outs[i][keyPath: side])
+                    }
+                    try backend.fusedLinears(x[keyPath: side], norm: normed ? .rms(weight: normWeight[keyPath: side],
+                                                                                    eps: 1e-5) : nil, projections)
+                }
+                try run(cpu, \.cpu)
+                try run(gpu, \.gpu)
+                return outs
+            }
+        }
+        for normed in [false, true] {
+            check("dense", "projection with the conv step folded in\(normed ? ", RMSNorm folded in" : "")") {
+                let x = try pair([1, 2048]), w = try pair([3000, 2048], .bf16, -0.05, 0.05)
+                let normWeight = try pair([2048], .fp32, 0.5, 1.5)
+                let convWeight = try pair([1500, 4], .fp32, -0.5, 0.5), convBias = try pair([1500], .fp32)
+                let state = try pair([1, 3, 1500]), out = try zeros([1, 2900]), conv = try zeros([1, 1500])
+                func run(_ backend: Backend, _ side: KeyPath<Pair, Tensor>) throws {
+                    try backend.linearThenConvStep(
+                        x[keyPath: side], norm: normed ? .rms(weight: normWeight[keyPath: side], eps: 1e-5) : nil,
+                        Linear(weight: w[keyPath: side], rows: 100..<3000, bias: nil), out: out[keyPath: side],
+                        convColumns: 1000..<2500, convWeight: convWeight[keyPath: side],
+                        convBias: convBias[keyPath: side], convState: state[keyPath: side], silu: true,
+                        convOut: conv[keyPath: side])
+                }
+                try run(cpu, \.cpu)
+                try run(gpu, \.gpu)
+                return [out, conv, state]
+            }
+        }
         for weighted in [true, false] {
             check("dense", "rmsNorm\(weighted ? "" : " (no weight)")") {
                 let x = try pair([33, 1000], .bf16, -3, 3), w = try pair([1000], .fp32, 0.5, 1.5)

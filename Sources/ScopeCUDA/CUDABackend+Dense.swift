@@ -52,46 +52,63 @@ extension CUDABackend {
         try project(x, weight: weight, rows: rows, bias: bias, out: out, accumulate: false)
     }
 
-    /// The norm and the residual sum folded into the gemv kernel for up to 8 rows with bf16 weights (the norm
-    /// recomputed by every block, the sum taken in fp32 before rounding); otherwise the norm as its own kernel and
-    /// the sum through cuBLAS's beta.
+    /// The norm and the residual sum folded into the gemv kernel for up to 8 rows with weights of the activation
+    /// type (the norm recomputed by every block, the sum taken in fp32 before rounding); otherwise the norm as its
+    /// own kernel and the sum through cuBLAS's beta.
     public func fusedLinear(_ x: Tensor, norm: InputNorm?, weight: Tensor, rows: Range<Int>?, bias: Tensor?,
                             out: Tensor, accumulate: Bool) throws {
         guard let norm else {
             return try project(x, weight: weight, rows: rows, bias: bias, out: out, accumulate: accumulate)
         }
-        let k = weight.columns, range = rows ?? 0..<weight.rows, m = x.rows, n = range.count
-        let w = CUdeviceptr(weight.address) + CUdeviceptr(range.lowerBound * k * weight.type.byteSize)
-        var fold = weight.type == activationType && m <= 8 && k % 8 == 0 && w % 16 == 0 && x.address % 16 == 0
-            && x.columns == k && out.columns == n && out.rows == m && range.upperBound <= weight.rows
-            && k <= 4 * 2048
-        var arguments: [KernelArgument] = []
-        switch norm {
-        case .rms(let normWeight, let eps):
-            try requireFP32(normWeight, in: "rmsNorm weight")
-            fold = fold && (normWeight?.count ?? k) == k
-            arguments = [.int(1), .tensor(normWeight), .float(eps), .tensor(nil), .int(1), .int(0)]
-        case .gatedRMS(let gate, let normWeight, let groups, let eps, let normBeforeGate):
-            try requireActivations(gate, in: "gatedRMSNorm gate")
-            try requireFP32(normWeight, in: "gatedRMSNorm weight")
-            fold = fold && groups >= 1 && groups <= 8 && k % groups == 0 && (k / groups) % 8 == 0
-                && gate.count == x.count && normWeight.count == k && gate.address % 16 == 0
-            arguments = [.int(2), .tensor(normWeight), .float(eps), .tensor(gate), .int(groups),
-                         .int(normBeforeGate ? 1 : 0)]
+        let segment = try gemvSegment(x, weight: weight, rows: rows, bias: bias, out: out)
+        if weight.type == activationType,
+           try gemv(x, norm: norm, [segment], k: weight.columns, accumulate: accumulate) { return }
+        try project(try applyNorm(norm, to: x), weight: weight, rows: rows, bias: bias, out: out,
+                    accumulate: accumulate)
+    }
+
+    /// Up to three projections of one decode-sized input by weights of the activation type as one gemv launch
+    /// (the input norm folded in as for `fusedLinear`); otherwise one `fusedLinear` each.
+    public func fusedLinears(_ x: Tensor, norm: InputNorm?, _ projections: [(linear: Linear, out: Tensor)]) throws {
+        let k = projections.first?.linear.weight.columns ?? 0
+        if (1...3).contains(projections.count),
+           projections.allSatisfy({ $0.linear.weight.type == activationType && $0.linear.weight.columns == k }) {
+            let segments = try projections.map {
+                try gemvSegment(x, weight: $0.linear.weight, rows: $0.linear.rows, bias: $0.linear.bias, out: $0.out)
+            }
+            if try gemv(x, norm: norm, segments, k: k, accumulate: false) { return }
         }
-        let shape = GemvShape(k: k, columns: n, multiprocessors: device.multiprocessors)
-        fold = fold && shape.sharedBytes(rows: m) + 4 * m * k <= device.sharedMemoryPerBlock - 1024
-        guard fold else {
-            return try project(try applyNorm(norm, to: x), weight: weight, rows: rows, bias: bias, out: out,
-                               accumulate: accumulate)
+        for (linear, out) in projections {
+            try fusedLinear(x, norm: norm, weight: linear.weight, rows: linear.rows, bias: linear.bias, out: out,
+                            accumulate: false)
         }
-        try requireActivations(x, out, in: "linear")
-        try requireFP32(bias, in: "linear bias")
-        guard n > 0 else { return }
-        try launch(K.gemvNorm(rows: m, loads: shape.loads), grid: (shape.blocks, 1, 1), block: 256,
-                   shared: shape.sharedBytes(rows: m) + 4 * m * k, [
-            .tensor(x), .pointer(w), .tensor(bias), .tensor(out), .int(m), .int(n), .int(k),
-            .int(accumulate ? 1 : 0), .int(shape.threadsPerColumn)] + arguments)
+    }
+
+    /// The conv step runs in the projection gemv's epilogue: the thread that writes a conv column owns its
+    /// channel's state.
+    public var foldsConvStep: Bool { true }
+
+    public func linearThenConvStep(_ x: Tensor, norm: InputNorm?, _ projection: Linear, out: Tensor,
+                                   convColumns: Range<Int>, convWeight: Tensor, convBias: Tensor?, convState: Tensor,
+                                   silu: Bool, convOut: Tensor) throws {
+        let weight = projection.weight, channels = convColumns.count, kernel = convWeight.columns
+        let segment = try gemvSegment(x, weight: weight, rows: projection.rows, bias: projection.bias, out: out)
+        try requireActivations(convState, convOut, in: "conv1d step")
+        try requireFP32(convWeight, convBias, in: "conv1d parameters")
+        try check(convColumns.upperBound <= out.columns && (1...8).contains(kernel) && convWeight.rows == channels
+                  && (convBias?.count ?? channels) == channels && convState.count == x.rows * (kernel - 1) * channels
+                  && convOut.rows == x.rows && convOut.columns == channels,
+                  "conv step over columns \(convColumns) of \(out.shape): weight \(convWeight.shape), state "
+                  + "\(convState.shape), out \(convOut.shape)")
+        let step = GemvConvStep(weight: convWeight, bias: convBias, state: convState, out: convOut,
+                                first: convColumns.lowerBound, kernel: kernel, silu: silu)
+        if weight.type == activationType,
+           try gemv(x, norm: norm, [segment], k: weight.columns, accumulate: false, conv: step) { return }
+        try fusedLinear(x, norm: norm, weight: weight, rows: projection.rows, bias: projection.bias, out: out,
+                        accumulate: false)
+        try check(x.rows == 1, "conv step over the columns of a \(x.rows)-row projection")
+        try conv1d(out.columnBlock(convColumns), weight: convWeight, bias: convBias, state: convState, batch: 1,
+                   tokens: 1, silu: silu, out: convOut)
     }
 
     public func foldsInputNorm(rows: Int) -> Bool { rows <= Self.foldedNormRows }
@@ -116,15 +133,9 @@ extension CUDABackend {
                   "linear \(x.shape) x \(weight.shape)[\(range)] -> \(out.shape)")
         guard m > 0, n > 0 else { return }
         let w = CUdeviceptr(weight.address) + CUdeviceptr(range.lowerBound * k * weight.type.byteSize)
-        if weight.type == activationType, m <= 8, k % 8 == 0, k <= 8 * 2048, w % 16 == 0, x.address % 16 == 0 {
-            let shape = GemvShape(k: k, columns: n, multiprocessors: device.multiprocessors)
-            try launch(K.gemv(rows: m, loads: shape.loads), grid: (shape.blocks, 1, 1), block: 256,
-                       shared: shape.sharedBytes(rows: m), [
-                .tensor(x), .pointer(w), .tensor(bias), .tensor(out), .int(m), .int(n), .int(k),
-                .int(accumulate ? 1 : 0), .int(shape.threadsPerColumn)])
-            return
-        }
         if weight.type == activationType {
+            let segment = GemvSegment(weight: w, bias: bias, out: out)
+            if try gemv(x, norm: nil, [segment], k: k, accumulate: accumulate) { return }
             try gemm(w, x: CUdeviceptr(x.address), out: CUdeviceptr(out.address), type: activationType,
                      outType: activationType,
                      m: m, n: n, k: k, accumulate: accumulate)
@@ -285,6 +296,100 @@ extension CUDABackend {
         case .geluTanh: .int(Int32(2))
         case .relu: .int(Int32(3))
         case .relu2: .int(Int32(4))
+        }
+    }
+}
+
+/// The causal conv step a gemv launch folds into its epilogue (gemv.cu's ConvEpilogue): the columns [first, first +
+/// out.columns) of the first weight's output feed a depthwise conv of `kernel` taps.
+struct GemvConvStep {
+    let weight: Tensor
+    let bias: Tensor?
+    let state: Tensor
+    let out: Tensor
+    let first: Int
+    let kernel: Int
+    let silu: Bool
+
+    /// The kernel's ConvEpilogue struct: weight, bias, state, out, then first | channels << 32, kernel | silu << 32.
+    var words: [UInt64] {
+        [UInt64(weight.address), UInt64(bias?.address ?? 0), UInt64(state.address), UInt64(out.address),
+         UInt64(UInt32(first)) | UInt64(UInt32(out.columns)) << 32, UInt64(UInt32(kernel)) | UInt64(silu ? 1 : 0) << 32]
+    }
+
+    /// No conv (channels 0).
+    static let none: [UInt64] = [0, 0, 0, 0, 0, 0]
+}
+
+/// One weight of a gemv launch: the address of its first used row, its bias and its output ([rows, columns]).
+struct GemvSegment {
+    let weight: CUdeviceptr
+    let bias: Tensor?
+    let out: Tensor
+}
+
+extension CUDABackend {
+    /// Checks one projection's shapes and types and returns it as a gemv segment.
+    func gemvSegment(_ x: Tensor, weight: Tensor, rows: Range<Int>?, bias: Tensor?, out: Tensor) throws
+        -> GemvSegment {
+        try requireActivations(x, out, in: "linear")
+        try requireFP32(bias, in: "linear bias")
+        let k = weight.columns, range = rows ?? 0..<weight.rows
+        try check(x.columns == k && out.columns == range.count && out.rows == x.rows
+                  && range.upperBound <= weight.rows && (bias?.count ?? range.count) == range.count,
+                  "linear \(x.shape) x \(weight.shape)[\(range)] -> \(out.shape)")
+        let w = CUdeviceptr(weight.address) + CUdeviceptr(range.lowerBound * k * weight.type.byteSize)
+        return GemvSegment(weight: w, bias: bias, out: out)
+    }
+
+    /// Launches one gemv kernel over `segments` (weights of the activation type sharing the input x, whose rows
+    /// are k wide), with `norm` folded in and `conv` in the epilogue; false, launching nothing, where the kernels do not take these shapes
+    /// (more than 8 rows or 3 weights, k not a multiple of 8 or over their limits, unaligned rows, a norm they
+    /// cannot fold, too little shared memory).
+    func gemv(_ x: Tensor, norm: InputNorm?, _ segments: [GemvSegment], k: Int, accumulate: Bool,
+              conv: GemvConvStep? = nil) throws -> Bool {
+        let m = x.rows, widths = segments.map(\.out.columns), n = widths.reduce(0, +)
+        guard (1...8).contains(m), (1...3).contains(segments.count), k % 8 == 0, k <= 8 * 2048, x.columns == k,
+              x.address % 16 == 0, segments.allSatisfy({ $0.weight % 16 == 0 }) else { return false }
+        guard n > 0 else { return true }
+        let shape = GemvShape(k: k, columns: n, multiprocessors: device.multiprocessors)
+        var shared = shape.sharedBytes(rows: m)
+        var normArguments: [KernelArgument] = []
+        if let norm {
+            guard k <= 4 * 2048, let arguments = try foldedNormArguments(norm, x: x) else { return false }
+            shared += 4 * m * k
+            normArguments = arguments
+        }
+        guard shared <= device.sharedMemoryPerBlock - 1024 else { return false }
+        // The kernel's Segments struct: three weights, three biases, three outputs, then end0 | end1 << 32.
+        func slot(_ i: Int, _ address: (GemvSegment) -> UInt64) -> UInt64 {
+            i < segments.count ? address(segments[i]) : 0
+        }
+        let end0 = widths[0], end1 = widths.count > 1 ? end0 + widths[1] : n
+        let words = (0..<3).map { slot($0) { $0.weight } } + (0..<3).map { slot($0) { UInt64($0.bias?.address ?? 0) } }
+            + (0..<3).map { slot($0) { UInt64($0.out.address) } } + [UInt64(UInt32(end0)) | UInt64(UInt32(end1)) << 32]
+        let kernel = norm == nil ? K.gemv(rows: m, loads: shape.loads) : K.gemvNorm(rows: m, loads: shape.loads)
+        try launch(kernel, grid: (shape.blocks, 1, 1), block: 256, shared: shared, [
+            .tensor(x), .words(words), .words(conv?.words ?? GemvConvStep.none), .int(m), .int(n), .int(k),
+            .int(accumulate ? 1 : 0),
+            .int(shape.threadsPerColumn)] + normArguments)
+        return true
+    }
+
+    /// The gemv_norm kernels' trailing arguments for `norm` over rows of x, or nil where they cannot fold it.
+    private func foldedNormArguments(_ norm: InputNorm, x: Tensor) throws -> [KernelArgument]? {
+        let k = x.columns
+        switch norm {
+        case .rms(let normWeight, let eps):
+            try requireFP32(normWeight, in: "rmsNorm weight")
+            guard (normWeight?.count ?? k) == k else { return nil }
+            return [.int(1), .tensor(normWeight), .float(eps), .tensor(nil), .int(1), .int(0)]
+        case .gatedRMS(let gate, let normWeight, let groups, let eps, let normBeforeGate):
+            try requireActivations(gate, in: "gatedRMSNorm gate")
+            try requireFP32(normWeight, in: "gatedRMSNorm weight")
+            guard (1...8).contains(groups), k % groups == 0, (k / groups) % 8 == 0, gate.count == x.count,
+                  normWeight.count == k, gate.address % 16 == 0 else { return nil }
+            return [.int(2), .tensor(normWeight), .float(eps), .tensor(gate), .int(groups), .int(normBeforeGate ? 1 : 0)]
         }
     }
 }

@@ -22,6 +22,8 @@ enum KernelArgument {
     case int(Int32)
     case int64(Int64)
     case float(Float)
+    /// A struct passed by value, as 8-byte words (pointers, or pairs of 32-bit fields low word first).
+    case words([UInt64])
 
     static func int(_ v: Int) -> KernelArgument { .int(Int32(v)) }
     static func int64(_ v: Int) -> KernelArgument { .int64(Int64(v)) }
@@ -158,19 +160,22 @@ public final class CUDARuntime: @unchecked Sendable {
         guard grid.1 <= 65535, grid.2 <= 65535, grid.0 < Int(Int32.max) else {
             throw ScopeError("\(kernel.name): grid \(grid) exceeds the device's limits")
         }
-        // Each argument in its own 8-byte slot; kernelParams points at the slots.
-        var slots = [UInt64](repeating: 0, count: arguments.count)
-        for (i, argument) in arguments.enumerated() {
+        // Each argument in its own 8-byte slots; kernelParams points at each argument's first slot.
+        var slots: [UInt64] = []
+        var offsets: [Int] = []
+        for argument in arguments {
+            offsets.append(slots.count)
             switch argument {
-            case .pointer(let p): slots[i] = p
-            case .int(let v): slots[i] = UInt64(UInt32(bitPattern: v))
-            case .int64(let v): slots[i] = UInt64(bitPattern: v)
-            case .float(let v): slots[i] = UInt64(v.bitPattern)
+            case .pointer(let p): slots.append(p)
+            case .int(let v): slots.append(UInt64(UInt32(bitPattern: v)))
+            case .int64(let v): slots.append(UInt64(bitPattern: v))
+            case .float(let v): slots.append(UInt64(v.bitPattern))
+            case .words(let words): slots += words
             }
         }
         let launchEx = programmatic && programmaticLaunchAvailable ? driver.cuLaunchKernelEx : nil
         let status = slots.withUnsafeMutableBytes { raw -> Int32 in
-            var pointers: [UnsafeMutableRawPointer?] = (0..<arguments.count).map { raw.baseAddress! + 8 * $0 }
+            var pointers: [UnsafeMutableRawPointer?] = offsets.map { raw.baseAddress! + 8 * $0 }
             guard let launchEx else {
                 return driver.cuLaunchKernel(f, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2), UInt32(block), 1, 1,
                                              UInt32(shared), stream, &pointers, nil)

@@ -109,6 +109,19 @@ public protocol Backend: AnyObject, OperatorTimer {
     /// can. Defaults to the separate operators.
     func fusedLinear(_ x: Tensor, norm: InputNorm?, weight: Tensor, rows: Range<Int>?, bias: Tensor?, out: Tensor,
                      accumulate: Bool) throws
+    /// Several projections of one input, out_i = norm(x) W_i[rows_i]^T (+ bias_i), as one operator where the
+    /// backend can (a decode step's q, k and v, or gate and up, stored as separate weights). Defaults to
+    /// `fusedLinear` for each.
+    func fusedLinears(_ x: Tensor, norm: InputNorm?, _ projections: [(linear: Linear, out: Tensor)]) throws
+    /// A decode step's input projection with its causal conv step: `fusedLinear` of x (no accumulate) into out, then
+    /// `conv1d` of out's columns `convColumns` for one new token of each of x.rows sequences into convOut, rolling
+    /// convState. One operator where the backend folds the conv into the product's epilogue; defaults to the two.
+    func linearThenConvStep(_ x: Tensor, norm: InputNorm?, _ projection: Linear, out: Tensor, convColumns: Range<Int>,
+                            convWeight: Tensor, convBias: Tensor?, convState: Tensor, silu: Bool,
+                            convOut: Tensor) throws
+    /// Whether `linearThenConvStep` is one operator here (so that the executor uses it, and times the conv with the
+    /// projection). Defaults to false.
+    var foldsConvStep: Bool { get }
     /// Whether `fusedLinear` folds a norm into the product for inputs of `rows` rows, so that every projection of a
     /// normalised input may normalise it again rather than share a normalised copy. Defaults to false.
     func foldsInputNorm(rows: Int) -> Bool
@@ -168,6 +181,35 @@ extension Backend {
                                            accumulate: accumulate)
     }
 
+    public func fusedLinears(_ x: Tensor, norm: InputNorm?, _ projections: [(linear: Linear, out: Tensor)]) throws {
+        for (linear, out) in projections {
+            try fusedLinear(x, norm: norm, weight: linear.weight, rows: linear.rows, bias: linear.bias, out: out,
+                            accumulate: false)
+        }
+    }
+
+    public func linearThenConvStep(_ x: Tensor, norm: InputNorm?, _ projection: Linear, out: Tensor,
+                                   convColumns: Range<Int>, convWeight: Tensor, convBias: Tensor?, convState: Tensor,
+                                   silu: Bool, convOut: Tensor) throws {
+        try linearThenConvStepBySeparateOperators(x, norm: norm, projection, out: out, convColumns: convColumns,
+                                                  convWeight: convWeight, convBias: convBias, convState: convState,
+                                                  silu: silu, convOut: convOut)
+    }
+
+    /// `linearThenConvStep` as its two operators (the default). The conv's input is a column view of out, so x must
+    /// be one row.
+    public func linearThenConvStepBySeparateOperators(_ x: Tensor, norm: InputNorm?, _ projection: Linear, out: Tensor,
+                                                      convColumns: Range<Int>, convWeight: Tensor, convBias: Tensor?,
+                                                      convState: Tensor, silu: Bool, convOut: Tensor) throws {
+        guard x.rows == 1 else {
+            throw ScopeError("linearThenConvStep by separate operators takes one row, not \(x.rows)")
+        }
+        try fusedLinear(x, norm: norm, weight: projection.weight, rows: projection.rows, bias: projection.bias,
+                        out: out, accumulate: false)
+        try conv1d(out.columnBlock(convColumns), weight: convWeight, bias: convBias, state: convState, batch: x.rows,
+                   tokens: 1, silu: silu, out: convOut)
+    }
+
     /// `fusedLinear` as separate operators: the norm into a new tensor, the product, the sum (the default).
     public func fusedLinearBySeparateOperators(_ x: Tensor, norm: InputNorm?, weight: Tensor, rows: Range<Int>?,
                                                bias: Tensor?, out: Tensor, accumulate: Bool) throws {
@@ -179,6 +221,8 @@ extension Backend {
     }
 
     public func foldsInputNorm(rows: Int) -> Bool { false }
+
+    public var foldsConvStep: Bool { false }
 
     public func conv1d(_ x: Tensor, weight: Tensor, bias: Tensor?, state: Tensor, batch: Int, tokens: Int, silu: Bool,
                        splitInto outputs: [Tensor], columns: [Range<Int>]) throws {

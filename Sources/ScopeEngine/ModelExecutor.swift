@@ -316,12 +316,18 @@ public final class ModelExecutor {
 
     private func mamba1(_ m: Mamba1Spec, _ w: Mamba1Weights, _ n: Normed, _ cache: BlockCache, _ pass: Pass,
                         into residual: Tensor? = nil) throws -> Tensor {
-        let xz = try projectJoined(n, [w.inX, w.inZ])
-        let xIn = xz[0], z = xz[1]
-        let xc = try tensor([pass.rows, m.innerSize])
-        try timed(pass.newTokens == 1 ? .convStep : .conv1d) {
-            try backend.conv1d(xIn, weight: w.convWeight, bias: w.convBias, state: cache.conv!, batch: pass.batch,
-                               tokens: pass.newTokens, silu: true, out: xc)
+        let z: Tensor, xc: Tensor
+        if let step = try projectWithConvStep(n, [w.inX, w.inZ], convBlock: 0, weight: w.convWeight, bias: w.convBias,
+                                              state: cache.conv!, pass: pass) {
+            (z, xc) = (step.outputs[1], step.conv)
+        } else {
+            let xz = try projectJoined(n, [w.inX, w.inZ])
+            z = xz[1]
+            xc = try tensor([pass.rows, m.innerSize])
+            try timed(pass.newTokens == 1 ? .convStep : .conv1d) {
+                try backend.conv1d(xz[0], weight: w.convWeight, bias: w.convBias, state: cache.conv!,
+                                   batch: pass.batch, tokens: pass.newTokens, silu: true, out: xc)
+            }
         }
         let dbc = try projectJoined(Normed(x: xc, norm: nil), [w.xDt, w.xB, w.xC])
         let dt = dbc[0], b = dbc[1], c = dbc[2]
@@ -344,20 +350,20 @@ public final class ModelExecutor {
 
     private func mamba2(_ m: Mamba2Spec, _ w: Mamba2Weights, _ n: Normed, _ cache: BlockCache, _ pass: Pass,
                         into residual: Tensor? = nil) throws -> Tensor {
-        let zxbcdt = try projectJoined(n, [w.inZ, w.inXBC, w.inDt])
-        let z = zxbcdt[0], xbc = zxbcdt[1], dt = zxbcdt[2]
         let groupWidth = m.groups * m.stateSize
         let blocks = [0..<m.innerSize, m.innerSize..<(m.innerSize + groupWidth),
                       (m.innerSize + groupWidth)..<m.convChannels]
-        let x: Tensor, b: Tensor, c: Tensor
-        if pass.rows == 1 {  // one row: the column blocks are contiguous, so views of one output need no copy
-            let conv = try tensor([pass.rows, m.convChannels])
-            try timed(.convStep) {
-                try backend.conv1d(xbc, weight: w.convWeight, bias: w.convBias, state: cache.conv!, batch: pass.batch,
-                                   tokens: pass.newTokens, silu: true, out: conv)
-            }
-            (x, b, c) = (conv.columnBlock(blocks[0]), conv.columnBlock(blocks[1]), conv.columnBlock(blocks[2]))
+        let z: Tensor, dt: Tensor, x: Tensor, b: Tensor, c: Tensor
+        if let step = try projectWithConvStep(n, [w.inZ, w.inXBC, w.inDt], convBlock: 1, weight: w.convWeight,
+                                              bias: w.convBias, state: cache.conv!, pass: pass) {
+            // One row: the column blocks are contiguous, so views of one output need no copy.
+            (z, dt) = (step.outputs[0], step.outputs[2])
+            (x, b, c) = (step.conv.columnBlock(blocks[0]), step.conv.columnBlock(blocks[1]),
+                         step.conv.columnBlock(blocks[2]))
         } else {  // the convolution writes x, B and C apart
+            let zxbcdt = try projectJoined(n, [w.inZ, w.inXBC, w.inDt])
+            (z, dt) = (zxbcdt[0], zxbcdt[2])
+            let xbc = zxbcdt[1]
             x = try tensor([pass.rows, m.innerSize])
             b = try tensor([pass.rows, groupWidth])
             c = try tensor([pass.rows, groupWidth])
@@ -476,21 +482,45 @@ public final class ModelExecutor {
 
     /// The projections of one input by linears that are adjacent row blocks of one weight without biases, as one
     /// product when the input is a single row (a decode step): its outputs are then column views of one tensor.
-    /// Otherwise one product each.
+    /// Otherwise the backend's `fusedLinears`, one operator over the separate weights where it can.
     private func projectJoined(_ x: Normed, _ linears: [Linear]) throws -> [Tensor] {
-        let first = linears[0]
-        var ranges: [Range<Int>] = []
-        var joinable = x.x.rows == 1 && linears.allSatisfy { $0.weight === first.weight && $0.bias == nil }
-        for linear in linears where joinable {
-            let range = linear.rows ?? 0..<linear.weight.shape[0]
-            if let last = ranges.last, last.upperBound != range.lowerBound { joinable = false }
-            ranges.append(range)
+        guard x.x.rows == 1, let (joined, columns) = joinedLinear(linears) else {
+            let outs = try linears.map { try tensor([x.x.rows, $0.outputs]) }
+            try timed(.linear) { try backend.fusedLinears(x.x, norm: x.norm, Array(zip(linears, outs))) }
+            return outs
         }
-        guard joinable, let lower = ranges.first?.lowerBound, let upper = ranges.last?.upperBound else {
-            return try linears.map { try project(x, $0, into: nil) }
+        let out = try project(x, joined, into: nil)
+        return columns.map { out.columnBlock($0) }
+    }
+
+    /// Linears that are adjacent row blocks of one weight without biases as one linear, with each one's columns in
+    /// its output; nil otherwise.
+    private func joinedLinear(_ linears: [Linear]) -> (Linear, [Range<Int>])? {
+        guard let first = linears.first, linears.allSatisfy({ $0.weight === first.weight && $0.bias == nil }) else {
+            return nil
         }
-        let joined = try project(x, Linear(weight: first.weight, rows: lower..<upper, bias: nil), into: nil)
-        return ranges.map { joined.columnBlock(($0.lowerBound - lower)..<($0.upperBound - lower)) }
+        let ranges = linears.map { $0.rows ?? 0..<$0.weight.shape[0] }
+        guard zip(ranges, ranges.dropFirst()).allSatisfy({ $0.upperBound == $1.lowerBound }),
+              let lower = ranges.first?.lowerBound, let upper = ranges.last?.upperBound else { return nil }
+        return (Linear(weight: first.weight, rows: lower..<upper, bias: nil),
+                ranges.map { ($0.lowerBound - lower)..<($0.upperBound - lower) })
+    }
+
+    /// A one-row decode step's input projection by adjacent blocks of one weight together with the causal conv step
+    /// of block `convBlock`'s output, as one operator of a backend that folds the conv into the product: column views
+    /// of the projection and the conv's output. Nil where the backend does not fold it, the step is not one row or
+    /// the blocks are not one weight's.
+    private func projectWithConvStep(_ x: Normed, _ linears: [Linear], convBlock: Int, weight: Tensor, bias: Tensor?,
+                                     state: Tensor, pass: Pass) throws -> (outputs: [Tensor], conv: Tensor)? {
+        guard backend.foldsConvStep, pass.rows == 1, pass.newTokens == 1,
+              let (joined, columns) = joinedLinear(linears) else { return nil }
+        let out = try tensor([1, joined.outputs]), conv = try tensor([1, columns[convBlock].count])
+        try timed(.linear) {
+            try backend.linearThenConvStep(x.x, norm: x.norm, joined, out: out, convColumns: columns[convBlock],
+                                           convWeight: weight, convBias: bias, convState: state, silu: true,
+                                           convOut: conv)
+        }
+        return (columns.map { out.columnBlock($0) }, conv)
     }
 
     /// x W^T (+ bias), plus a LoRA adapter's up(down(x)) when one is given.

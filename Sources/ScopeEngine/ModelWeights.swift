@@ -12,6 +12,13 @@ public struct Linear {
     public let rows: Range<Int>?
     public let bias: Tensor?
     public var outputs: Int { rows?.count ?? weight.shape[0] }
+
+    /// The rows `rows` of `weight` (nil: all) with an optional bias.
+    public init(weight: Tensor, rows: Range<Int>?, bias: Tensor?) {
+        self.weight = weight
+        self.rows = rows
+        self.bias = bias
+    }
 }
 
 public struct AttentionWeights {

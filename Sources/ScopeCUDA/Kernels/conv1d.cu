@@ -8,10 +8,6 @@
 #define KMAX 8
 #define RUN 8  // tokens whose loads conv1d_forward issues together
 
-// silu by the fast exponential and division (MUFU ex2 and rcp): their few-ulp fp32 errors vanish in the output's
-// bf16 or fp16 rounding, and they take a fifth of the instructions of expf and an IEEE division, which would
-// otherwise leave conv1d_forward as much issue bound as memory bound. x / inf is 0 for the most negative inputs.
-__device__ __forceinline__ float conv_silu(float x) { return __fdividef(x, 1.0f + __expf(-x)); }
 
 // One token's V adjacent channels in registers, as loaded: V = 8 by one 16-byte load (the address 16-byte aligned),
 // V = 1 by one element.

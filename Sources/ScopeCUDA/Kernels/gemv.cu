@@ -40,6 +40,51 @@ struct SharedRows {
     }
 };
 
+// Up to three weights that share the input (a decode step's q, k and v projections, or gate and up), as one
+// column space: columns [0, end0) are w0's rows, [end0, end1) w1's, [end1, n) w2's; each with its own bias (or
+// null) and output of its own width.
+struct Segments {
+    const act *w0, *w1, *w2;
+    const float *bias0, *bias1, *bias2;
+    act *out0, *out1, *out2;
+    int end0, end1;
+
+    __device__ __forceinline__ int of(int col) const { return col < end0 ? 0 : col < end1 ? 1 : 2; }
+    __device__ __forceinline__ int start(int s) const { return s == 0 ? 0 : s == 1 ? end0 : end1; }
+    __device__ __forceinline__ const act* weight(int s) const { return s == 0 ? w0 : s == 1 ? w1 : w2; }
+    __device__ __forceinline__ const float* bias(int s) const { return s == 0 ? bias0 : s == 1 ? bias1 : bias2; }
+    __device__ __forceinline__ act* out(int s) const { return s == 0 ? out0 : s == 1 ? out1 : out2; }
+};
+
+// The causal conv step folded into the epilogue (Mamba's in_proj of a decode step): output columns [first, first +
+// channels) of segment 0 are also the newest inputs of a depthwise conv of `kernel` taps (weight [channels, kernel]
+// fp32, bias or null, state [rows, kernel - 1, channels] rolled in place), whose (silu'd) outputs go to out
+// [rows, channels]. The thread that writes a column owns its channel, so no other thread touches its state.
+// channels 0: none.
+struct ConvEpilogue {
+    const float* weight;
+    const float* bias;
+    act* state;
+    act* out;
+    int first, channels, kernel, silu;
+
+    __device__ __forceinline__ void operator()(int r, int col, float stored) const {
+        int c = col - first;
+        if (c < 0 || c >= channels) return;
+        int history = kernel - 1;
+        act* s = state + (i64)r * history * channels + c;
+        const float* w = weight + (i64)c * kernel;
+        float acc = (bias ? bias[c] : 0.0f) + w[history] * stored;
+        for (int i = 0; i < history; i++) {
+            float old = ld(s, (i64)i * channels);
+            acc += w[i] * old;
+            if (i > 0) st(s, (i64)(i - 1) * channels, old);
+        }
+        if (history > 0) st(s, (i64)(history - 1) * channels, stored);
+        st(out, (i64)r * channels + c, silu ? conv_silu(acc) : acc);
+    }
+};
+
 struct NoPrologue {
     __device__ __forceinline__ void operator()() const {}
 };
@@ -84,8 +129,8 @@ struct Log2<1> {
 // need (SharedRows: rows x k floats). The sums are zeroed before grid_dependency_sync and the prologue, which ends
 // with a sync of its own.
 template <int ROWS, int V, typename Rows, typename Prologue>
-__device__ __forceinline__ void gemv_block(Rows xs, Prologue prologue, float* sums, const act* w, const float* bias,
-                                           act* out, int rows, int n, int k, int accumulate, int tpc) {
+__device__ __forceinline__ void gemv_block(Rows xs, Prologue prologue, float* sums, Segments seg, ConvEpilogue conv,
+                                           int rows, int n, int k, int accumulate, int tpc) {
     constexpr int COLS = Slots<ROWS>::value / V > 0 ? Slots<ROWS>::value / V : 1;  // columns per batch and group
     int per = (n + gridDim.x - 1) / gridDim.x;
     int first = blockIdx.x * per, owned = max(0, min(n, first + per) - first);
@@ -93,15 +138,15 @@ __device__ __forceinline__ void gemv_block(Rows xs, Prologue prologue, float* su
     int lane = threadIdx.x & 31;
     // Group g takes the block's columns g, g + groups, ... in batches of COLS.
     int batches = (((owned + groups - 1) / groups) + COLS - 1) / COLS;
-    const act* wt = w + (i64)first * k + t * 8;
     auto issue = [&](int b, uint4* wv) {
 #pragma unroll
         for (int j = 0; j < COLS; j++) {
-            int local = (b * COLS + j) * groups + group;
+            int local = (b * COLS + j) * groups + group, col = first + local, s = seg.of(col);
+            const act* row = seg.weight(s) + (i64)(col - seg.start(s)) * k + t * 8;
 #pragma unroll
             for (int v = 0; v < V; v++) {
                 int c = (t + v * tpc) * 8;
-                wv[j * V + v] = local < owned && c < k ? __ldg((const uint4*)(wt + (i64)local * k + v * tpc * 8))
+                wv[j * V + v] = local < owned && c < k ? __ldg((const uint4*)(row + v * tpc * 8))
                                                       : make_uint4(0, 0, 0, 0);
             }
         }
@@ -150,7 +195,9 @@ __device__ __forceinline__ void gemv_block(Rows xs, Prologue prologue, float* su
     grid_dependency_sync();
     prologue();
     __syncthreads();  // the sums are zero (and the prologue's rows staged) everywhere
-    for (int b = 0; b < batches; b += 2) {  // two batches per turn, so that the buffers alternate without copies
+    // Two batches per turn, so that the buffers alternate without copies; the next batch's loads go out before
+    // the current one is consumed. (Issuing two batches ahead, the second before the prologue, measured slower.)
+    for (int b = 0; b < batches; b += 2) {
         if (b + 1 < batches) issue(b + 1, odd);
         consume(b, even);
         if (b + 1 >= batches) break;
@@ -161,16 +208,21 @@ __device__ __forceinline__ void gemv_block(Rows xs, Prologue prologue, float* su
     for (int i = threadIdx.x; i < owned * ROWS; i += THREADS) {
         int local = i / ROWS, r = i % ROWS, col = first + local;
         if (r >= rows) continue;
-        i64 o = (i64)r * n + col;
-        st(out, o, sums[i] + (bias ? bias[col] : 0.0f) + (accumulate ? ld(out, o) : 0.0f));
+        int s = seg.of(col), start = seg.start(s), width = (s == 0 ? seg.end0 : s == 1 ? seg.end1 : n) - start;
+        act* out = seg.out(s);
+        const float* bias = seg.bias(s);
+        i64 o = (i64)r * width + col - start;
+        float value = sums[i] + (bias ? bias[col - start] : 0.0f) + (accumulate ? ld(out, o) : 0.0f);
+        st(out, o, value);
+        if (conv.channels > 0 && s == 0) conv(r, col, act_to_float(float_to_act(value)));  // as stored
     }
 }
 
 #define GEMV(ROWS, V)                                                                                           \
     extern "C" __global__ void __launch_bounds__(THREADS, 2) gemv_r##ROWS##_v##V(                                \
-        const act* x, const act* w, const float* bias, act* out, int rows, int n, int k, int accumulate, int tpc) { \
+        const act* x, Segments seg, ConvEpilogue conv, int rows, int n, int k, int accumulate, int tpc) {          \
         extern __shared__ float sums[];                                                                          \
-        gemv_block<ROWS, V>(GlobalRows{x, k}, NoPrologue{}, sums, w, bias, out, rows, n, k, accumulate, tpc);     \
+        gemv_block<ROWS, V>(GlobalRows{x, k}, NoPrologue{}, sums, seg, conv, rows, n, k, accumulate, tpc);        \
     }
 GEMV(1, 1) GEMV(1, 2) GEMV(1, 4) GEMV(1, 8)
 GEMV(8, 1) GEMV(8, 2) GEMV(8, 4) GEMV(8, 8)
@@ -245,12 +297,12 @@ struct NormPrologue {
 // thread equal V (the whole block normalises each row).
 #define GEMV_NORM(ROWS, V)                                                                                      \
     extern "C" __global__ void __launch_bounds__(THREADS, 2) gemv_norm_r##ROWS##_v##V(                           \
-        const act* x, const act* w, const float* bias, act* out, int rows, int n, int k, int accumulate,     \
-        int tpc, int mode, const float* normWeight, float eps, const act* gate, int groups, int normBeforeGate) {\
+        const act* x, Segments seg, ConvEpilogue conv, int rows, int n, int k, int accumulate, int tpc, int mode, \
+        const float* normWeight, float eps, const act* gate, int groups, int normBeforeGate) {                   \
         extern __shared__ float sums[];                                                                          \
         float* staged = sums + ((n + gridDim.x - 1) / gridDim.x * ROWS + 3) / 4 * 4;                             \
         NormPrologue<V> prologue{x, gate, normWeight, eps, mode, groups, normBeforeGate, rows, k, staged};       \
-        gemv_block<ROWS, V>(SharedRows{staged, k}, prologue, sums, w, bias, out, rows, n, k, accumulate, tpc);    \
+        gemv_block<ROWS, V>(SharedRows{staged, k}, prologue, sums, seg, conv, rows, n, k, accumulate, tpc);       \
     }
 GEMV_NORM(1, 1) GEMV_NORM(1, 2) GEMV_NORM(1, 4)
 GEMV_NORM(8, 1) GEMV_NORM(8, 2) GEMV_NORM(8, 4)
