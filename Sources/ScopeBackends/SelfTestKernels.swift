@@ -141,6 +141,17 @@ final class KernelChecks {
                 return [out]
             }
         }
+        for (m, kind) in [(1, Activation.silu), (2, .gelu)] {
+            check("dense", "gemv \(m) x 8192 with the gated \(kind) activation folded in") {
+                let x = try pair([m, 8192], .bf16, -2, 2), gate = try pair([m, 8192], .bf16, -3, 3)
+                let w = try pair([600, 8192], .bf16, -0.05, 0.05), out = try pair([m, 600])
+                try cpu.fusedLinear(x.cpu, norm: .gatedActivation(gate: gate.cpu, kind: kind), weight: w.cpu,
+                                    rows: nil, bias: nil, out: out.cpu, accumulate: true)
+                try gpu.fusedLinear(x.gpu, norm: .gatedActivation(gate: gate.gpu, kind: kind), weight: w.gpu,
+                                    rows: nil, bias: nil, out: out.gpu, accumulate: true)
+                return [out]
+            }
+        }
         for (m, normed) in [(1, false), (1, true), (3, true)] {
             check("dense", "three projections of one \(m)-row input as one gemv\(normed ? ", RMSNorm folded in" : "")") {
                 let x = try pair([m, 2048]), normWeight = try pair([2048], .fp32, 0.5, 1.5)

@@ -390,6 +390,10 @@ extension CUDABackend {
             guard (1...8).contains(groups), k % groups == 0, (k / groups) % 8 == 0, gate.count == x.count,
                   normWeight.count == k, gate.address % 16 == 0 else { return nil }
             return [.int(2), .tensor(normWeight), .float(eps), .tensor(gate), .int(groups), .int(normBeforeGate ? 1 : 0)]
+        case .gatedActivation(let gate, let kind):
+            try requireActivations(gate, in: "gatedActivation gate")
+            guard gate.count == x.count, gate.address % 16 == 0, gate.rows == x.rows else { return nil }
+            return [.int(3), .tensor(nil), .float(0), .tensor(gate), .int(1), Self.code(kind)]
         }
     }
 }

@@ -247,17 +247,22 @@ extension Backend {
         case .gatedRMS(let gate, let weight, let groups, let eps, let normBeforeGate):
             try gatedRMSNorm(x, gate: gate, weight: weight, groups: groups, eps: eps, normBeforeGate: normBeforeGate,
                              out: out)
+        case .gatedActivation(let gate, let kind):
+            try gatedActivation(kind, gate: gate, up: x, out: out)
         }
         return out
     }
 }
 
-/// A normalisation of a linear layer's input rows (see `Backend.fusedLinear`).
+/// A transformation of a linear layer's input rows that the backend may fold into the product (see
+/// `Backend.fusedLinear`): a normalisation, or the gated activation before an MLP's down projection.
 public enum InputNorm {
     /// RMSNorm (weight nil: no scale).
     case rms(weight: Tensor?, eps: Float)
     /// Mamba-2's gated RMSNorm with `gate` (see `Backend.gatedRMSNorm`).
     case gatedRMS(gate: Tensor, weight: Tensor, groups: Int, eps: Float, normBeforeGate: Bool)
+    /// act(gate) * x, a gated MLP's activation (see `Backend.gatedActivation`).
+    case gatedActivation(gate: Tensor, kind: Activation)
 }
 
 /// One attention layer's ring-buffer KV cache: [batch, capacity, kvHeads x headDim] for keys and values.

@@ -271,9 +271,15 @@ public final class ModelExecutor {
                                       v: (down: Linear, up: Linear)?) = (nil, nil, nil),
                            into residual: Tensor? = nil) throws -> Tensor {
         let q: Tensor, k: Tensor, v: Tensor
+        var qk: Tensor?  // q and k as one row of heads + kvHeads heads, when they are adjacent blocks of one row
         if adapters.q == nil, adapters.k == nil, adapters.v == nil {
-            let qkv = try projectJoined(n, [w.q, w.k, w.v])
-            (q, k, v) = (qkv[0], qkv[1], qkv[2])
+            if let (row, parts) = try projectIntoOneRow(n, [w.q, w.k, w.v]) {
+                (q, k, v) = (parts[0], parts[1], parts[2])
+                qk = row.columnBlock(0..<(q.columns + k.columns))
+            } else {
+                let qkv = try projectJoined(n, [w.q, w.k, w.v])
+                (q, k, v) = (qkv[0], qkv[1], qkv[2])
+            }
         } else {
             let input = try materialized(n)
             q = try project(input, w.q, adapter: adapters.q)
@@ -291,10 +297,15 @@ public final class ModelExecutor {
         if let rope = a.rope {
             let table = try ropeTable(rope, length: pass.past + pass.newTokens)
             try timed(.rope) {
-                try backend.rope(q, heads: a.heads, headDim: a.headDim, rotaryDim: rope.rotaryDim,
-                                 positions: pass.positions, invFreq: table.invFreq, scale: table.scale)
-                try backend.rope(k, heads: a.kvHeads, headDim: a.headDim, rotaryDim: rope.rotaryDim,
-                                 positions: pass.positions, invFreq: table.invFreq, scale: table.scale)
+                if let qk {  // one launch for both
+                    try backend.rope(qk, heads: a.heads + a.kvHeads, headDim: a.headDim, rotaryDim: rope.rotaryDim,
+                                     positions: pass.positions, invFreq: table.invFreq, scale: table.scale)
+                } else {
+                    try backend.rope(q, heads: a.heads, headDim: a.headDim, rotaryDim: rope.rotaryDim,
+                                     positions: pass.positions, invFreq: table.invFreq, scale: table.scale)
+                    try backend.rope(k, heads: a.kvHeads, headDim: a.headDim, rotaryDim: rope.rotaryDim,
+                                     positions: pass.positions, invFreq: table.invFreq, scale: table.scale)
+                }
             }
         }
         let ringSuffices = a.slidingWindow.map { kv.capacity >= $0 } ?? false
@@ -398,6 +409,10 @@ public final class ModelExecutor {
         let up: Tensor
         if let gate = w.gate {
             let gu = try projectJoined(n, [gate, w.up])
+            if backend.foldsInputNorm(rows: gu[1].rows) {  // the activation inside the down projection
+                return try project(Normed(x: gu[1], norm: .gatedActivation(gate: gu[0], kind: m.activation)), w.down,
+                                   into: residual)
+            }
             up = gu[1]
             try timed(.activation) { try backend.gatedActivation(m.activation, gate: gu[0], up: up, out: up) }
         } else {
@@ -484,13 +499,25 @@ public final class ModelExecutor {
     /// product when the input is a single row (a decode step): its outputs are then column views of one tensor.
     /// Otherwise the backend's `fusedLinears`, one operator over the separate weights where it can.
     private func projectJoined(_ x: Normed, _ linears: [Linear]) throws -> [Tensor] {
-        guard x.x.rows == 1, let (joined, columns) = joinedLinear(linears) else {
-            let outs = try linears.map { try tensor([x.x.rows, $0.outputs]) }
-            try timed(.linear) { try backend.fusedLinears(x.x, norm: x.norm, Array(zip(linears, outs))) }
-            return outs
+        if let (_, parts) = try projectIntoOneRow(x, linears) { return parts }
+        let outs = try linears.map { try tensor([x.x.rows, $0.outputs]) }
+        try timed(.linear) { try backend.fusedLinears(x.x, norm: x.norm, Array(zip(linears, outs))) }
+        return outs
+    }
+
+    /// A one-row input's projections as adjacent column blocks of one output row: one product for adjacent row
+    /// blocks of one weight, `fusedLinears` into the blocks otherwise. Nil for inputs of more rows.
+    private func projectIntoOneRow(_ x: Normed, _ linears: [Linear]) throws -> (row: Tensor, parts: [Tensor])? {
+        guard x.x.rows == 1 else { return nil }
+        if let (joined, columns) = joinedLinear(linears) {
+            let out = try project(x, joined, into: nil)
+            return (out, columns.map { out.columnBlock($0) })
         }
-        let out = try project(x, joined, into: nil)
-        return columns.map { out.columnBlock($0) }
+        var columns: [Range<Int>] = []
+        for linear in linears { columns.append((columns.last?.upperBound ?? 0)..<((columns.last?.upperBound ?? 0) + linear.outputs)) }
+        let row = try tensor([1, columns.last?.upperBound ?? 0]), parts = columns.map { row.columnBlock($0) }
+        try timed(.linear) { try backend.fusedLinears(x.x, norm: x.norm, Array(zip(linears, parts))) }
+        return (row, parts)
     }
 
     /// Linears that are adjacent row blocks of one weight without biases as one linear, with each one's columns in

@@ -229,8 +229,9 @@ GEMV(8, 1) GEMV(8, 2) GEMV(8, 4) GEMV(8, 8)
 
 // Normalises the rows into shared memory: mode 1: RMSNorm(x) * normWeight (normWeight may be null); mode 2:
 // Mamba-2's gated RMSNorm over `groups` groups of k / groups features (see gated_rmsnorm): normBeforeGate 0:
-// rmsnorm(x * silu(gate)) * normWeight; 1: rmsnorm(x) * normWeight * silu(gate). Each thread loads its (at most
-// CHUNKS) eight-element chunks of a row at once with 16-byte loads and keeps them in registers for both passes, so
+// rmsnorm(x * silu(gate)) * normWeight; 1: rmsnorm(x) * normWeight * silu(gate); mode 3: no norm, a gated MLP's
+// activate(kind, gate) * x, the activation code passed in normBeforeGate. Each thread loads its (at most CHUNKS)
+// eight-element chunks of a row at once with 16-byte loads and keeps them in registers for both passes, so
 // k <= 8 * CHUNKS * blockDim.
 template <int CHUNKS>
 struct NormPrologue {
@@ -244,6 +245,17 @@ struct NormPrologue {
     __device__ __forceinline__ void operator()() const {
         __shared__ float inverse[MAX_GROUPS];
         int size = k / groups, step = 8 * blockDim.x;
+        if (mode == 3) {  // act(gate) * x, no reduction
+            for (int i = threadIdx.x * 8; i < rows * k; i += step) {
+                float v[8], g[8];
+                ld8(x + i, v);
+                ld8(gate + i, g);
+#pragma unroll
+                for (int e = 0; e < 8; e++) staged[i + e] = activate(normBeforeGate, g[e]) * v[e];
+            }
+            __syncthreads();
+            return;
+        }
         bool gated = mode == 2, gateFirst = gated && !normBeforeGate;
         for (int r = 0; r < rows; r++) {
             const act* xr = x + (i64)r * k;
