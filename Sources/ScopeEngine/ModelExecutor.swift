@@ -514,7 +514,10 @@ public final class ModelExecutor {
             return (out, columns.map { out.columnBlock($0) })
         }
         var columns: [Range<Int>] = []
-        for linear in linears { columns.append((columns.last?.upperBound ?? 0)..<((columns.last?.upperBound ?? 0) + linear.outputs)) }
+        for linear in linears {
+            let start = columns.last?.upperBound ?? 0
+            columns.append(start..<(start + linear.outputs))
+        }
         let row = try tensor([1, columns.last?.upperBound ?? 0]), parts = columns.map { row.columnBlock($0) }
         try timed(.linear) { try backend.fusedLinears(x.x, norm: x.norm, Array(zip(linears, parts))) }
         return (row, parts)
