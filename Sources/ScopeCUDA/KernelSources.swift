@@ -654,9 +654,8 @@ __device__ __forceinline__ void st(act* p, i64 i, float v) { p[i] = float_to_act
 
 __device__ __forceinline__ bool aligned16(const void* p) { return ((unsigned long long)p & 15) == 0; }
 
-// Eight consecutive activations as floats (16-byte aligned).
-__device__ __forceinline__ void ld8(const act* p, float* v) {
-    uint4 raw = *(const uint4*)p;
+// Eight activations packed in 16 bytes, as floats.
+__device__ __forceinline__ void unpack8(uint4 raw, float* v) {
     const act2* h = (const act2*)&raw;
 #pragma unroll
     for (int e = 0; e < 4; e++) {
@@ -665,6 +664,9 @@ __device__ __forceinline__ void ld8(const act* p, float* v) {
         v[2 * e + 1] = f.y;
     }
 }
+
+// Eight consecutive activations as floats (16-byte aligned).
+__device__ __forceinline__ void ld8(const act* p, float* v) { unpack8(*(const uint4*)p, v); }
 
 __device__ __forceinline__ void st8(act* p, const float* v) {
     uint4 raw;
@@ -787,7 +789,6 @@ __device__ __forceinline__ float activate(int kind, float x) {
 #define KMAX 8
 #define RUN 8  // tokens whose loads conv1d_forward issues together
 
-
 // One token's V adjacent channels in registers, as loaded: V = 8 by one 16-byte load (the address 16-byte aligned),
 // V = 1 by one element.
 template <int V> struct Row;
@@ -796,15 +797,7 @@ template <> struct Row<8> {
     uint4 bits;
     __device__ __forceinline__ void load(const act* p) { bits = *(const uint4*)p; }
     __device__ __forceinline__ void clear() { bits = make_uint4(0, 0, 0, 0); }
-    __device__ __forceinline__ void unpack(float* v) const {
-        const act2* h = (const act2*)&bits;
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            float2 f = act2_to_float2(h[e]);
-            v[2 * e] = f.x;
-            v[2 * e + 1] = f.y;
-        }
-    }
+    __device__ __forceinline__ void unpack(float* v) const { unpack8(bits, v); }
     static __device__ __forceinline__ void store(act* p, const float* v) { st8(p, v); }
 };
 
@@ -1546,15 +1539,6 @@ template <int ITEMS> __device__ __forceinline__ void load_items(const float* p, 
     } else {
 #pragma unroll
         for (int i = 0; i < ITEMS; i++) v[i] = p[i];
-    }
-}
-
-__device__ __forceinline__ void unpack8(uint4 raw, float (&v)[8]) {
-    const act2* h = reinterpret_cast<const act2*>(&raw);
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-        float2 f = act2_to_float2(h[j]);
-        v[2 * j] = f.x, v[2 * j + 1] = f.y;
     }
 }
 

@@ -45,9 +45,8 @@ __device__ __forceinline__ void st(act* p, i64 i, float v) { p[i] = float_to_act
 
 __device__ __forceinline__ bool aligned16(const void* p) { return ((unsigned long long)p & 15) == 0; }
 
-// Eight consecutive activations as floats (16-byte aligned).
-__device__ __forceinline__ void ld8(const act* p, float* v) {
-    uint4 raw = *(const uint4*)p;
+// Eight activations packed in 16 bytes, as floats.
+__device__ __forceinline__ void unpack8(uint4 raw, float* v) {
     const act2* h = (const act2*)&raw;
 #pragma unroll
     for (int e = 0; e < 4; e++) {
@@ -56,6 +55,9 @@ __device__ __forceinline__ void ld8(const act* p, float* v) {
         v[2 * e + 1] = f.y;
     }
 }
+
+// Eight consecutive activations as floats (16-byte aligned).
+__device__ __forceinline__ void ld8(const act* p, float* v) { unpack8(*(const uint4*)p, v); }
 
 __device__ __forceinline__ void st8(act* p, const float* v) {
     uint4 raw;

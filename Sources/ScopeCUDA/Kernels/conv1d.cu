@@ -8,7 +8,6 @@
 #define KMAX 8
 #define RUN 8  // tokens whose loads conv1d_forward issues together
 
-
 // One token's V adjacent channels in registers, as loaded: V = 8 by one 16-byte load (the address 16-byte aligned),
 // V = 1 by one element.
 template <int V> struct Row;
@@ -17,15 +16,7 @@ template <> struct Row<8> {
     uint4 bits;
     __device__ __forceinline__ void load(const act* p) { bits = *(const uint4*)p; }
     __device__ __forceinline__ void clear() { bits = make_uint4(0, 0, 0, 0); }
-    __device__ __forceinline__ void unpack(float* v) const {
-        const act2* h = (const act2*)&bits;
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            float2 f = act2_to_float2(h[e]);
-            v[2 * e] = f.x;
-            v[2 * e + 1] = f.y;
-        }
-    }
+    __device__ __forceinline__ void unpack(float* v) const { unpack8(bits, v); }
     static __device__ __forceinline__ void store(act* p, const float* v) { st8(p, v); }
 };
 

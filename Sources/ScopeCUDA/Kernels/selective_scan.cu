@@ -52,15 +52,6 @@ template <int ITEMS> __device__ __forceinline__ void load_items(const float* p, 
     }
 }
 
-__device__ __forceinline__ void unpack8(uint4 raw, float (&v)[8]) {
-    const act2* h = reinterpret_cast<const act2*>(&raw);
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-        float2 f = act2_to_float2(h[j]);
-        v[2 * j] = f.x, v[2 * j + 1] = f.y;
-    }
-}
-
 // B and C of states [g NG, g NG + NG) for the tile's `len` tokens (zero beyond) into sB, sC [NG][row].
 template <int ITEMS>
 __device__ void stage_states(const act* B, const act* C, float* sB, float* sC, i64 r0, int len, int dState, int g,
