@@ -369,6 +369,41 @@ final class KernelChecks {
                 return [out, state]
             }
         }
+        // A decode step with dt_proj folded in against the projection then the one-token scan: Mamba-1 1.4B's
+        // shape (rank 128, 4096 channels, N 16) for one and a few sequences, with and without the dt bias; ranks of
+        // 48 (chunks for some lanes only) and 256 (two per lane); ranks that are not multiples of 8 (element by
+        // element); 100 channels (a block past the last one), N 1 and N 100; weight blocks past row 0. The CPU
+        // computes in fp32, so its reference rounds the projection to bf16, as the GPU's separate projection stores
+        // it.
+        let steps: [(rows: Int, rank: Int, dInner: Int, dState: Int, bias: Bool, offset: Int)] = [
+            (1, 128, 4096, 16, true, 0), (3, 128, 4096, 16, true, 0), (1, 128, 4096, 16, false, 0),
+            (2, 48, 96, 16, true, 0), (1, 256, 200, 16, true, 0), (2, 5, 100, 8, true, 0),
+            (1, 12, 100, 100, false, 0), (4, 24, 40, 1, true, 8), (8, 36, 64, 16, true, 3)]
+        for (rows, rank, dInner, dState, hasBias, offset) in steps {
+            let name = "selective step with dt_proj folded in, \(rows) x \(rank) -> \(dInner)"
+                + (hasBias ? " + bias" : "") + (offset > 0 ? " (weight rows from \(offset))" : "")
+            check("ssm", "\(name), N \(dState) (out, state)") {
+                let u = try pair([rows, dInner]), dt = try pair([rows, rank], .bf16, -2, 2)
+                let w = try pair([offset + dInner, rank], .bf16, -0.3, 0.3), bias = try pair([dInner], .fp32, -3, -1)
+                let a = try pair([dInner, dState], .fp32,
+                                 values: (0..<(dInner * dState)).map { -Float($0 % dState + 1) })
+                let b = try pair([rows, dState]), c = try pair([rows, dState])
+                let d = try pair([dInner], .fp32, 0.5, 1.5), z = try pair([rows, dInner], .bf16, -2, 2)
+                let state = try pair([rows, dInner, dState], .fp32, -0.5, 0.5), out = try zeros([rows, dInner])
+                let weightRows = offset > 0 ? offset..<(offset + dInner) : nil
+                let delta = try cpu.makeTensor([rows, dInner], .fp32)
+                try cpu.linear(dt.cpu, weight: w.cpu, rows: weightRows, bias: hasBias ? bias.cpu : nil, out: delta)
+                let rounded = try cpu.download(delta).map { ElementConversion.float(bf16: ElementConversion.bf16($0)) }
+                try cpu.upload(rounded, into: delta)
+                try cpu.selectiveScan(u: u.cpu, delta: delta, A: a.cpu, B: b.cpu, C: c.cpu, D: d.cpu, z: z.cpu,
+                                      state: state.cpu, batch: rows, tokens: 1, out: out.cpu)
+                try gpu.selectiveStepWithDeltaProjection(
+                    u: u.gpu, dt: dt.gpu, dtProjection: Linear(weight: w.gpu, rows: weightRows,
+                                                               bias: hasBias ? bias.gpu : nil),
+                    A: a.gpu, B: b.gpu, C: c.gpu, D: d.gpu, z: z.gpu, state: state.gpu, batch: rows, out: out.gpu)
+                return [out, state]
+            }
+        }
         // Batch 2 walks super-chunks of 8192 tokens: 17000 tokens take three (the last one 616 tokens, not a whole
         // number of 256-token chunks), each starting from the state the previous one left. P 128 takes two p tiles;
         // P 24 and N 256 pad their tiles; P 12 and N 20 take the plain recurrence.

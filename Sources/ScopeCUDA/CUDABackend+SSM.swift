@@ -11,6 +11,7 @@ private enum K {
     static func scan(tokensPerLane: Int) -> Kernel {
         Kernel(module: "selective_scan", name: "selective_scan_i\(tokensPerLane)")
     }
+    static let stepWithDeltaProjection = Kernel(module: "selective_scan", name: "selective_step_dt")
     static let cb = Kernel(module: "ssd", name: "ssd_chunk_cb")
     static let chunkState = Kernel(module: "ssd", name: "ssd_chunk_state")
     static let statePass = Kernel(module: "ssd", name: "ssd_state_pass")
@@ -19,9 +20,9 @@ private enum K {
     static let gatedNorm = Kernel(module: "norms", name: "gated_rmsnorm")
 }
 
-/// State-space operators: causal conv1d, Mamba-1 selective scan, Mamba-2 SSD (chunked over 256 tokens on tensor
-/// cores; one token, head and state sizes that are not multiples of 8, or sizes whose tiles do not fit in shared
-/// memory, by the plain recurrence) and the gated RMSNorm.
+/// State-space operators: causal conv1d, Mamba-1 selective scan (and its decode step with dt_proj folded in),
+/// Mamba-2 SSD (chunked over 256 tokens on tensor cores; one token, head and state sizes that are not multiples of 8,
+/// or sizes whose tiles do not fit in shared memory, by the plain recurrence) and the gated RMSNorm.
 extension CUDABackend {
     public func conv1d(_ x: Tensor, weight: Tensor, bias: Tensor?, state: Tensor, batch: Int, tokens: Int, silu: Bool,
                        out: Tensor) throws {
@@ -93,6 +94,43 @@ extension CUDABackend {
         try launch(K.scan(tokensPerLane: perLane), grid: ((dInner + 15) / 16, batch, 1), block: 256, shared: shared, [
             .tensor(u), .tensor(delta), .tensor(A), .tensor(B), .tensor(C), .tensor(D), .tensor(z), .tensor(state),
             .tensor(out), .int(tokens), .int(dInner), .int(dState), .int(flags)])
+    }
+
+    /// The delta projection runs inside the step kernel for decode-sized batches (as many sequences as the gemv
+    /// takes): each block reads its channels' weight rows once per sequence.
+    public func foldsDeltaProjection(rows: Int) -> Bool { rows <= Self.foldedNormRows }
+
+    /// One kernel, selective_step_dt (half a warp per channel computes its delta, rounded to the activation type as
+    /// the projection's output would be, then steps its states), where the projection's weight has the activation
+    /// type; the projection and `selectiveScan` otherwise.
+    public func selectiveStepWithDeltaProjection(u: Tensor, dt: Tensor, dtProjection: Linear, A: Tensor, B: Tensor,
+                                                 C: Tensor, D: Tensor, z: Tensor?, state: Tensor, batch: Int,
+                                                 out: Tensor) throws {
+        let weight = dtProjection.weight, bias = dtProjection.bias
+        guard weight.type == activationType else {
+            return try selectiveStepWithDeltaProjectionBySeparateOperators(u: u, dt: dt, dtProjection: dtProjection,
+                                                                           A: A, B: B, C: C, D: D, z: z, state: state,
+                                                                           batch: batch, out: out)
+        }
+        try requireActivations(u, dt, B, C, z, out, in: "selective step")
+        try requireFP32(A, D, state, bias, in: "selective step parameters, dt bias and state")
+        let dInner = u.columns, dState = A.columns, rank = weight.columns
+        let range = dtProjection.rows ?? 0..<weight.rows
+        try check(dState <= 128 && u.rows == batch && dt.rows == batch && dt.columns == rank
+                  && range.count == dInner && range.upperBound <= weight.rows && (bias?.count ?? dInner) == dInner
+                  && A.rows == dInner && B.rows == batch && B.columns == dState && C.shape == B.shape
+                  && D.count == dInner && (z?.shape ?? u.shape) == u.shape && out.shape == u.shape
+                  && state.count == batch * dInner * dState,
+                  "selective step u \(u.shape), dt \(dt.shape) x \(weight.shape)[\(range)], A \(A.shape), B "
+                  + "\(B.shape), state \(state.shape) (dState up to 128)")
+        guard batch > 0, dInner > 0 else { return }
+        try check(batch <= 65535, "selective step grid too large")
+        let w = CUdeviceptr(weight.address) + CUdeviceptr(range.lowerBound * rank * weight.type.byteSize)
+        let vectorRank = rank % 8 == 0 && dt.address % 16 == 0 && w % 16 == 0
+        try launch(K.stepWithDeltaProjection, grid: ((dInner + 15) / 16, batch, 1), block: 256, [
+            .tensor(u), .tensor(dt), .pointer(w), .tensor(bias), .tensor(A), .tensor(B), .tensor(C), .tensor(D),
+            .tensor(z), .tensor(state), .tensor(out), .int(dInner), .int(dState), .int(rank),
+            .int(vectorRank ? 1 : 0)])
     }
 
     /// Mamba-2 SSD (see `SSD.scan`), chunked over `ssdChunk` tokens whatever `chunkSize` says (the chunk length

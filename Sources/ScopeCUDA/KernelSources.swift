@@ -1750,6 +1750,102 @@ __device__ void scan(const act* u, const act* delta, const float* A, const act* 
     }
 }
 
+// A decode step (one token per sequence) with Mamba-1's dt_proj folded in: delta[c] = dt . W[c] (+ bias[c]) over
+// the rank, rounded to the activation type as the separate projection stores it, then the step of the scan above
+// (step = softplus(delta); h_n = exp(step a_n) h_n + step u B_n; y = (C.h + D u) silu(z)). Half a warp per channel,
+// CH channels a block, grid (ceil(dInner / CH), batch): lane s takes the rank's eight-element chunks s, s + 16, ...
+// (single elements s, s + 16, ... where the rank is not a multiple of 8) and the states s, s + 16, ...; each sum is
+// completed over the 16 lanes by shuffles. No shared memory, no block sync. The parameters (W's first chunk, the
+// bias, A and D) do not change during a step, so they are loaded before grid_dependency_sync: in a recorded step the
+// loads overlap the end of the kernel before.
+#define STEP_STATES 8  // states per lane: dState <= SEGS * STEP_STATES
+
+struct StepParameters {
+    uint4 w;                // W[c]'s chunk `seg` (vectorised rank)
+    float a[STEP_STATES];   // A[c, seg + SEGS i] * log2(e), 0 past dState
+    float bias, d;
+};
+
+__device__ __forceinline__ StepParameters step_parameters(const act* w, const float* bias, const float* A,
+                                                          const float* D, int dInner, int dState, int rank,
+                                                          int vectorRank) {
+    int c = blockIdx.x * CH + threadIdx.x / SEGS, seg = threadIdx.x % SEGS;
+    bool valid = c < dInner;
+    StepParameters p;
+    p.w = valid && vectorRank && seg * 8 < rank ? __ldg((const uint4*)(w + (i64)c * rank) + seg)
+                                                : make_uint4(0, 0, 0, 0);
+#pragma unroll
+    for (int i = 0; i < STEP_STATES; i++) {
+        int n = seg + SEGS * i;
+        p.a[i] = valid && n < dState ? A[(i64)c * dState + n] * 1.4426950408889634f : 0.0f;  // log2 domain
+    }
+    p.bias = valid && bias ? bias[c] : 0.0f;
+    p.d = valid ? D[c] : 0.0f;
+    return p;
+}
+
+__device__ __forceinline__ float dot8(uint4 w, const act* x) {
+    float v[8], s = 0.0f;
+    ld8(x, v);
+    const act2* h = reinterpret_cast<const act2*>(&w);
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+        float2 f = act2_to_float2(h[e]);
+        s = fmaf(v[2 * e], f.x, s);
+        s = fmaf(v[2 * e + 1], f.y, s);
+    }
+    return s;
+}
+
+__device__ __forceinline__ float half_warp_sum(float v) {
+#pragma unroll
+    for (int off = SEGS / 2; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+    return v;
+}
+
+// vectorRank: rank % 8 == 0 with 16-byte aligned rows of dt and W.
+__device__ __forceinline__ void step_with_delta_projection(const StepParameters& p, const act* u, const act* dt,
+                                                           const act* w, const act* B, const act* C, const act* z,
+                                                           float* state, act* out, int dInner, int dState, int rank,
+                                                           int vectorRank) {
+    int c = blockIdx.x * CH + threadIdx.x / SEGS, seg = threadIdx.x % SEGS, b = blockIdx.y;
+    bool valid = c < dInner;
+    const act* x = dt + (i64)b * rank;
+    const act* row = w + (i64)c * rank;
+    float delta = 0.0f;
+    if (vectorRank) {
+        if (valid && seg * 8 < rank) delta = dot8(p.w, x + seg * 8);
+        for (int k = (seg + SEGS) * 8; valid && k < rank; k += SEGS * 8) {
+            delta += dot8(__ldg((const uint4*)(row + k)), x + k);
+        }
+    } else {
+        for (int k = seg; valid && k < rank; k += SEGS) delta = fmaf(ld(x, k), ld(row, k), delta);
+    }
+    delta = half_warp_sum(delta) + p.bias;
+    float step = fast_softplus(act_to_float(float_to_act(delta)));  // as the separate projection stores it
+    i64 at = (i64)b * dInner + c;
+    float uc = valid ? ld(u, at) : 0.0f, du = uc * step, y = 0.0f;
+    float* h = state + at * dState;
+#pragma unroll
+    for (int i = 0; i < STEP_STATES; i++) {
+        int n = seg + SEGS * i;
+        if (!valid || n >= dState) continue;
+        float next = fmaf(ex2(step * p.a[i]), h[n], ld(B, (i64)b * dState + n) * du);
+        h[n] = next;
+        y = fmaf(ld(C, (i64)b * dState + n), next, y);
+    }
+    y = half_warp_sum(y);
+    if (valid && seg == 0) st(out, at, fmaf(p.d, uc, y) * (z ? fast_silu(ld(z, at)) : 1.0f));
+}
+
+extern "C" __global__ void __launch_bounds__(THREADS) selective_step_dt(
+    const act* u, const act* dt, const act* w, const float* bias, const float* A, const act* B, const act* C,
+    const float* D, const act* z, float* state, act* out, int dInner, int dState, int rank, int vectorRank) {
+    StepParameters p = step_parameters(w, bias, A, D, dInner, dState, rank, vectorRank);
+    grid_dependency_sync();
+    step_with_delta_projection(p, u, dt, w, B, C, z, state, out, dInner, dState, rank, vectorRank);
+}
+
 // One kernel per segment length: 16 tokens per lane for prompts, 4 and 1 for short inputs and decode steps.
 #define SCAN(ITEMS)                                                                                                 \
     extern "C" __global__ void __launch_bounds__(THREADS, 2) selective_scan_i##ITEMS(                             \

@@ -161,6 +161,15 @@ public protocol Backend: AnyObject, OperatorTimer {
     /// Mamba-1 selective scan (see `SelectiveScan.scan`).
     func selectiveScan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor?,
                        state: Tensor, batch: Int, tokens: Int, out: Tensor) throws
+    /// A Mamba-1 decode step whose delta is projected from the low-rank dt (x_proj's first block): `linear` of dt
+    /// by `dtProjection` into delta (the activation type), then `selectiveScan` of one token for each of `batch`
+    /// sequences. One operator where the backend computes delta inside the step; defaults to the two.
+    func selectiveStepWithDeltaProjection(u: Tensor, dt: Tensor, dtProjection: Linear, A: Tensor, B: Tensor,
+                                          C: Tensor, D: Tensor, z: Tensor?, state: Tensor, batch: Int,
+                                          out: Tensor) throws
+    /// Whether `selectiveStepWithDeltaProjection` is one operator for steps of `rows` sequences (so that the
+    /// executor uses it, and times the projection with the step). Defaults to false.
+    func foldsDeltaProjection(rows: Int) -> Bool
     /// Mamba-2 SSD (see `SSD.scan`).
     func ssd(x: Tensor, dt: Tensor, dtBias: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, state: Tensor,
              batch: Int, tokens: Int, heads: Int, headDim: Int, groups: Int, stateSize: Int, chunkSize: Int,
@@ -223,6 +232,28 @@ extension Backend {
     public func foldsInputNorm(rows: Int) -> Bool { false }
 
     public var foldsConvStep: Bool { false }
+
+    public func selectiveStepWithDeltaProjection(u: Tensor, dt: Tensor, dtProjection: Linear, A: Tensor, B: Tensor,
+                                                 C: Tensor, D: Tensor, z: Tensor?, state: Tensor, batch: Int,
+                                                 out: Tensor) throws {
+        try selectiveStepWithDeltaProjectionBySeparateOperators(u: u, dt: dt, dtProjection: dtProjection, A: A, B: B,
+                                                                C: C, D: D, z: z, state: state, batch: batch,
+                                                                out: out)
+    }
+
+    /// `selectiveStepWithDeltaProjection` as its two operators (the default): the projection into a new tensor,
+    /// then the scan of one token.
+    public func selectiveStepWithDeltaProjectionBySeparateOperators(u: Tensor, dt: Tensor, dtProjection: Linear,
+                                                                    A: Tensor, B: Tensor, C: Tensor, D: Tensor,
+                                                                    z: Tensor?, state: Tensor, batch: Int,
+                                                                    out: Tensor) throws {
+        let delta = try makeOutputTensor([dt.rows, dtProjection.outputs], activationType)
+        try linear(dt, weight: dtProjection.weight, rows: dtProjection.rows, bias: dtProjection.bias, out: delta)
+        try selectiveScan(u: u, delta: delta, A: A, B: B, C: C, D: D, z: z, state: state, batch: batch, tokens: 1,
+                          out: out)
+    }
+
+    public func foldsDeltaProjection(rows: Int) -> Bool { false }
 
     public func conv1d(_ x: Tensor, weight: Tensor, bias: Tensor?, state: Tensor, batch: Int, tokens: Int, silu: Bool,
                        splitInto outputs: [Tensor], columns: [Range<Int>]) throws {

@@ -350,11 +350,20 @@ public final class ModelExecutor {
                 try backend.rmsNorm(c, weight: w.cNorm, eps: eps, out: c)
             }
         }
-        let delta = try project(dt, w.dtProj)
         let y = try tensor([pass.rows, m.innerSize])
-        try timed(pass.newTokens == 1 ? .selectiveStep : .selectiveScan) {
-            try backend.selectiveScan(u: xc, delta: delta, A: w.A, B: b, C: c, D: w.D, z: z, state: cache.ssm!,
-                                      batch: pass.batch, tokens: pass.newTokens, out: y)
+        if pass.newTokens == 1 && backend.foldsDeltaProjection(rows: pass.rows) {
+            // dt_proj inside the step, from dt as normalised above where the family normalises it.
+            try timed(.selectiveStep) {
+                try backend.selectiveStepWithDeltaProjection(u: xc, dt: dt, dtProjection: w.dtProj, A: w.A, B: b, C: c,
+                                                             D: w.D, z: z, state: cache.ssm!, batch: pass.batch,
+                                                             out: y)
+            }
+        } else {
+            let delta = try project(dt, w.dtProj)
+            try timed(pass.newTokens == 1 ? .selectiveStep : .selectiveScan) {
+                try backend.selectiveScan(u: xc, delta: delta, A: w.A, B: b, C: c, D: w.D, z: z, state: cache.ssm!,
+                                          batch: pass.batch, tokens: pass.newTokens, out: y)
+            }
         }
         return try project(Normed(x: y, norm: nil), w.out, into: residual)
     }

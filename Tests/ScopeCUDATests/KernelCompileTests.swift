@@ -54,7 +54,8 @@ import Testing
 
     /// Recorded decode steps launch every kernel as a programmatic dependent launch, which is only correct when the
     /// kernel waits for its predecessor (grid_dependency_sync) before touching memory: every kernel body must call
-    /// it (the gemv kernels through gemv_block, after their first weight loads).
+    /// it (the gemv kernels through gemv_block, after their first weight loads; the selective step after loading
+    /// its parameters).
     @Test func everyKernelWaitsForThePreviousGrid() {
         for (module, source) in KernelSources.files where !source.isEmpty {
             var rest = Substring(source)

@@ -55,6 +55,25 @@ import Testing
         #expect(try backend.download(out) == backend.download(expected))
     }
 
+    @Test func selectiveStepWithDeltaProjectionIsProjectionThenStep() throws {
+        let u = try tensor([2, 6], seed: 20), dt = try tensor([2, 3], seed: 21), weight = try tensor([8, 3], seed: 22)
+        let bias = try tensor([6], seed: 23), a = try tensor([6, 4], seed: 24), b = try tensor([2, 4], seed: 25)
+        let c = try tensor([2, 4], seed: 26), d = try tensor([6], seed: 27), z = try tensor([2, 6], seed: 28)
+        let stateA = try tensor([2, 6, 4], seed: 29), stateB = try backend.makeTensor([2, 6, 4], .fp32)
+        try backend.upload(try backend.download(stateA), into: stateB)
+        let out = try backend.makeTensor([2, 6], .fp32)
+        try backend.selectiveStepWithDeltaProjection(u: u, dt: dt, dtProjection: Linear(weight: weight, rows: 1..<7,
+                                                                                        bias: bias),
+                                                     A: a, B: b, C: c, D: d, z: z, state: stateA, batch: 2, out: out)
+        let delta = try backend.makeTensor([2, 6], .fp32), expected = try backend.makeTensor([2, 6], .fp32)
+        try backend.linear(dt, weight: weight, rows: 1..<7, bias: bias, out: delta)
+        try backend.selectiveScan(u: u, delta: delta, A: a, B: b, C: c, D: d, z: z, state: stateB, batch: 2, tokens: 1,
+                                  out: expected)
+        #expect(try backend.download(out) == backend.download(expected))
+        #expect(try backend.download(stateA) == backend.download(stateB))
+        #expect(!backend.foldsDeltaProjection(rows: 1), "the CPU backend runs the projection as its own operator")
+    }
+
     @Test func splitConvolutionEqualsConvolutionThenSplit() throws {
         let x = try tensor([6, 10], seed: 11), weight = try tensor([10, 4], seed: 12), bias = try tensor([10], seed: 13)
         let stateA = try tensor([1, 3, 10], seed: 14), stateB = try backend.makeTensor([1, 3, 10], .fp32)
