@@ -1756,20 +1756,23 @@ __device__ void scan(const act* u, const act* delta, const float* A, const act* 
 // CH channels a block, grid (ceil(dInner / CH), batch): lane s takes the rank's eight-element chunks s, s + 16, ...
 // (single elements s, s + 16, ... where the rank is not a multiple of 8) and the states s, s + 16, ...; each sum is
 // completed over the 16 lanes by shuffles. No shared memory, no block sync. The parameters (W's first chunk, the
-// bias, A and D) do not change during a step, so they are loaded before grid_dependency_sync: in a recorded step the
-// loads overlap the end of the kernel before.
+// bias, A and D) do not change during a step, and the states were last written by an earlier step's kernel, which
+// has completed (every kernel since waited for its predecessor), so all of them are loaded before
+// grid_dependency_sync: in a recorded step the loads overlap the end of the kernel before.
 #define STEP_STATES 8  // states per lane: dState <= SEGS * STEP_STATES
 
 struct StepParameters {
     uint4 w;                // W[c]'s chunk `seg` (vectorised rank)
     float a[STEP_STATES];   // A[c, seg + SEGS i] * log2(e), 0 past dState
+    float h[STEP_STATES];   // the states seg + SEGS i before this step (only earlier steps write them)
     float bias, d;
 };
 
 __device__ __forceinline__ StepParameters step_parameters(const act* w, const float* bias, const float* A,
-                                                          const float* D, int dInner, int dState, int rank,
-                                                          int vectorRank) {
+                                                          const float* D, const float* state, int dInner, int dState,
+                                                          int rank, int vectorRank) {
     int c = blockIdx.x * CH + threadIdx.x / SEGS, seg = threadIdx.x % SEGS;
+    const float* h = state + ((i64)blockIdx.y * dInner + c) * dState;
     bool valid = c < dInner;
     StepParameters p;
     p.w = valid && vectorRank && seg * 8 < rank ? __ldg((const uint4*)(w + (i64)c * rank) + seg)
@@ -1778,6 +1781,7 @@ __device__ __forceinline__ StepParameters step_parameters(const act* w, const fl
     for (int i = 0; i < STEP_STATES; i++) {
         int n = seg + SEGS * i;
         p.a[i] = valid && n < dState ? A[(i64)c * dState + n] * 1.4426950408889634f : 0.0f;  // log2 domain
+        p.h[i] = valid && n < dState ? h[n] : 0.0f;
     }
     p.bias = valid && bias ? bias[c] : 0.0f;
     p.d = valid ? D[c] : 0.0f;
@@ -1830,7 +1834,7 @@ __device__ __forceinline__ void step_with_delta_projection(const StepParameters&
     for (int i = 0; i < STEP_STATES; i++) {
         int n = seg + SEGS * i;
         if (!valid || n >= dState) continue;
-        float next = fmaf(ex2(step * p.a[i]), h[n], ld(B, (i64)b * dState + n) * du);
+        float next = fmaf(ex2(step * p.a[i]), p.h[i], ld(B, (i64)b * dState + n) * du);
         h[n] = next;
         y = fmaf(ld(C, (i64)b * dState + n), next, y);
     }
@@ -1841,7 +1845,7 @@ __device__ __forceinline__ void step_with_delta_projection(const StepParameters&
 extern "C" __global__ void __launch_bounds__(THREADS) selective_step_dt(
     const act* u, const act* dt, const act* w, const float* bias, const float* A, const act* B, const act* C,
     const float* D, const act* z, float* state, act* out, int dInner, int dState, int rank, int vectorRank) {
-    StepParameters p = step_parameters(w, bias, A, D, dInner, dState, rank, vectorRank);
+    StepParameters p = step_parameters(w, bias, A, D, state, dInner, dState, rank, vectorRank);
     grid_dependency_sync();
     step_with_delta_projection(p, u, dt, w, B, C, z, state, out, dInner, dState, rank, vectorRank);
 }
@@ -2248,32 +2252,44 @@ extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_scan(const act* x,
 
 // The plain recurrence, token by token: h = exp(dt A) h + dt x B; y = C.h + D x. Used for one token (decode) and
 // for head or state sizes the chunked kernels do not take. Grid (ceil(P / 8), heads, batch); 8 warps, one per p;
-// lane holds n = lane + 32 k.
+// lane holds n = lane + 32 k, four at a time. The parameters and the first four states of each lane are loaded
+// before grid_dependency_sync (the states were last written by an earlier step's kernel, which has completed), so
+// that in a recorded step those loads overlap the end of the kernel before.
 extern "C" __global__ void ssd_step(const act* x, const act* dt, const float* dtBias, const float* A,
                                     const act* B, const act* C, const float* D, float* state, act* out, int tokens,
                                     int heads, int P, int groups, int N, float dtMin, float dtMax) {
-    grid_dependency_sync();
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int p = blockIdx.x * 8 + warp, h = blockIdx.y, b = blockIdx.z, g = h / (heads / groups);
-    if (p >= P) return;
-    float* hs = state + (((i64)b * heads + h) * P + p) * N;
+    bool valid = p < P;
+    float* hs = state + (((i64)b * heads + h) * P + min(p, P - 1)) * N;
+    float early[4];
+#pragma unroll
+    for (int i = 0; i < 4; i++) early[i] = valid && lane + 32 * i < N ? hs[lane + 32 * i] : 0.0f;
+    float a = A[h], bias = dtBias[h], d = D[h];
+    grid_dependency_sync();
+    if (!valid) return;
     for (int t = 0; t < tokens; t++) {
         i64 row = (i64)b * tokens + t;
-        float step = fminf(fmaxf(softplus(ld(dt, row * heads + h) + dtBias[h]), dtMin), dtMax);
-        float dA = expf(step * A[h]);
+        float step = fminf(fmaxf(softplus(ld(dt, row * heads + h) + bias), dtMin), dtMax);
+        float dA = expf(step * a);
         float xv = ld(x, row * heads * P + (i64)h * P + p);
         float coef = step * xv;
         const act* bRow = B + row * groups * N + (i64)g * N;
         const act* cRow = C + row * groups * N + (i64)g * N;
         float y = 0.0f;
-#pragma unroll 4
-        for (int n = lane; n < N; n += 32) {  // unrolled: the state, B and C loads of four n go out together
-            float v = dA * hs[n] + coef * ld(bRow, n);
-            hs[n] = v;
-            y += v * ld(cRow, n);
+        for (int n0 = lane; n0 < N; n0 += 128) {  // the state, B and C loads of four n go out together
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                int n = n0 + 32 * i;
+                if (n >= N) break;
+                float old = t == 0 && n0 == lane ? early[i] : hs[n];
+                float v = dA * old + coef * ld(bRow, n);
+                hs[n] = v;
+                y += v * ld(cRow, n);
+            }
         }
         y = warp_sum(y);
-        if (lane == 0) st(out, row * heads * P + (i64)h * P + p, y + D[h] * xv);
+        if (lane == 0) st(out, row * heads * P + (i64)h * P + p, y + d * xv);
     }
 }
 """###,

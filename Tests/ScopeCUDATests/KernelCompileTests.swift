@@ -53,9 +53,9 @@ import Testing
     }
 
     /// Recorded decode steps launch every kernel as a programmatic dependent launch, which is only correct when the
-    /// kernel waits for its predecessor (grid_dependency_sync) before touching memory: every kernel body must call
-    /// it (the gemv kernels through gemv_block, after their first weight loads; the selective step after loading
-    /// its parameters).
+    /// kernel waits for its predecessor (grid_dependency_sync) before touching memory that earlier kernels of the
+    /// step write: every kernel body must call it (the gemv kernels through gemv_block, after their first weight
+    /// loads; the SSM steps after loading their parameters and states).
     @Test func everyKernelWaitsForThePreviousGrid() {
         for (module, source) in KernelSources.files where !source.isEmpty {
             var rest = Substring(source)
@@ -64,9 +64,8 @@ import Testing
                 guard let open = body.firstIndex(of: "{") else { break }
                 let name = body[..<open].split(separator: "(").first?.split(separator: " ").last ?? ""
                 let following = body[body.index(after: open)...]
-                let start = following[..<(following.range(of: "__global__")?.lowerBound ?? following.endIndex)]
-                    .prefix(400)
-                #expect(start.contains("grid_dependency_sync();") || start.contains("gemv_block<"),
+                let kernelBody = following[..<(following.range(of: "__global__")?.lowerBound ?? following.endIndex)]
+                #expect(kernelBody.contains("grid_dependency_sync();") || kernelBody.contains("gemv_block<"),
                         "\(module): kernel \(name) must call grid_dependency_sync() first")
                 rest = body[open...]
             }

@@ -266,20 +266,23 @@ __device__ void scan(const act* u, const act* delta, const float* A, const act* 
 // CH channels a block, grid (ceil(dInner / CH), batch): lane s takes the rank's eight-element chunks s, s + 16, ...
 // (single elements s, s + 16, ... where the rank is not a multiple of 8) and the states s, s + 16, ...; each sum is
 // completed over the 16 lanes by shuffles. No shared memory, no block sync. The parameters (W's first chunk, the
-// bias, A and D) do not change during a step, so they are loaded before grid_dependency_sync: in a recorded step the
-// loads overlap the end of the kernel before.
+// bias, A and D) do not change during a step, and the states were last written by an earlier step's kernel, which
+// has completed (every kernel since waited for its predecessor), so all of them are loaded before
+// grid_dependency_sync: in a recorded step the loads overlap the end of the kernel before.
 #define STEP_STATES 8  // states per lane: dState <= SEGS * STEP_STATES
 
 struct StepParameters {
     uint4 w;                // W[c]'s chunk `seg` (vectorised rank)
     float a[STEP_STATES];   // A[c, seg + SEGS i] * log2(e), 0 past dState
+    float h[STEP_STATES];   // the states seg + SEGS i before this step (only earlier steps write them)
     float bias, d;
 };
 
 __device__ __forceinline__ StepParameters step_parameters(const act* w, const float* bias, const float* A,
-                                                          const float* D, int dInner, int dState, int rank,
-                                                          int vectorRank) {
+                                                          const float* D, const float* state, int dInner, int dState,
+                                                          int rank, int vectorRank) {
     int c = blockIdx.x * CH + threadIdx.x / SEGS, seg = threadIdx.x % SEGS;
+    const float* h = state + ((i64)blockIdx.y * dInner + c) * dState;
     bool valid = c < dInner;
     StepParameters p;
     p.w = valid && vectorRank && seg * 8 < rank ? __ldg((const uint4*)(w + (i64)c * rank) + seg)
@@ -288,6 +291,7 @@ __device__ __forceinline__ StepParameters step_parameters(const act* w, const fl
     for (int i = 0; i < STEP_STATES; i++) {
         int n = seg + SEGS * i;
         p.a[i] = valid && n < dState ? A[(i64)c * dState + n] * 1.4426950408889634f : 0.0f;  // log2 domain
+        p.h[i] = valid && n < dState ? h[n] : 0.0f;
     }
     p.bias = valid && bias ? bias[c] : 0.0f;
     p.d = valid ? D[c] : 0.0f;
@@ -340,7 +344,7 @@ __device__ __forceinline__ void step_with_delta_projection(const StepParameters&
     for (int i = 0; i < STEP_STATES; i++) {
         int n = seg + SEGS * i;
         if (!valid || n >= dState) continue;
-        float next = fmaf(ex2(step * p.a[i]), h[n], ld(B, (i64)b * dState + n) * du);
+        float next = fmaf(ex2(step * p.a[i]), p.h[i], ld(B, (i64)b * dState + n) * du);
         h[n] = next;
         y = fmaf(ld(C, (i64)b * dState + n), next, y);
     }
@@ -351,7 +355,7 @@ __device__ __forceinline__ void step_with_delta_projection(const StepParameters&
 extern "C" __global__ void __launch_bounds__(THREADS) selective_step_dt(
     const act* u, const act* dt, const act* w, const float* bias, const float* A, const act* B, const act* C,
     const float* D, const act* z, float* state, act* out, int dInner, int dState, int rank, int vectorRank) {
-    StepParameters p = step_parameters(w, bias, A, D, dInner, dState, rank, vectorRank);
+    StepParameters p = step_parameters(w, bias, A, D, state, dInner, dState, rank, vectorRank);
     grid_dependency_sync();
     step_with_delta_projection(p, u, dt, w, B, C, z, state, out, dInner, dState, rank, vectorRank);
 }

@@ -386,31 +386,43 @@ extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_scan(const act* x,
 
 // The plain recurrence, token by token: h = exp(dt A) h + dt x B; y = C.h + D x. Used for one token (decode) and
 // for head or state sizes the chunked kernels do not take. Grid (ceil(P / 8), heads, batch); 8 warps, one per p;
-// lane holds n = lane + 32 k.
+// lane holds n = lane + 32 k, four at a time. The parameters and the first four states of each lane are loaded
+// before grid_dependency_sync (the states were last written by an earlier step's kernel, which has completed), so
+// that in a recorded step those loads overlap the end of the kernel before.
 extern "C" __global__ void ssd_step(const act* x, const act* dt, const float* dtBias, const float* A,
                                     const act* B, const act* C, const float* D, float* state, act* out, int tokens,
                                     int heads, int P, int groups, int N, float dtMin, float dtMax) {
-    grid_dependency_sync();
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int p = blockIdx.x * 8 + warp, h = blockIdx.y, b = blockIdx.z, g = h / (heads / groups);
-    if (p >= P) return;
-    float* hs = state + (((i64)b * heads + h) * P + p) * N;
+    bool valid = p < P;
+    float* hs = state + (((i64)b * heads + h) * P + min(p, P - 1)) * N;
+    float early[4];
+#pragma unroll
+    for (int i = 0; i < 4; i++) early[i] = valid && lane + 32 * i < N ? hs[lane + 32 * i] : 0.0f;
+    float a = A[h], bias = dtBias[h], d = D[h];
+    grid_dependency_sync();
+    if (!valid) return;
     for (int t = 0; t < tokens; t++) {
         i64 row = (i64)b * tokens + t;
-        float step = fminf(fmaxf(softplus(ld(dt, row * heads + h) + dtBias[h]), dtMin), dtMax);
-        float dA = expf(step * A[h]);
+        float step = fminf(fmaxf(softplus(ld(dt, row * heads + h) + bias), dtMin), dtMax);
+        float dA = expf(step * a);
         float xv = ld(x, row * heads * P + (i64)h * P + p);
         float coef = step * xv;
         const act* bRow = B + row * groups * N + (i64)g * N;
         const act* cRow = C + row * groups * N + (i64)g * N;
         float y = 0.0f;
-#pragma unroll 4
-        for (int n = lane; n < N; n += 32) {  // unrolled: the state, B and C loads of four n go out together
-            float v = dA * hs[n] + coef * ld(bRow, n);
-            hs[n] = v;
-            y += v * ld(cRow, n);
+        for (int n0 = lane; n0 < N; n0 += 128) {  // the state, B and C loads of four n go out together
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                int n = n0 + 32 * i;
+                if (n >= N) break;
+                float old = t == 0 && n0 == lane ? early[i] : hs[n];
+                float v = dA * old + coef * ld(bRow, n);
+                hs[n] = v;
+                y += v * ld(cRow, n);
+            }
         }
         y = warp_sum(y);
-        if (lane == 0) st(out, row * heads * P + (i64)h * P + p, y + D[h] * xv);
+        if (lane == 0) st(out, row * heads * P + (i64)h * P + p, y + d * xv);
     }
 }
