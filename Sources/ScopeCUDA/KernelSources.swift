@@ -1062,7 +1062,8 @@ extern "C" __global__ void bias_store(const void* src, int srcType, const float*
 // Linear layers of decode steps (a few rows): out[r, n] = sum_k x'[r, k] w[n, k] (+ bias[n]) (+ out[r, n] when
 // accumulate), with weights of the activation type read once in 16-byte loads and fp32 accumulation; memory bound
 // on the weights. k a multiple of 8 with 16-byte aligned rows; rows <= 8 (kernels _r1 for one row, _r8 for up to
-// eight); 256 threads per block.
+// eight); 256 threads per block. The n columns may come from up to three weights that share the input (Segments:
+// q, k and v, or gate and up), and the epilogue may also run a causal conv step over some columns (ConvEpilogue).
 //
 // Work split: block b owns the columns [b per, (b + 1) per), per = ceil(n / gridDim) (the host sizes the grid at
 // about two blocks per multiprocessor, so that one wave covers any n and no block holds more than one column above
@@ -1073,10 +1074,11 @@ extern "C" __global__ void bias_store(const void* src, int srcType, const float*
 // partial dot products are summed over each warp all at once (warp_sum_each) and added to the block's column sums
 // in shared memory, which are written out after the block's only closing sync.
 //
-// x' is x (gemv_*) or x normalised on the fly (gemv_norm_*), so that a decode step needs no separate norm launch:
-// every block recomputes the rows' norms (a few KB from L2) and keeps x' in fp32 shared memory. The first batch of
-// weights is loaded before grid_dependency_sync (weights do not change during a step), so that in a recorded step
-// the loads overlap the end of the kernel before.
+// x' is x (gemv_*) or x transformed on the fly (gemv_norm_*: an RMSNorm, Mamba-2's gated RMSNorm, or a gated MLP's
+// activation), so that a decode step needs no separate launch for it: every block recomputes the transform of the
+// rows (a few KB from L2) and keeps x' in fp32 shared memory. The first batch of weights is loaded before
+// grid_dependency_sync (weights do not change during a step), so that in a recorded step the loads overlap the end
+// of the kernel before.
 #include "common.cuh"
 
 #define MAX_GROUPS 8
