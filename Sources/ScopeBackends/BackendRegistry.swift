@@ -67,6 +67,24 @@ public enum BackendRegistry {
                                   kernels: kernels)
     }
 
+    /// The copy bandwidth of the device a backend computes on, bytes read plus bytes written per second: the GPU's
+    /// device-to-device copy for "cuda", a host memcpy otherwise; measured once per process (a fraction of a
+    /// second). Nil where it cannot be measured.
+    public static func copyBandwidth(of name: String) -> Double? {
+        if let known = measuredBandwidth[name] { return known }
+        let value: Double?
+        if name == "cuda" {
+            value = try? CUDARuntime.shared().measureCopyBandwidth()
+        } else {
+            let host = HostCalibration.copyBandwidth(megabytes: 256)
+            value = host > 0 ? host : nil
+        }
+        measuredBandwidth[name] = value
+        return value
+    }
+
+    nonisolated(unsafe) private static var measuredBandwidth: [String: Double?] = [:]
+
     /// The memory a backend's tensors live in: the GPU's for "cuda", this machine's otherwise.
     public static func memoryCapacity(of name: String) -> Int {
         if name == "cuda", let runtime = try? CUDARuntime.shared() { return runtime.device.totalMemory }

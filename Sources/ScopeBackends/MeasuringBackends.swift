@@ -46,7 +46,8 @@ public enum MeasuringBackends {
     /// max-context searches by allocation probe under the plan's memory limit (or the backend's memory).
     public static func sweep(plan: SweepPlan, sink: ResultSink, run: Int64, skip: Set<String>,
                              progress: ProgressLine) -> SweepRunner {
-        let runner = NativeRunner(settings: plan.settings, memoryLimit: plan.memoryLimit) { name, limit, dtype in
+        let runner = NativeRunner(settings: plan.settings, memoryLimit: plan.memoryLimit,
+                                  copyBandwidth: BackendRegistry.copyBandwidth(of:)) { name, limit, dtype in
             try BackendRegistry.make(name, memoryLimit: limit, dtype: dtype)
         }
         return SweepRunner(plan: plan, measurers: measurers(native: runner, plan: plan), sink: sink, run: run,

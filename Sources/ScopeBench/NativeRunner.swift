@@ -16,12 +16,17 @@ public final class NativeRunner {
     /// A fresh backend by name, memory limit and weight type (which may pick its activation type).
     private let makeBackend: (String, Int?, ElementType) throws -> Backend
     private let memoryLimit: Int?
+    /// The device's copy bandwidth (bytes read and written per second) by backend name, for decode floors; nil
+    /// where it is not measured.
+    private let copyBandwidth: (String) -> Double?
     private var loaded: (key: String, executor: ModelExecutor)?
 
     public init(settings: ProtocolSettings, memoryLimit: Int?,
+                copyBandwidth: @escaping (String) -> Double? = { _ in nil },
                 makeBackend: @escaping (String, Int?, ElementType) throws -> Backend) {
         self.settings = settings
         self.memoryLimit = memoryLimit
+        self.copyBandwidth = copyBandwidth
         self.makeBackend = makeBackend
     }
 
@@ -139,7 +144,8 @@ public final class NativeRunner {
             energy: Self.energy(prefill: prefillEnergy, decode: decodeEnergy, tokensPerDecode: steps * point.batch),
             notes: settings.prefillChunking.note(context: point.context, batch: point.batch)
                 + (replayedSteps ? "; decode steps replayed from a recorded CUDA graph" : "")
-                + (executor.recordingFailure.map { "; decode steps issued one by one (recording failed: \($0))" } ?? ""))
+                + (executor.recordingFailure.map { "; decode steps issued one by one (recording failed: \($0))" } ?? ""),
+            decodeFloorSeconds: copyBandwidth(point.backend).map { Double(weightBytes + cacheBytes) / $0 })
     }
 
     /// Joules per prefill (median over the timed repeats), joules per generated token (median decode region over

@@ -120,8 +120,17 @@ public struct PointResult: Sendable, Codable, Hashable {
     public var energy: EnergyResult?
     /// How the point ran (e.g. "prefill chunked by 8192 tokens (automatic: workspace bound)").
     public var notes: String
+    /// A decode step's memory floor: weight and cache bytes, each read once, over the copy bandwidth measured on
+    /// the device at the start of the run (seconds); nil where none was measured (the torch peer, older results).
+    public var decodeFloorSeconds: Double?
 
-    public init(config: PointConfig, ttft: Statistics, tpot: Statistics, endToEnd: Statistics, prefillTokensPerSecond: Double, decodeTokensPerSecond: Double, peakEngineBytes: Int, weightBytes: Int, cacheBytes: Int, peakProcessBytes: Int, prefillBreakdown: [String: Double], decodeBreakdown: [String: Double], energy: EnergyResult?, notes: String) {
+    /// The decode floor as a fraction of the measured TPOT (1: at the floor), where both are known.
+    public var decodeFloorFraction: Double? {
+        guard let floor = decodeFloorSeconds, tpot.median > 0 else { return nil }
+        return floor / tpot.median
+    }
+
+    public init(config: PointConfig, ttft: Statistics, tpot: Statistics, endToEnd: Statistics, prefillTokensPerSecond: Double, decodeTokensPerSecond: Double, peakEngineBytes: Int, weightBytes: Int, cacheBytes: Int, peakProcessBytes: Int, prefillBreakdown: [String: Double], decodeBreakdown: [String: Double], energy: EnergyResult?, notes: String, decodeFloorSeconds: Double? = nil) {
         self.config = config
         self.ttft = ttft
         self.tpot = tpot
@@ -136,6 +145,7 @@ public struct PointResult: Sendable, Codable, Hashable {
         self.decodeBreakdown = decodeBreakdown
         self.energy = energy
         self.notes = notes
+        self.decodeFloorSeconds = decodeFloorSeconds
     }
 
     /// Breakdown summed by category.

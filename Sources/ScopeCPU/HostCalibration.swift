@@ -42,7 +42,8 @@ public enum HostCalibration {
         return 2 * Double(n * n * n) / best
     }
 
-    static func copyBandwidth(megabytes: Int) -> Double {
+    /// The best of three single-threaded copies of `megabytes` MiB, as bytes read plus bytes written per second.
+    public static func copyBandwidth(megabytes: Int) -> Double {
         let bytes = megabytes << 20
         guard let source = malloc(bytes), let destination = malloc(bytes) else { return 1e10 }
         defer {

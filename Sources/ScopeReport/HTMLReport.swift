@@ -121,19 +121,22 @@ public enum HTMLReport {
         } else {
             var header = ["model", "context", "batch", "G"]
             if showConfig { header.append("backend/dtype") }
-            header += ["TTFT (median \u{00b1} sd)", "TPOT (median)", "end-to-end", "prefill tok/s", "decode tok/s",
-                       "peak engine memory", "peak RSS"]
+            let showFloor = data.points.contains { $0.decodeFloorFraction != nil }
+            header += ["TTFT (median \u{00b1} sd)", "TPOT (median)"] + (showFloor ? ["decode floor / TPOT"] : [])
+                + ["end-to-end", "prefill tok/s", "decode tok/s", "peak engine memory", "peak RSS"]
             let showEnergy = data.points.contains { $0.energy != nil }
             if showEnergy { header += ["J / prefill", "J / token", "avg / peak W"] }
             header.append("notes")
-            let offset = (showConfig ? 1 : 0) + (showEnergy ? 3 : 0)
+            let offset = (showConfig ? 1 : 0) + (showEnergy ? 3 : 0) + (showFloor ? 1 : 0)
             let numeric = Set([1, 2, 3] + Array(4 + (showConfig ? 1 : 0)...10 + offset))
             h += table(header: header, numeric: numeric, classes: [0: "nowrap", header.count - 1: "wide"],
                        rows: sortedPoints(data, findings).map { p in
                 var row = [esc(p.config.model), esc(Format.tokens(p.config.context)), String(p.config.batch),
                            String(p.config.generate)]
                 if showConfig { row.append(esc("\(p.config.backend)/\(p.config.dtype)")) }
-                row += [esc(ttftText(p)), esc(Format.duration(p.tpot.median)), esc(Format.duration(p.endToEnd.median)),
+                row += [esc(ttftText(p)), esc(Format.duration(p.tpot.median))]
+                    + (showFloor ? [esc(p.decodeFloorFraction.map(ResultTables.percent) ?? "")] : [])
+                row += [esc(Format.duration(p.endToEnd.median)),
                         esc(Format.count(p.prefillTokensPerSecond)), esc(Format.count(p.decodeTokensPerSecond)),
                         esc(Format.bytes(Double(p.peakEngineBytes))), esc(Format.bytes(Double(p.peakProcessBytes)))]
                 if showEnergy {
@@ -491,17 +494,20 @@ public enum MarkdownSummary {
         } else {
             var header = ["model", "context", "batch", "G"]
             if showConfig { header.append("backend/dtype") }
-            header += ["TTFT (median ± sd)", "TPOT", "e2e", "prefill tok/s", "decode tok/s", "peak engine", "peak RSS",
-                       "notes"]
+            let showFloor = data.points.contains { $0.decodeFloorFraction != nil }
+            header += ["TTFT (median ± sd)", "TPOT"] + (showFloor ? ["floor / TPOT"] : [])
+                + ["e2e", "prefill tok/s", "decode tok/s", "peak engine", "peak RSS", "notes"]
             var align = ["---", "---:", "---:", "---:"] + (showConfig ? ["---"] : [])
-            align += Array(repeating: "---:", count: 7) + ["---"]
+            align += Array(repeating: "---:", count: 7 + (showFloor ? 1 : 0)) + ["---"]
             lines.append(row(header))
             lines.append("|" + align.joined(separator: "|") + "|")
             for p in HTMLReport.sortedPoints(data, findings) {
                 var cells = [p.config.model, Format.tokens(p.config.context), String(p.config.batch),
                              String(p.config.generate)]
                 if showConfig { cells.append("\(p.config.backend)/\(p.config.dtype)") }
-                cells += [HTMLReport.ttftText(p), Format.duration(p.tpot.median), Format.duration(p.endToEnd.median),
+                cells += [HTMLReport.ttftText(p), Format.duration(p.tpot.median)]
+                    + (showFloor ? [p.decodeFloorFraction.map(ResultTables.percent) ?? ""] : [])
+                cells += [Format.duration(p.endToEnd.median),
                           Format.count(p.prefillTokensPerSecond), Format.count(p.decodeTokensPerSecond),
                           Format.bytes(Double(p.peakEngineBytes)), Format.bytes(Double(p.peakProcessBytes)), p.notes]
                 lines.append(row(cells))

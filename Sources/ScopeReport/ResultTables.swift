@@ -7,15 +7,19 @@ public enum ResultTables {
     /// One row per point, then the failures.
     public static func points(_ points: [PointResult], failures: [PointFailure]) -> String {
         let showEnergy = points.contains { $0.energy != nil }
-        var table = TextTable(header: ["model", "context", "batch", "G", "TTFT", "+/-", "TPOT", "e2e", "prefill tok/s",
-                                       "decode tok/s", "peak engine", "peak RSS"]
+        let showFloor = points.contains { $0.decodeFloorFraction != nil }
+        var table = TextTable(header: ["model", "context", "batch", "G", "TTFT", "+/-", "TPOT"]
+                                  + (showFloor ? ["floor/TPOT"] : [])
+                                  + ["e2e", "prefill tok/s", "decode tok/s", "peak engine", "peak RSS"]
                                   + (showEnergy ? ["J/prefill", "J/token", "avg W"] : []),
-                              rightAligned: Set(1...(showEnergy ? 14 : 11)))
+                              rightAligned: Set(1...(11 + (showEnergy ? 3 : 0) + (showFloor ? 1 : 0))))
         for p in points {
             let c = p.config
             table.rows.append([c.model, Format.tokens(c.context), String(c.batch), String(c.generate),
                                Format.duration(p.ttft.median), Format.duration(p.ttft.stddev),
-                               Format.duration(p.tpot.median), Format.duration(p.endToEnd.median),
+                               Format.duration(p.tpot.median)]
+                + (showFloor ? [p.decodeFloorFraction.map(Self.percent) ?? ""] : [])
+                + [Format.duration(p.endToEnd.median),
                                Format.count(p.prefillTokensPerSecond), Format.count(p.decodeTokensPerSecond),
                                Format.bytes(Double(p.peakEngineBytes)), Format.bytes(Double(p.peakProcessBytes))]
                 + (showEnergy ? p.energy.map { e in
@@ -31,6 +35,9 @@ public enum ResultTables {
         }
         return text
     }
+
+    /// A decode floor fraction as a percentage ("48%").
+    public static func percent(_ fraction: Double) -> String { Format.fixed(100 * fraction, 0) + "%" }
 
     /// Time by operator kind and by category, for prefill and for one decode step.
     public static func breakdown(_ p: PointResult) -> String {

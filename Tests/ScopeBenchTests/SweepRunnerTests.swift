@@ -51,6 +51,26 @@ final class MemorySink: ResultSink {
         #expect(sink.outcomes == ["ok \(plan.points[2].key)"])
     }
 
+    /// A point measured with a known copy bandwidth carries its decode floor: weights and cache over it.
+    @Test func pointsCarryTheirDecodeFloor() throws {
+        let bandwidth = 1e10
+        let measuring = NativeRunner(settings: ProtocolSettings(warmups: 0, repeats: 1, profile: false),
+                                     memoryLimit: nil, copyBandwidth: { $0 == "cpu" ? bandwidth : nil }) { name, limit, dtype in
+            try BackendRegistry.make(name, memoryLimit: limit, dtype: dtype)
+        }
+        guard case .measured(let r) = try measuring.measure(PointConfig(model: "tiny-llama", context: 64)) else {
+            Issue.record("expected a measured point")
+            return
+        }
+        #expect(r.decodeFloorSeconds == Double(r.weightBytes + r.cacheBytes) / bandwidth)
+        #expect(r.decodeFloorFraction.map { $0 > 0 } == true)
+        guard case .measured(let plain) = try runner().measure(PointConfig(model: "tiny-llama", context: 64)) else {
+            Issue.record("expected a measured point")
+            return
+        }
+        #expect(plain.decodeFloorSeconds == nil)
+    }
+
     @Test func outOfMemoryIsAStoredResultAndTheSweepGoesOn() throws {
         let sink = MemorySink()
         let limited = NativeRunner(settings: ProtocolSettings(warmups: 0, repeats: 1, profile: false),
