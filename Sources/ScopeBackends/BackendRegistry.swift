@@ -30,11 +30,20 @@ public enum BackendRegistry {
         }
     }
 
-    /// The error for an engine this build has but this machine cannot run ("cuda" without a GPU); nil otherwise.
+    /// The error for an engine this build has but this machine cannot run ("cuda" without a GPU, or with a GPU whose
+    /// libraries or architecture the engine cannot use); nil otherwise.
     public static func unavailable(_ name: String) -> ScopeError? {
-        guard name == "cuda", !names.contains(name) else { return nil }
-        return ScopeError("backend 'cuda' is unavailable: no NVIDIA GPU or CUDA driver here "
-            + "(run 'doctor' for details); available: \(names.joined(separator: ", "))")
+        guard name == "cuda" else { return nil }
+        guard names.contains(name) else {
+            return ScopeError("backend 'cuda' is unavailable: no NVIDIA GPU or CUDA driver here "
+                + "(run 'doctor' for details); available: \(names.joined(separator: ", "))")
+        }
+        do {  // the GPU is there; its libraries (NVRTC, cuBLAS) and architecture must be too
+            _ = try CUDARuntime.shared()
+            return nil
+        } catch {
+            return ScopeError("backend 'cuda' is unavailable: \(error) (run 'doctor' for details)")
+        }
     }
 
     /// The activation type a backend computes in with weights of `dtype`: fp32 on the CPU; on the GPU fp16 for fp16

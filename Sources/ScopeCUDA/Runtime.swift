@@ -61,6 +61,7 @@ public final class CUDARuntime: @unchecked Sendable {
         driver = try Driver()
         guard try driver.deviceCount() > 0 else { throw ScopeError("the CUDA driver reports no GPU") }
         device = try DeviceInfo(driver: driver, index: 0)
+        try Self.requireSupported(device.computeCapability, name: device.name)
         var context: OpaquePointer?
         try driver.check(driver.cuDevicePrimaryCtxRetain(&context, 0), "cuDevicePrimaryCtxRetain")
         self.context = context
@@ -69,6 +70,16 @@ public final class CUDARuntime: @unchecked Sendable {
             && getenv("SSM_SCOPE_CUDA_PDL").map { String(cString: $0) != "0" } ?? true
         cublas = try CUBLAS()
         compiler = try KernelCompiler(nvrtc: try NVRTC(), cache: KernelCache(), architecture: device.architecture)
+    }
+
+    /// Throws unless a GPU of compute capability `capability` can run the kernels: they use cp.async and bf16
+    /// tensor cores, which need 8.0 (Ampere) or newer.
+    static func requireSupported(_ capability: (major: Int, minor: Int), name: String) throws {
+        guard capability.major >= 8 else {
+            throw ScopeError("\(name) has compute capability \(capability.major).\(capability.minor); the cuda "
+                + "backend's kernels need 8.0 or newer (Ampere or later: cp.async and bf16 tensor cores); "
+                + "measure on this machine with --backend cpu")
+        }
     }
 
     /// Makes the primary context current on the calling thread.

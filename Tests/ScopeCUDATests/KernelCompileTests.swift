@@ -4,7 +4,8 @@ import ScopeEngine
 import ScopeSupport
 import Testing
 
-/// Every kernel module compiles through NVRTC for sm_90. NVRTC needs no GPU: `.ci/run` installs the
+/// Every kernel module compiles through NVRTC for sm_90, and for the other architectures the backend accepts
+/// (Ampere's sm_80, Jetson Orin's sm_87, Ada's sm_89). NVRTC needs no GPU: `.ci/run` installs the
 /// nvidia-cuda-nvrtc and nvidia-cuda-runtime wheels and points SSM_SCOPE_CUDA_LIBS at them; without them this
 /// test is skipped with the reason.
 @Suite struct KernelCompileTests {
@@ -36,6 +37,18 @@ import Testing
         #expect(cubins[0] != cubins[1])
         #expect(throws: ScopeError("kernel modules take bf16 or fp16 activations, not fp32")) {
             try compiler.cubin(module, activation: .fp32)
+        }
+    }
+
+    /// The kernels' Hopper-only instructions (griddepcontrol) are guarded, so older architectures compile too.
+    @Test(.enabled(if: available, skipReason), arguments: ["sm_80", "sm_87", "sm_89"])
+    func compilesForAmpereAndAda(architecture: String) throws {
+        let cache = KernelCache(directory: FileManager.default.temporaryDirectory
+            .appendingPathComponent("ssm-scope-kernels-\(UUID())").path)
+        let compiler = try KernelCompiler(nvrtc: try Self.nvrtc.get(), cache: cache, architecture: architecture)
+        for module in KernelCompiler.modules {
+            let (cubin, _) = try compiler.cubin(module, activation: .bf16)
+            #expect(Array(cubin.prefix(4)) == [0x7F, 0x45, 0x4C, 0x46], "\(module) for \(architecture)")
         }
     }
 
