@@ -80,13 +80,17 @@ let package = Package(
             name: "scope-bench",
             dependencies: ["ScopeCPU", "ScopeEngine", "ScopeModels", "ScopeCost", "ScopeSupport"],
             swiftSettings: cpuKernelSettings),
+        // What several test targets share (running a program); linked into tests only.
+        .target(name: "ScopeTestSupport", path: "Tests/ScopeTestSupport"),
         .testTarget(name: "ScopeModelsTests", dependencies: ["ScopeModels", "ScopeSupport"]),
         .testTarget(name: "ScopeCostTests", dependencies: ["ScopeCost", "ScopeModels"]),
-        .testTarget(name: "ScopeCLITests", dependencies: ["ssm-scope", "ScopeReport"]),
+        .testTarget(name: "ScopeCLITests", dependencies: ["ssm-scope", "ScopeReport", "ScopeTestSupport"]),
         .testTarget(name: "ScopeBenchTests", dependencies: [
             "ScopeBench", "ScopeBackends", "ScopeCost", "ScopeCUDA", "ScopeEngine", "ScopeModels",
         ]),
-        .testTarget(name: "ScopeTorchTests", dependencies: ["ScopeTorch", "ScopeBench", "ScopeReport", "ssm-scope"]),
+        .testTarget(name: "ScopeTorchTests", dependencies: [
+            "ScopeTorch", "ScopeBench", "ScopeReport", "ssm-scope", "ScopeTestSupport",
+        ]),
         .testTarget(name: "ScopeStoreTests", dependencies: ["ScopeStore", "ScopeBench", "ScopeCost"]),
         .testTarget(name: "ScopeReportTests", dependencies: ["ScopeReport", "ScopeBench", "ScopeCost", "ScopeModels"]),
         .testTarget(name: "ScopeCPUTests", dependencies: ["ScopeCPU", "ScopeEngine", "ScopeModels"],

@@ -1,4 +1,5 @@
 import Foundation
+import ScopeTestSupport
 import Testing
 
 /// Runs the built `ssm-scope` binary the way a user does and checks its output and exit status.
@@ -12,29 +13,13 @@ struct CLI {
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[0]
     }()
 
-    struct Result {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-    }
+    typealias Result = ProcessOutput
 
     static func run(_ arguments: String...) throws -> Result { try run(arguments, in: nil) }
 
     /// Runs the binary with `arguments`, in `folder` when one is given.
     static func run(_ arguments: [String], in folder: URL?) throws -> Result {
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
-        if let folder { process.currentDirectoryURL = folder }
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-                      stderr: String(decoding: stderr, as: UTF8.self))
+        try runProcess(binary, arguments, in: folder)
     }
 }
 

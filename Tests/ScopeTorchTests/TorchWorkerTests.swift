@@ -2,6 +2,7 @@ import Foundation
 import ScopeBench
 import ScopeCost
 import ScopeReport
+import ScopeTestSupport
 import Testing
 @testable import ScopeTorch
 
@@ -259,19 +260,9 @@ func failure(_ outcome: PointOutcome) -> (reason: String, outOfMemory: Bool)? {
     }
 }
 
-/// Runs a program to completion.
+/// Runs a program (looked up on PATH) to completion.
 func run(_ arguments: [String], environment: [String: String] = [:]) throws
     -> (status: Int32, stdout: String, stderr: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
-    process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let stdout = out.fileHandleForReading.readDataToEndOfFile()
-    let stderr = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+    let output = try runProcess(URL(fileURLWithPath: "/usr/bin/env"), arguments, environment: environment)
+    return (output.status, output.stdout, output.stderr)
 }
