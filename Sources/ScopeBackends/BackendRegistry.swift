@@ -92,6 +92,11 @@ public enum BackendRegistry {
         return value
     }
 
+    /// Keeps a bandwidth measured elsewhere (the CPU calibration of a run's environment) unless one is known.
+    static func recordCopyBandwidth(_ bandwidth: Double, of name: String) {
+        if measuredBandwidth[name] == nil, bandwidth > 0 { measuredBandwidth[name] = bandwidth }
+    }
+
     nonisolated(unsafe) private static var measuredBandwidth: [String: Double?] = [:]
 
     /// The memory a backend's tensors live in: the GPU's for "cuda", this machine's otherwise.
@@ -159,9 +164,12 @@ public enum MachineFacts {
                                   costDevice: catalogDevice(gpuName: gpu.name, memory: gpu.totalMemory))
         }
         let device = "cpu: \(cpu) (\(Parallel.workers) threads)"
+        let calibrated = HostCalibration.device(name: device)
+        // The calibration's copy is the one decode floors divide by: measure it once.
+        BackendRegistry.recordCopyBandwidth(calibrated.memoryBandwidthBytesPerSecond, of: "cpu")
         return RunEnvironment(device: device, driver: "", os: osName, cpu: cpu, backend: backend, dtype: dtype,
                               gitRevision: gitRevision, commandLine: commandLine, startedAt: startedAt,
-                              costDevice: HostCalibration.device(name: device))
+                              costDevice: calibrated)
     }
 
     /// The device catalog's entry for a GPU the driver names, where the catalog has it.

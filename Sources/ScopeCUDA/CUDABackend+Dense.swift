@@ -15,7 +15,9 @@ private enum K {
     static let convert = Kernel(module: "elementwise", name: "convert")
     static let biasStore = Kernel(module: "elementwise", name: "bias_store")
     /// The gemv kernels by rows (1, or up to 8) and 16-byte loads per thread and column (1, 2, 4, 8).
-    static let gemvKernels = [1, 8].map { rows in [1, 2, 4, 8].map { Kernel(module: "gemv", name: "gemv_r\(rows)_v\($0)") } }
+    static let gemvKernels = [1, 8].map { rows in
+        [1, 2, 4, 8].map { Kernel(module: "gemv", name: "gemv_r\(rows)_v\($0)") }
+    }
     static let gemvNormKernels = [1, 8].map { rows in
         [1, 2, 4].map { Kernel(module: "gemv", name: "gemv_norm_r\(rows)_v\($0)") }
     }
@@ -104,11 +106,9 @@ extension CUDABackend {
                                 first: convColumns.lowerBound, kernel: kernel, silu: silu)
         if weight.type == activationType,
            try gemv(x, norm: norm, [segment], k: weight.columns, accumulate: false, conv: step) { return }
-        try fusedLinear(x, norm: norm, weight: weight, rows: projection.rows, bias: projection.bias, out: out,
-                        accumulate: false)
-        try check(x.rows == 1, "conv step over the columns of a \(x.rows)-row projection")
-        try conv1d(out.columnBlock(convColumns), weight: convWeight, bias: convBias, state: convState, batch: 1,
-                   tokens: 1, silu: silu, out: convOut)
+        try linearThenConvStepBySeparateOperators(x, norm: norm, projection, out: out, convColumns: convColumns,
+                                                  convWeight: convWeight, convBias: convBias, convState: convState,
+                                                  silu: silu, convOut: convOut)
     }
 
     public func foldsInputNorm(rows: Int) -> Bool { rows <= Self.foldedNormRows }
@@ -126,15 +126,10 @@ extension CUDABackend {
 
     private func project(_ x: Tensor, weight: Tensor, rows: Range<Int>?, bias: Tensor?, out: Tensor,
                          accumulate: Bool) throws {
-        try requireActivations(x, out, in: "linear")
-        try requireFP32(bias, in: "linear bias")
-        let k = weight.columns, range = rows ?? 0..<weight.rows, m = x.rows, n = range.count
-        try check(x.columns == k && out.columns == n && out.rows == m && range.upperBound <= weight.rows,
-                  "linear \(x.shape) x \(weight.shape)[\(range)] -> \(out.shape)")
+        let segment = try gemvSegment(x, weight: weight, rows: rows, bias: bias, out: out)
+        let k = weight.columns, m = x.rows, n = out.columns, w = segment.weight
         guard m > 0, n > 0 else { return }
-        let w = CUdeviceptr(weight.address) + CUdeviceptr(range.lowerBound * k * weight.type.byteSize)
         if weight.type == activationType {
-            let segment = GemvSegment(weight: w, bias: bias, out: out)
             if try gemv(x, norm: nil, [segment], k: k, accumulate: accumulate) { return }
             try gemm(w, x: CUdeviceptr(x.address), out: CUdeviceptr(out.address), type: activationType,
                      outType: activationType,
@@ -314,7 +309,8 @@ struct GemvConvStep {
     /// The kernel's ConvEpilogue struct: weight, bias, state, out, then first | channels << 32, kernel | silu << 32.
     var words: [UInt64] {
         [UInt64(weight.address), UInt64(bias?.address ?? 0), UInt64(state.address), UInt64(out.address),
-         UInt64(UInt32(first)) | UInt64(UInt32(out.columns)) << 32, UInt64(UInt32(kernel)) | UInt64(silu ? 1 : 0) << 32]
+         UInt64(UInt32(first)) | UInt64(UInt32(out.columns)) << 32,
+         UInt64(UInt32(kernel)) | UInt64(silu ? 1 : 0) << 32]
     }
 
     /// No conv (channels 0).
@@ -343,9 +339,9 @@ extension CUDABackend {
     }
 
     /// Launches one gemv kernel over `segments` (weights of the activation type sharing the input x, whose rows
-    /// are k wide), with `norm` folded in and `conv` in the epilogue; false, launching nothing, where the kernels do not take these shapes
-    /// (more than 8 rows or 3 weights, k not a multiple of 8 or over their limits, unaligned rows, a norm they
-    /// cannot fold, too little shared memory).
+    /// are k wide), with `norm` folded in and `conv` in the epilogue; false, launching nothing, where the kernels
+    /// do not take these shapes (more than 8 rows or 3 weights, k not a multiple of 8 or over their limits,
+    /// unaligned rows, a norm they cannot fold, too little shared memory).
     func gemv(_ x: Tensor, norm: InputNorm?, _ segments: [GemvSegment], k: Int, accumulate: Bool,
               conv: GemvConvStep? = nil) throws -> Bool {
         let m = x.rows, widths = segments.map(\.out.columns), n = widths.reduce(0, +)
@@ -366,13 +362,14 @@ extension CUDABackend {
             i < segments.count ? address(segments[i]) : 0
         }
         let end0 = widths[0], end1 = widths.count > 1 ? end0 + widths[1] : n
-        let words = (0..<3).map { slot($0) { $0.weight } } + (0..<3).map { slot($0) { UInt64($0.bias?.address ?? 0) } }
-            + (0..<3).map { slot($0) { UInt64($0.out.address) } } + [UInt64(UInt32(end0)) | UInt64(UInt32(end1)) << 32]
+        let words = (0..<3).map { slot($0) { $0.weight } }
+            + (0..<3).map { slot($0) { UInt64($0.bias?.address ?? 0) } }
+            + (0..<3).map { slot($0) { UInt64($0.out.address) } }
+            + [UInt64(UInt32(end0)) | UInt64(UInt32(end1)) << 32]
         let kernel = norm == nil ? K.gemv(rows: m, loads: shape.loads) : K.gemvNorm(rows: m, loads: shape.loads)
         try launch(kernel, grid: (shape.blocks, 1, 1), block: 256, shared: shared, [
             .tensor(x), .words(words), .words(conv?.words ?? GemvConvStep.none), .int(m), .int(n), .int(k),
-            .int(accumulate ? 1 : 0),
-            .int(shape.threadsPerColumn)] + normArguments)
+            .int(accumulate ? 1 : 0), .int(shape.threadsPerColumn)] + normArguments)
         return true
     }
 
@@ -389,7 +386,8 @@ extension CUDABackend {
             try requireFP32(normWeight, in: "gatedRMSNorm weight")
             guard (1...8).contains(groups), k % groups == 0, (k / groups) % 8 == 0, gate.count == x.count,
                   normWeight.count == k, gate.address % 16 == 0 else { return nil }
-            return [.int(2), .tensor(normWeight), .float(eps), .tensor(gate), .int(groups), .int(normBeforeGate ? 1 : 0)]
+            return [.int(2), .tensor(normWeight), .float(eps), .tensor(gate), .int(groups),
+                    .int(normBeforeGate ? 1 : 0)]
         case .gatedActivation(let gate, let kind):
             try requireActivations(gate, in: "gatedActivation gate")
             guard gate.count == x.count, gate.address % 16 == 0, gate.rows == x.rows else { return nil }
