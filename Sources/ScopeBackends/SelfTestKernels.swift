@@ -282,8 +282,16 @@ final class KernelChecks {
             AttentionCase(name: "decode d12 GQA 6/2 past 300 (split-KV, element-wise loads)", batch: 2, newTokens: 1,
                           past: 300, heads: 6, kvHeads: 2, headDim: 12, window: nil, capacity: 512),
         ]
-        for c in cases {
-            check("attention", c.name) {
+        // On GPUs with warpgroup MMAs, head size 64 prefills run on both kernels.
+        let warpgroups = gpu.usesWarpgroupAttention
+        let runs = cases.flatMap { c -> [(AttentionCase, Bool?)] in
+            c.headDim == 64 && c.newTokens >= 16 && warpgroups ? [(c, true), (c, false)] : [(c, nil)]
+        }
+        defer { gpu.allowsWarpgroupAttention = true }
+        for (c, warpgroup) in runs {
+            let kernel = warpgroup.map { $0 ? " [warpgroup MMAs]" : " [mma.sync]" } ?? ""
+            check("attention", c.name + kernel) {
+                gpu.allowsWarpgroupAttention = warpgroup ?? true
                 let rows = c.batch * c.newTokens, kvWidth = c.kvHeads * c.headDim
                 let q = try pair([rows, c.heads * c.headDim], .bf16, -2, 2)
                 let k = try pair([rows, kvWidth], .bf16, -2, 2), v = try pair([rows, kvWidth])

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ScopeEngine
 import ScopeSupport
 
@@ -25,11 +28,25 @@ private enum K {
     static func prefillQueries(_ headDim: Int) -> Int { headDim == 128 ? 64 : 128 }
     /// Its dynamic shared memory: 3 stages of a key and a value tile, 64 rows of headDim + 8 bf16 each.
     static func prefillShared(_ headDim: Int) -> Int { 3 * 2 * 64 * (headDim + 8) * 2 }
+    /// The warpgroup-MMA prefill kernel (sm_90, head size 64): 128 queries per block of two warpgroups; 1 KiB of
+    /// alignment slack and four stages of 64-key K and V tiles in shared memory (attention_wgmma.cu).
+    static let prefillWarpgroup = Kernel(module: "attention_wgmma", name: "attn_prefill_wgmma_d64")
+    static let prefillWarpgroupQueries = 128
+    static let prefillWarpgroupShared = 1024 + 4 * 2 * 64 * 64 * 2
 }
 
 /// Attention: the tensor-core prefill kernel where it applies (16+ new tokens, head size 16/32/64/128, 16-byte
-/// aligned rows), otherwise split-KV (decode steps, other head sizes); appending to the ring-buffer cache.
+/// aligned rows; at head size 64 on sm_90 its warpgroup-MMA version), otherwise split-KV (decode steps, other head
+/// sizes); appending to the ring-buffer cache.
 extension CUDABackend {
+    /// Whether prefill attention at head size 64 runs on warpgroup MMAs (attention_wgmma.cu): on sm_90 (Hopper),
+    /// unless `allowsWarpgroupAttention` is off or the environment sets `SSM_SCOPE_CUDA_WGMMA=0`.
+    public var usesWarpgroupAttention: Bool {
+        device.computeCapability == (9, 0) && Self.warpgroupAttentionEnabled && allowsWarpgroupAttention
+    }
+
+    static let warpgroupAttentionEnabled = getenv("SSM_SCOPE_CUDA_WGMMA").map { String(cString: $0) != "0" } ?? true
+
     public func attention(q: Tensor, kNew: Tensor, vNew: Tensor, cache: KVCacheLayer?, batch: Int, newTokens: Int,
                           past: Int, heads: Int, kvHeads: Int, headDim: Int, window: Int?, scale: Float,
                           out: Tensor) throws {
@@ -48,6 +65,15 @@ extension CUDABackend {
                                           .tensor(cache?.values)]
         let aligned = [q, kNew, vNew, out].allSatisfy { $0.address % 16 == 0 }
             && (cache.map { $0.keys.address % 16 == 0 && $0.values.address % 16 == 0 } ?? true)
+        if newTokens >= 16, headDim == 64, aligned, usesWarpgroupAttention {
+            let tiles = (newTokens + K.prefillWarpgroupQueries - 1) / K.prefillWarpgroupQueries
+            try check(batch <= 65535 && tiles <= 65535, "attention grid too large")
+            try launch(K.prefillWarpgroup, grid: (heads, tiles, batch), block: 256, shared: K.prefillWarpgroupShared,
+                       pointers + [
+                .tensor(out), .int(capacity), .int(newTokens), .int(past), .int(heads), .int(kvHeads),
+                .int(window ?? 0), .float(scale)])
+            return
+        }
         if newTokens >= 16, K.prefillHeadDims.contains(headDim), aligned {
             let queries = K.prefillQueries(headDim), tiles = (newTokens + queries - 1) / queries
             try check(batch <= 65535 && tiles <= 65535, "attention grid too large")

@@ -29,6 +29,9 @@ public final class CUDABackend: StepRecordingBackend, TensorAllocator {
     var energyMeterState: Result<EnergyMeter?, Error>?
     /// Set while a decode step is being recorded as a graph (see CUDABackend+Graphs.swift).
     var recording: StepRecordingState?
+    /// Whether prefill attention at head size 64 may run on warpgroup MMAs where the GPU has them (the selftest turns
+    /// it off to check the mma.sync kernel on the same GPU; see CUDABackend+Attention.swift).
+    public var allowsWarpgroupAttention = true
 
     /// A backend on GPU 0 computing with `activations` (bf16 or fp16); `memoryLimit` caps the bytes of live tensors
     /// (nil: the device's memory).

@@ -21,10 +21,21 @@ public struct KernelCompiler {
         compilerVersion = try nvrtc.version()
     }
 
+    /// Modules that use architecture-specific instructions (wgmma): compiled for "sm_90a" on sm_90, where their
+    /// kernels run, and for the plain architecture elsewhere, where their kernels trap and are never launched.
+    static let architectureSpecificModules: Set<String> = ["attention_wgmma"]
+
+    /// The architecture a module is compiled for on a device of `architecture`.
+    static func architecture(of module: String, on architecture: String) -> String {
+        architectureSpecificModules.contains(module) && architecture == "sm_90" ? "sm_90a" : architecture
+    }
+
+    private func architecture(of module: String) -> String { Self.architecture(of: module, on: architecture) }
+
     /// The cache key of a module (for activations of `activation`) for this compiler and architecture.
     public func key(_ module: String, activation: ElementType = .bf16) throws -> String {
         KernelCache.key(source: try source(module, activation: activation), headers: Self.headers,
-                        architecture: architecture, compilerVersion: compilerVersion)
+                        architecture: architecture(of: module), compilerVersion: compilerVersion)
     }
 
     /// The module's cubin for activations of `activation` (bf16 or fp16) from the cache, or compiled now; `hit`
@@ -32,7 +43,8 @@ public struct KernelCompiler {
     public func cubin(_ module: String, activation: ElementType = .bf16) throws -> (bytes: [UInt8], hit: Bool) {
         let source = try source(module, activation: activation)
         return try cache.cubin(name: Self.variantName(module, activation), key: try key(module, activation: activation)) {
-            try nvrtc.compile(source: source, name: module + ".cu", headers: Self.headers, architecture: architecture)
+            try nvrtc.compile(source: source, name: module + ".cu", headers: Self.headers,
+                              architecture: architecture(of: module))
         }
     }
 

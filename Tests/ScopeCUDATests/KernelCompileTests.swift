@@ -52,6 +52,27 @@ import Testing
         }
     }
 
+    /// The wgmma module is compiled for sm_90a on Hopper (its instructions need the architecture-specific target)
+    /// and for the plain architecture elsewhere; every other module for the device's own.
+    @Test func architectureSpecificModulesTargetSm90a() {
+        #expect(KernelCompiler.architecture(of: "attention_wgmma", on: "sm_90") == "sm_90a")
+        #expect(KernelCompiler.architecture(of: "attention_wgmma", on: "sm_89") == "sm_89")
+        #expect(KernelCompiler.architecture(of: "attention_prefill", on: "sm_90") == "sm_90")
+    }
+
+    /// The sm_90a cubin of the wgmma module carries its warpgroup MMAs: compiled for plain sm_90 they would not
+    /// assemble, so the cubin compiled through the compiler (for sm_90) must come from sm_90a.
+    @Test(.enabled(if: available, skipReason))
+    func warpgroupModuleCompilesForSm90a() throws {
+        let cache = KernelCache(directory: FileManager.default.temporaryDirectory
+            .appendingPathComponent("ssm-scope-kernels-\(UUID())").path)
+        let compiler = try KernelCompiler(nvrtc: try Self.nvrtc.get(), cache: cache, architecture: "sm_90")
+        let plain = try KernelCompiler(nvrtc: try Self.nvrtc.get(), cache: cache, architecture: "sm_89")
+        #expect(try compiler.key("attention_wgmma") != plain.key("attention_wgmma"))
+        let (cubin, _) = try compiler.cubin("attention_wgmma"), (trap, _) = try plain.cubin("attention_wgmma")
+        #expect(cubin.count > 2 * trap.count, "the sm_90a cubin holds the kernel body, the sm_89 one only a trap")
+    }
+
     @Test func everyKernelFileIsEmbedded() throws {
         let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("../../Sources/ScopeCUDA/Kernels").standardized
