@@ -86,9 +86,10 @@ extension CUDABackend {
         }
     }
 
-    /// The conv step runs in the projection gemv's epilogue: the thread that writes a conv column owns its
-    /// channel's state.
-    public var foldsConvStep: Bool { true }
+    /// The conv step runs in the projection gemv's epilogue (the thread that writes a conv column owns its channel's
+    /// state), for one row: where the gemv does not take the shapes, the separate operators stand in, and they take
+    /// one row.
+    public func foldsConvStep(rows: Int) -> Bool { rows == 1 }
 
     public func linearThenConvStep(_ x: Tensor, norm: InputNorm?, _ projection: Linear, out: Tensor,
                                    convColumns: Range<Int>, convWeight: Tensor, convBias: Tensor?, convState: Tensor,

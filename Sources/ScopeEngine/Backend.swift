@@ -119,9 +119,9 @@ public protocol Backend: AnyObject, OperatorTimer {
     func linearThenConvStep(_ x: Tensor, norm: InputNorm?, _ projection: Linear, out: Tensor, convColumns: Range<Int>,
                             convWeight: Tensor, convBias: Tensor?, convState: Tensor, silu: Bool,
                             convOut: Tensor) throws
-    /// Whether `linearThenConvStep` is one operator here (so that the executor uses it, and times the conv with the
-    /// projection). Defaults to false.
-    var foldsConvStep: Bool { get }
+    /// Whether `linearThenConvStep` is one operator for inputs of `rows` rows (so that the executor uses it, and
+    /// times the conv with the projection). Defaults to false.
+    func foldsConvStep(rows: Int) -> Bool
     /// Whether `fusedLinear` folds a norm into the product for inputs of `rows` rows, so that every projection of a
     /// normalised input may normalise it again rather than share a normalised copy. Defaults to false.
     func foldsInputNorm(rows: Int) -> Bool
@@ -231,7 +231,7 @@ extension Backend {
 
     public func foldsInputNorm(rows: Int) -> Bool { false }
 
-    public var foldsConvStep: Bool { false }
+    public func foldsConvStep(rows: Int) -> Bool { false }
 
     public func selectiveStepWithDeltaProjection(u: Tensor, dt: Tensor, dtProjection: Linear, A: Tensor, B: Tensor,
                                                  C: Tensor, D: Tensor, z: Tensor?, state: Tensor, batch: Int,

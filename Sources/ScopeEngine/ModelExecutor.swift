@@ -551,7 +551,7 @@ public final class ModelExecutor {
     /// the blocks are not one weight's.
     private func projectWithConvStep(_ x: Normed, _ linears: [Linear], convBlock: Int, weight: Tensor, bias: Tensor?,
                                      state: Tensor, pass: Pass) throws -> (outputs: [Tensor], conv: Tensor)? {
-        guard backend.foldsConvStep, pass.rows == 1, pass.newTokens == 1,
+        guard pass.rows == 1, pass.newTokens == 1, backend.foldsConvStep(rows: 1),
               let (joined, columns) = joinedLinear(linears) else { return nil }
         let out = try tensor([1, joined.outputs]), conv = try tensor([1, columns[convBlock].count])
         try timed(.linear) {
