@@ -223,6 +223,7 @@ final class KernelChecks {
                 return [out, gated]
             }
         }
+        argmaxRows()
         check("dense", "add, scale") {
             let a = try pair([5000]), b = try pair([5000]), sum = try zeros([5000])
             try cpu.add(a.cpu, b.cpu, out: sum.cpu)
@@ -318,6 +319,32 @@ final class KernelChecks {
                 return [out, Pair(cpu: caches.cpu.keys, gpu: caches.gpu.keys),
                         Pair(cpu: caches.cpu.values, gpu: caches.gpu.values)]
             }
+        }
+    }
+
+    /// Greedy decoding's argmax on the GPU against `Greedy.argmax` of the same (bf16) values: a vocabulary-sized row,
+    /// a row whose maximum appears twice (the first wins), a row of equal values, one of -inf and one with NaN
+    /// among finite values. The error is the share of rows whose index differs.
+    private func argmaxRows() {
+        let columns = 128_256
+        var rows = [random(columns, -4, 4), random(columns, -4, 4), [Float](repeating: 0.5, count: columns),
+                    [Float](repeating: -.infinity, count: columns), random(columns, -4, 4)]
+        rows[1][70_000] = 9
+        rows[1][90_000] = 9
+        rows[4][3] = .nan
+        rows[4][100_000] = 8
+        do {
+            let x = try pair([rows.count, columns], .bf16, values: rows.flatMap { $0 })
+            let expected = try cpu.download(x.cpu)
+            let reference = (0..<rows.count).map { Greedy.argmax(expected[($0 * columns)..<(($0 + 1) * columns)]) }
+            let got = try gpu.argmaxRows(x.gpu)
+            let wrong = zip(got, reference).filter { $0 != $1 }.count
+            results.append(SelfTestResult(group: "dense", name: "argmax of 5 rows of 128256 (ties, -inf, NaN)",
+                                          error: Double(wrong) / Double(rows.count), tolerance: 0.1,
+                                          failure: wrong == 0 ? nil : "indices \(got), expected \(reference)"))
+        } catch {
+            results.append(SelfTestResult(group: "dense", name: "argmax of 5 rows of 128256 (ties, -inf, NaN)",
+                                          error: .infinity, tolerance: 0.1, failure: "\(error)"))
         }
     }
 

@@ -103,13 +103,14 @@ public final class NativeRunner {
                 }
             }
             guard let (firstLogits, cache) = result else { continue }
-            var logits = firstLogits
+            // Each step is timed with its greedy choice made by the backend (on a GPU: the step, an argmax kernel
+            // and the token ids read back), as the peers pick the next tokens on the device.
+            var next = firstLogits.map(Greedy.argmax)
             cacheBytes = cache.byteCount
             var stepSeconds: [Double] = []
             let decodeSample = try metered(timed && steps > 0) {
                 for _ in 0..<steps {
-                    let next = logits.map(Self.argmax)
-                    stepSeconds.append(try backend.timeRegion { logits = try executor.step(next, cache: cache) })
+                    stepSeconds.append(try backend.timeRegion { next = try executor.stepGreedy(next, cache: cache) })
                 }
             }
             guard timed else { continue }
@@ -125,10 +126,11 @@ public final class NativeRunner {
         var prefillBreakdown: [String: Double] = [:], decodeBreakdown: [String: Double] = [:]
         if settings.profile {
             backend.startProfile()
-            var (logits, cache) = try executor.prefill(prompts, capacity: capacity, chunking: settings.prefillChunking)
+            let (logits, cache) = try executor.prefill(prompts, capacity: capacity, chunking: settings.prefillChunking)
             for (kind, t) in try backend.finishProfile().seconds { prefillBreakdown[kind.rawValue] = t }
             backend.startProfile()
-            for _ in 0..<settings.decodeSteps { logits = try executor.step(logits.map(Self.argmax), cache: cache) }
+            var next = logits.map(Greedy.argmax)
+            for _ in 0..<settings.decodeSteps { next = try executor.stepGreedy(next, cache: cache) }
             for (kind, t) in try backend.finishProfile().seconds {
                 decodeBreakdown[kind.rawValue] = t / Double(settings.decodeSteps)
             }
@@ -160,12 +162,6 @@ public final class NativeRunner {
         return EnergyResult(joulesPerPrefill: Statistics(prefill.map(\.joules)).median, joulesPerToken: perToken,
                             averageWatts: seconds > 0 ? joules / seconds : 0,
                             peakWatts: all.map(\.peakWatts).max() ?? 0)
-    }
-
-    static func argmax(_ values: [Float]) -> Int32 {
-        var best = 0
-        for i in values.indices where values[i] > values[best] { best = i }
-        return Int32(best)
     }
 }
 

@@ -14,6 +14,7 @@ private enum K {
     static let scatterAdd = Kernel(module: "elementwise", name: "scatter_add_rows")
     static let convert = Kernel(module: "elementwise", name: "convert")
     static let biasStore = Kernel(module: "elementwise", name: "bias_store")
+    static let argmax = Kernel(module: "elementwise", name: "argmax_rows")
     /// The gemv kernels by rows (1, or up to 8) and 16-byte loads per thread and column (1, 2, 4, 8).
     static let gemvKernels = [1, 8].map { rows in
         [1, 2, 4, 8].map { Kernel(module: "gemv", name: "gemv_r\(rows)_v\($0)") }
@@ -283,6 +284,17 @@ extension CUDABackend {
         try launchElementwise(K.scatterAdd, count: source.count, [
             .tensor(source), .pointer(indices), .pointer(factors), .tensor(out), .int(source.columns),
             .int64(rows.count)])
+    }
+
+    /// One block per row finds its argmax on the GPU; only the row count's token ids come back.
+    public func argmaxRows(_ x: Tensor) throws -> [Int32] {
+        try requireActivations(x, in: "argmaxRows")
+        guard x.rows > 0 else { return [] }
+        let out = try makeOutputTensor([x.rows], .fp32)  // int32 bits
+        try launch(K.argmax, grid: (x.rows, 1, 1), block: 1024, [.tensor(x), .int(Int32(x.columns)), .tensor(out)])
+        var ids = [Int32](repeating: 0, count: x.rows)
+        try driver.check(driver.cuMemcpyDtoH(&ids, CUdeviceptr(out.address), 4 * x.rows), "cuMemcpyDtoH_v2")
+        return ids
     }
 
     static func code(_ kind: Activation) -> KernelArgument {

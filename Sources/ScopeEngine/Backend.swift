@@ -177,6 +177,9 @@ public protocol Backend: AnyObject, OperatorTimer {
     /// Gated RMSNorm of Mamba-2 mixers (see `GatedNorm.apply`).
     func gatedRMSNorm(_ x: Tensor, gate: Tensor, weight: Tensor, groups: Int, eps: Float, normBeforeGate: Bool,
                       out: Tensor) throws
+    /// Each row's `Greedy.argmax`: greedy decoding's next tokens, read back without the rows themselves where the
+    /// backend computes it in place (GPUs). Defaults to reading the rows back and scanning them.
+    func argmaxRows(_ x: Tensor) throws -> [Int32]
 }
 
 extension Backend {
@@ -255,6 +258,11 @@ extension Backend {
 
     public func foldsDeltaProjection(rows: Int) -> Bool { false }
 
+    public func argmaxRows(_ x: Tensor) throws -> [Int32] {
+        let values = try download(x), columns = x.columns
+        return (0..<x.rows).map { Greedy.argmax(values[($0 * columns)..<(($0 + 1) * columns)]) }
+    }
+
     public func conv1d(_ x: Tensor, weight: Tensor, bias: Tensor?, state: Tensor, batch: Int, tokens: Int, silu: Bool,
                        splitInto outputs: [Tensor], columns: [Range<Int>]) throws {
         try conv1dThenSplit(x, weight: weight, bias: bias, state: state, batch: batch, tokens: tokens, silu: silu,
@@ -283,6 +291,21 @@ extension Backend {
         }
         return out
     }
+}
+
+/// Greedy decoding's choice of token.
+public enum Greedy {
+    /// The index of the largest value, the first of equal ones; NaN never wins; 0 when no value is larger than -inf.
+    public static func argmax(_ values: ArraySlice<Float>) -> Int32 {
+        var best = -Float.infinity, index = values.startIndex
+        for i in values.indices where values[i] > best {
+            best = values[i]
+            index = i
+        }
+        return Int32(index - values.startIndex)
+    }
+
+    public static func argmax(_ values: [Float]) -> Int32 { argmax(values[...]) }
 }
 
 /// A transformation of a linear layer's input rows that the backend may fold into the product (see

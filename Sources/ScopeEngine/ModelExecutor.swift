@@ -64,10 +64,21 @@ public final class ModelExecutor {
     /// record steps is recorded, and every step replays that recording (see `recordsSteps`); if recording fails for
     /// any reason but memory, the steps are issued one operator at a time and `recordingFailure` says why.
     public func step(_ tokens: [Int32], cache: InferenceCache) throws -> [[Float]] {
+        try lastLogits(try stepLogits(tokens, cache: cache), batch: tokens.count)
+    }
+
+    /// `step` followed by greedy decoding's choice: each sequence's next token (`Greedy.argmax` of its logits), chosen
+    /// by the backend, so that a GPU reads back token ids rather than whole rows of logits.
+    public func stepGreedy(_ tokens: [Int32], cache: InferenceCache) throws -> [Int32] {
+        try backend.argmaxRows(try stepLogits(tokens, cache: cache))
+    }
+
+    /// One decode step's logits tensor [batch, vocab] (see `step`).
+    private func stepLogits(_ tokens: [Int32], cache: InferenceCache) throws -> Tensor {
         guard recordsSteps, recordingFailure == nil, stepIsRecordable, let recorder = backend as? StepRecordingBackend,
               recorder.canRecordSteps, tokens.count == cache.batch,
               cache.length < cache.capacity || cache.kvBytes == 0 else {
-            return try forward(tokens.map { [$0] }, cache: cache)
+            return try forwardLogits(tokens.map { [$0] }, cache: cache)
         }
         if let bad = tokens.first(where: { $0 < 0 || Int($0) >= spec.vocabSize }) {
             throw ScopeError("token id \(bad) outside the vocabulary of \(spec.vocabSize)")
@@ -82,12 +93,12 @@ public final class ModelExecutor {
                 throw error
             } catch {
                 recordingFailure = "\(error)"
-                return try forward(tokens.map { [$0] }, cache: cache)
+                return try forwardLogits(tokens.map { [$0] }, cache: cache)
             }
         }
         let logits = try cache.recordedStep!.replay(inputs)
         cache.length += 1
-        return try lastLogits(logits, batch: tokens.count)
+        return logits
     }
 
     /// True when a decode step's work does not depend on the cached length and reads nothing back to the host.
@@ -111,7 +122,7 @@ public final class ModelExecutor {
         var (logits, cache) = try prefill([prompt], capacity: prompt.count + count)
         var output: [Int32] = []
         for i in 0..<count {
-            let next = Int32(logits[0].indices.max { logits[0][$0] < logits[0][$1] } ?? 0)
+            let next = Greedy.argmax(logits[0])
             output.append(next)
             if i + 1 < count { logits = try step([next], cache: cache) }
         }
@@ -122,9 +133,14 @@ public final class ModelExecutor {
 
     /// One pass over `tokens` (batch x newTokens) after the cache's tokens; returns last-token logits.
     func forward(_ tokens: [[Int32]], cache: InferenceCache) throws -> [[Float]] {
+        try lastLogits(try forwardLogits(tokens, cache: cache), batch: tokens.count)
+    }
+
+    /// `forward`'s last-token logits as a tensor [batch, vocab].
+    private func forwardLogits(_ tokens: [[Int32]], cache: InferenceCache) throws -> Tensor {
         let logits = try encode(tokens, cache: cache, recording: false)
         cache.length += tokens[0].count
-        return try lastLogits(logits, batch: tokens.count)
+        return logits
     }
 
     /// The logits tensor [batch, vocab] as one array per sequence.

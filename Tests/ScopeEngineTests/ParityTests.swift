@@ -46,6 +46,26 @@ import Testing
         #expect(relativeError(chunked, whole) < 1e-4, "\(family)")
     }
 
+    /// A greedy step picks, for every sequence, the argmax of the logits a plain step returns.
+    @Test func greedyStepPicksTheArgmaxOfTheStepsLogits() throws {
+        let spec = try ModelCatalog.spec(named: "tiny-hybrid")
+        let executor = try randomExecutor(spec)
+        let a = tokens(20, vocab: spec.vocabSize, seed: 5), b = tokens(20, vocab: spec.vocabSize, seed: 6)
+        let (_, plain) = try executor.prefill([a, b], capacity: 22)
+        let (_, greedy) = try executor.prefill([a, b], capacity: 22)
+        let logits = try executor.step([3, 4], cache: plain)
+        #expect(try executor.stepGreedy([3, 4], cache: greedy) == logits.map(Greedy.argmax))
+        #expect(greedy.length == plain.length)
+    }
+
+    @Test func greedyArgmaxTakesTheFirstMaximumAndIgnoresNaN() {
+        #expect(Greedy.argmax([1, 5, 2, 5]) == 1)
+        #expect(Greedy.argmax([.nan, 1, 3, .nan, 3]) == 2)
+        #expect(Greedy.argmax([-.infinity, -.infinity]) == 0)
+        #expect(Greedy.argmax([0.5, 0.5, 0.5][1...]) == 0)
+        #expect(Greedy.argmax([]) == 0)
+    }
+
     @Test func batchRowsMatchSingleSequences() throws {
         let spec = try ModelCatalog.spec(named: "tiny-hybrid")
         let executor = try randomExecutor(spec)

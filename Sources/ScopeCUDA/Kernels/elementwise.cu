@@ -114,3 +114,44 @@ extern "C" __global__ void bias_store(const void* src, int srcType, const float*
         st(out, i, v);
     }
 }
+
+// Row-wise argmax of x [rows, columns] into out[rows]: the first index of the largest value, NaN never winning, 0
+// when no value exceeds -inf (Greedy.argmax's rule). One block of 1024 threads per row; each thread scans columns
+// t, t + 1024, ... keeping its first maximum, then the block merges (value, index) pairs, ties to the lower index.
+extern "C" __global__ void __launch_bounds__(1024) argmax_rows(const act* x, int columns, int* out) {
+    __shared__ float values[32];
+    __shared__ int indices[32];
+    grid_dependency_sync();
+    const act* row = x + (i64)blockIdx.x * columns;
+    const int none = 0x7fffffff;
+    float best = NEG_INF;
+    int index = none;
+    for (int c = threadIdx.x; c < columns; c += blockDim.x) {
+        float v = ld(row, c);
+        if (v > best) {
+            best = v;
+            index = c;
+        }
+    }
+    auto merge = [&](float v, int i) {
+        if (v > best || (v == best && i < index)) {
+            best = v;
+            index = i;
+        }
+    };
+    for (int o = 16; o > 0; o >>= 1) merge(__shfl_xor_sync(0xffffffffu, best, o), __shfl_xor_sync(0xffffffffu, index, o));
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) {
+        values[warp] = best;
+        indices[warp] = index;
+    }
+    __syncthreads();
+    if (warp == 0) {
+        int warps = blockDim.x >> 5;
+        best = lane < warps ? values[lane] : NEG_INF;
+        index = lane < warps ? indices[lane] : none;
+        for (int o = 16; o > 0; o >>= 1)
+            merge(__shfl_xor_sync(0xffffffffu, best, o), __shfl_xor_sync(0xffffffffu, index, o));
+        if (lane == 0) out[blockIdx.x] = index == none ? 0 : index;
+    }
+}
