@@ -570,25 +570,8 @@ __device__ void prefill(const act* q, const act* kNew, const act* vNew, const ac
     }
     act* ob = out + (i64)b * newTokens * qStride + (i64)h * D;
 #pragma unroll
-    for (int i = 0; i < G; i++) {
-        int r0 = t0 + warp * ROWS + 16 * i + g, r1 = r0 + 8;
-        float inv[2];
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            float sum = l[i][r];
-            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-            inv[r] = 1.0f / sum;
-        }
-#pragma unroll
-        for (int n = 0; n < D / 8; n++) {
-            int col = n * 8 + tq * 2;
-            if (r0 < newTokens)
-                *(act2*)(ob + r0 * qStride + col) = floats_to_act2(o[i][n][0] * inv[0], o[i][n][1] * inv[0]);
-            if (r1 < newTokens)
-                *(act2*)(ob + r1 * qStride + col) = floats_to_act2(o[i][n][2] * inv[1], o[i][n][3] * inv[1]);
-        }
-    }
+    for (int i = 0; i < G; i++)
+        store_attention_rows<D>(ob, qStride, t0 + warp * ROWS + 16 * i + g, newTokens, &o[i][0][0], l[i], tq);
 }
 
 // Head size, row groups per warp (2 up to head size 64; 1 at 128, where two groups' accumulators would not fit in
@@ -875,28 +858,11 @@ __device__ void prefill_wgmma(const act* q, const act* kNew, const act* vNew, co
     wg_commit();
     hold(o);
     wg_wait<0>();
-    act* ob = out + (i64)b * newTokens * qStride + (i64)h * WG_D;
-    float inv[2];
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        float sum = l[r];
-        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-        inv[r] = 1.0f / sum;
-    }
-#pragma unroll
-    for (int n = 0; n < WG_D / 8; n++) {
-        int col = n * 8 + tq * 2;
-        if (row0 < newTokens)
-            *(act2*)(ob + row0 * qStride + col) = floats_to_act2(o[4 * n] * inv[0], o[4 * n + 1] * inv[0]);
-        if (row1 < newTokens)
-            *(act2*)(ob + row1 * qStride + col) = floats_to_act2(o[4 * n + 2] * inv[1], o[4 * n + 3] * inv[1]);
-    }
+    store_attention_rows<WG_D>(out + (i64)b * newTokens * qStride + (i64)h * WG_D, qStride, row0, newTokens, o, l,
+                               tq);
 }
 #endif
 
-// Dynamic shared memory: 1 KiB of alignment slack and STAGES stages of K and V (16 KiB each); blocks per
-// multiprocessor as many as fit both it and the registers.
 // Dynamic shared memory: 1 KiB of alignment slack and 4 stages of K and V (64 KiB); two warpgroups (128 queries)
 // per block, two blocks per multiprocessor (128 registers).
 extern "C" __global__ void __launch_bounds__(256, 2) attn_prefill_wgmma_d64(
@@ -1079,6 +1045,31 @@ __device__ __forceinline__ float activate(int kind, float x) {
     case 2: return 0.5f * x * (1.0f + tanhf(0.79788456080286536f * (x + 0.044715f * x * x * x)));
     case 3: return fmaxf(x, 0.0f);
     default: { float r = fmaxf(x, 0.0f); return r * r; }
+    }
+}
+
+// Writes a warp's share of two rows of a prefill attention output divided by the rows' softmax sums: o in the MMA
+// accumulator layout (o[4 n + e]: row r0 for e < 2, else r0 + 8; column 8 n + 2 tq + e % 2, n < D / 8) and l the
+// lane's shares of the two sums, which its quad (lanes of equal lane / 4) adds up. Rows from `rows` on are not
+// written; out points at row 0 of the head, rows `stride` apart.
+template <int D>
+__device__ __forceinline__ void store_attention_rows(act* out, i64 stride, int r0, int rows, const float* o,
+                                                     const float* l, int tq) {
+    float inv[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float sum = l[r];
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        inv[r] = 1.0f / sum;
+    }
+    int r1 = r0 + 8;
+#pragma unroll
+    for (int n = 0; n < D / 8; n++) {
+        int col = n * 8 + tq * 2;
+        if (r0 < rows) *(act2*)(out + r0 * stride + col) = floats_to_act2(o[4 * n] * inv[0], o[4 * n + 1] * inv[0]);
+        if (r1 < rows)
+            *(act2*)(out + r1 * stride + col) = floats_to_act2(o[4 * n + 2] * inv[1], o[4 * n + 3] * inv[1]);
     }
 }
 """###,

@@ -236,25 +236,8 @@ __device__ void prefill(const act* q, const act* kNew, const act* vNew, const ac
     }
     act* ob = out + (i64)b * newTokens * qStride + (i64)h * D;
 #pragma unroll
-    for (int i = 0; i < G; i++) {
-        int r0 = t0 + warp * ROWS + 16 * i + g, r1 = r0 + 8;
-        float inv[2];
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            float sum = l[i][r];
-            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-            inv[r] = 1.0f / sum;
-        }
-#pragma unroll
-        for (int n = 0; n < D / 8; n++) {
-            int col = n * 8 + tq * 2;
-            if (r0 < newTokens)
-                *(act2*)(ob + r0 * qStride + col) = floats_to_act2(o[i][n][0] * inv[0], o[i][n][1] * inv[0]);
-            if (r1 < newTokens)
-                *(act2*)(ob + r1 * qStride + col) = floats_to_act2(o[i][n][2] * inv[1], o[i][n][3] * inv[1]);
-        }
-    }
+    for (int i = 0; i < G; i++)
+        store_attention_rows<D>(ob, qStride, t0 + warp * ROWS + 16 * i + g, newTokens, &o[i][0][0], l[i], tq);
 }
 
 // Head size, row groups per warp (2 up to head size 64; 1 at 128, where two groups' accumulators would not fit in

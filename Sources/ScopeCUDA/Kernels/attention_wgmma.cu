@@ -266,28 +266,11 @@ __device__ void prefill_wgmma(const act* q, const act* kNew, const act* vNew, co
     wg_commit();
     hold(o);
     wg_wait<0>();
-    act* ob = out + (i64)b * newTokens * qStride + (i64)h * WG_D;
-    float inv[2];
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        float sum = l[r];
-        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-        inv[r] = 1.0f / sum;
-    }
-#pragma unroll
-    for (int n = 0; n < WG_D / 8; n++) {
-        int col = n * 8 + tq * 2;
-        if (row0 < newTokens)
-            *(act2*)(ob + row0 * qStride + col) = floats_to_act2(o[4 * n] * inv[0], o[4 * n + 1] * inv[0]);
-        if (row1 < newTokens)
-            *(act2*)(ob + row1 * qStride + col) = floats_to_act2(o[4 * n + 2] * inv[1], o[4 * n + 3] * inv[1]);
-    }
+    store_attention_rows<WG_D>(out + (i64)b * newTokens * qStride + (i64)h * WG_D, qStride, row0, newTokens, o, l,
+                               tq);
 }
 #endif
 
-// Dynamic shared memory: 1 KiB of alignment slack and STAGES stages of K and V (16 KiB each); blocks per
-// multiprocessor as many as fit both it and the registers.
 // Dynamic shared memory: 1 KiB of alignment slack and 4 stages of K and V (64 KiB); two warpgroups (128 queries)
 // per block, two blocks per multiprocessor (128 registers).
 extern "C" __global__ void __launch_bounds__(256, 2) attn_prefill_wgmma_d64(

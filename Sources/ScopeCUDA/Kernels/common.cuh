@@ -168,3 +168,28 @@ __device__ __forceinline__ float activate(int kind, float x) {
     default: { float r = fmaxf(x, 0.0f); return r * r; }
     }
 }
+
+// Writes a warp's share of two rows of a prefill attention output divided by the rows' softmax sums: o in the MMA
+// accumulator layout (o[4 n + e]: row r0 for e < 2, else r0 + 8; column 8 n + 2 tq + e % 2, n < D / 8) and l the
+// lane's shares of the two sums, which its quad (lanes of equal lane / 4) adds up. Rows from `rows` on are not
+// written; out points at row 0 of the head, rows `stride` apart.
+template <int D>
+__device__ __forceinline__ void store_attention_rows(act* out, i64 stride, int r0, int rows, const float* o,
+                                                     const float* l, int tq) {
+    float inv[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float sum = l[r];
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        inv[r] = 1.0f / sum;
+    }
+    int r1 = r0 + 8;
+#pragma unroll
+    for (int n = 0; n < D / 8; n++) {
+        int col = n * 8 + tq * 2;
+        if (r0 < rows) *(act2*)(out + r0 * stride + col) = floats_to_act2(o[4 * n] * inv[0], o[4 * n + 1] * inv[0]);
+        if (r1 < rows)
+            *(act2*)(out + r1 * stride + col) = floats_to_act2(o[4 * n + 2] * inv[1], o[4 * n + 3] * inv[1]);
+    }
+}
