@@ -101,7 +101,7 @@ public enum ContextSearch {
                     cache = try executor.prefill(Array(repeating: prompt, count: batch), capacity: n + 1,
                                                  chunking: prefillChunking).cache
                 }
-                _ = try executor.step(Array(repeating: 0, count: batch), cache: cache)
+                _ = try executor.stepGreedy(Array(repeating: 0, count: batch), cache: cache)  // as a sweep steps
             } catch is OutOfMemory {
                 fits = false
             }

@@ -117,6 +117,13 @@ public final class MemoryProbeBackend: Backend, TensorAllocator {
     }
     public func gatedRMSNorm(_ x: Tensor, gate: Tensor, weight: Tensor, groups: Int, eps: Float, normBeforeGate: Bool,
                              out: Tensor) throws {}
+
+    /// A GPU's argmax writes the rows' token ids to a device buffer of its own (4 bytes a row) before reading them
+    /// back; the protocol's default reads the rows themselves back and allocates nothing.
+    public func argmaxRows(_ x: Tensor) throws -> [Int32] {
+        if kernels != nil { try transient(4 * x.rows) }
+        return [Int32](repeating: 0, count: x.rows)
+    }
 }
 
 /// Parameters with the right shapes and no values, for `MemoryProbeBackend`.
