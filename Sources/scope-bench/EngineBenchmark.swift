@@ -28,7 +28,7 @@ enum EngineBenchmark {
                     var (logits, cache) = result!
                     var steps: [Double] = []
                     for _ in 0..<16 {
-                        let next = Int32(logits[0].indices.max { logits[0][$0] < logits[0][$1] }!)
+                        let next = Greedy.argmax(logits[0])
                         steps.append(try backend.timeRegion { logits = try executor.step([next], cache: cache) })
                     }
                     let step = steps.sorted()[8]
