@@ -81,10 +81,7 @@ extension CUDABackend {
             }
             if try gemv(x, norm: norm, segments, k: k, accumulate: false) { return }
         }
-        for (linear, out) in projections {
-            try fusedLinear(x, norm: norm, weight: linear.weight, rows: linear.rows, bias: linear.bias, out: out,
-                            accumulate: false)
-        }
+        try fusedLinearsOneByOne(x, norm: norm, projections)
     }
 
     /// The conv step runs in the projection gemv's epilogue (the thread that writes a conv column owns its channel's

@@ -194,6 +194,12 @@ extension Backend {
     }
 
     public func fusedLinears(_ x: Tensor, norm: InputNorm?, _ projections: [(linear: Linear, out: Tensor)]) throws {
+        try fusedLinearsOneByOne(x, norm: norm, projections)
+    }
+
+    /// `fusedLinears` as one `fusedLinear` per projection (the default).
+    public func fusedLinearsOneByOne(_ x: Tensor, norm: InputNorm?, _ projections: [(linear: Linear, out: Tensor)])
+        throws {
         for (linear, out) in projections {
             try fusedLinear(x, norm: norm, weight: linear.weight, rows: linear.rows, bias: linear.bias, out: out,
                             accumulate: false)
