@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ScopeEngine
 import ScopeSupport
 
@@ -45,7 +42,7 @@ extension CUDABackend {
         device.computeCapability == (9, 0) && Self.warpgroupAttentionEnabled && allowsWarpgroupAttention
     }
 
-    static let warpgroupAttentionEnabled = getenv("SSM_SCOPE_CUDA_WGMMA").map { String(cString: $0) != "0" } ?? true
+    static let warpgroupAttentionEnabled = EnvironmentSwitch.isOn("SSM_SCOPE_CUDA_WGMMA")
 
     public func attention(q: Tensor, kNew: Tensor, vNew: Tensor, cache: KVCacheLayer?, batch: Int, newTokens: Int,
                           past: Int, heads: Int, kvHeads: Int, headDim: Int, window: Int?, scale: Float,

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ScopeCost
 import ScopeEngine
 import ScopeModels
@@ -155,7 +152,7 @@ public final class CUDABackend: StepRecordingBackend, TensorAllocator {
     public var canRecordSteps: Bool { graphsEnabled && profile == nil && recording == nil }
 
     /// False when `SSM_SCOPE_CUDA_GRAPHS=0`.
-    public let graphsEnabled: Bool = getenv("SSM_SCOPE_CUDA_GRAPHS").map { String(cString: $0) != "0" } ?? true
+    public let graphsEnabled: Bool = EnvironmentSwitch.isOn("SSM_SCOPE_CUDA_GRAPHS")
 
     /// Waits for the profiled work and attributes each operator's event-timed span to its kind.
     public func finishProfile() throws -> OperatorProfile {

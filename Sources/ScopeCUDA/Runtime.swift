@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ScopeEngine
 import ScopeSupport
 
@@ -67,7 +64,7 @@ public final class CUDARuntime: @unchecked Sendable {
         self.context = context
         try driver.check(driver.cuCtxSetCurrent(context), "cuCtxSetCurrent")
         programmaticLaunchAvailable = driver.cuLaunchKernelEx != nil && device.computeCapability.major >= 9
-            && getenv("SSM_SCOPE_CUDA_PDL").map { String(cString: $0) != "0" } ?? true
+            && EnvironmentSwitch.isOn("SSM_SCOPE_CUDA_PDL")
         cublas = try CUBLAS()
         compiler = try KernelCompiler(nvrtc: try NVRTC(), cache: KernelCache(), architecture: device.architecture)
     }
