@@ -7,14 +7,7 @@ import Testing
 /// its TPOT in the text table, the HTML report and the markdown summary; points without one (the torch peer, older
 /// results) leave the column out or blank.
 @Suite struct DecodeFloorTests {
-    func point(floor: Double?) -> PointResult {
-        let s = Statistics([0.5, 0.5, 0.5])
-        return PointResult(config: PointConfig(model: "m", context: 4096, backend: "cuda", dtype: "bf16"), ttft: s,
-                           tpot: Statistics(Array(repeating: 0.002, count: 16)), endToEnd: s,
-                           prefillTokensPerSecond: 8192, decodeTokensPerSecond: 500, peakEngineBytes: 1 << 30,
-                           weightBytes: 1 << 29, cacheBytes: 1 << 20, peakProcessBytes: 1 << 31, prefillBreakdown: [:],
-                           decodeBreakdown: [:], energy: nil, notes: "", decodeFloorSeconds: floor)
-    }
+    func point(floor: Double?) -> PointResult { samplePoint(tpot: 0.002, decodeFloorSeconds: floor) }
 
     @Test func theFractionOfTheFloorIsShownWhereItIsKnown() {
         let p = point(floor: 0.00096)

@@ -4,14 +4,7 @@ import Testing
 
 /// Energy columns appear in the report and the text table only when some point was metered.
 @Suite struct EnergyReportTests {
-    func point(energy: EnergyResult?) -> PointResult {
-        let s = Statistics([0.5, 0.5, 0.5])
-        return PointResult(config: PointConfig(model: "m", context: 4096, backend: "cuda", dtype: "bf16"), ttft: s,
-                           tpot: Statistics(Array(repeating: 0.005, count: 16)), endToEnd: s,
-                           prefillTokensPerSecond: 8192, decodeTokensPerSecond: 200, peakEngineBytes: 1 << 30,
-                           weightBytes: 1 << 29, cacheBytes: 1 << 20, peakProcessBytes: 1 << 31, prefillBreakdown: [:],
-                           decodeBreakdown: [:], energy: energy, notes: "")
-    }
+    func point(energy: EnergyResult?) -> PointResult { samplePoint(tpot: 0.005, energy: energy) }
 
     @Test func meteredPointsShowJoulesAndWatts() {
         let metered = point(energy: EnergyResult(joulesPerPrefill: 118.1, joulesPerToken: 2.42, averageWatts: 438,
