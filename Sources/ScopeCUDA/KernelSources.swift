@@ -345,10 +345,6 @@ extern "C" __global__ void append_kv(const act* kNew, const act* vNew, act* kCac
 
 __device__ __forceinline__ unsigned pair(const act* p) { return *(const unsigned*)p; }
 
-__device__ __forceinline__ void copy16(void* dst, const void* src) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_address(dst)), "l"(src));
-}
-
 // A row's running maximum (log2 domain) is raised only when a tile's scores exceed it by more than 2^RESCALE_SLACK;
 // until then p = 2^(s - m) stays at most 2^8, harmless in fp32 sums and bf16 P, and the accumulators keep their
 // scale (the rescale pass over them is skipped for most tiles).
@@ -399,51 +395,16 @@ __device__ void prefill(const act* q, const act* kNew, const act* vNew, const ac
 
     int lo = window > 0 ? max(0, first - window + 1) : 0;
     int count = (last - lo) / KT + 1;
-    // Issues the copies of key tile t (rows lo + t KT ..., zeros past `last`) into its stage, if t < count; commits a
-    // group either way so that group t is always tile t's. Thread x copies 16 bytes at column cx of rows
-    // rx + STEP u; tiles wholly among the new rows, and tiles wholly in one unwrapped stretch of the cache (all but
-    // a few edge tiles of a long prompt or of a chunk after cached ones), take short paths with addresses
-    // precomputed.
-    constexpr int STEP = 128 / (D / 8);
-    int rx = threadIdx.x / (D / 8), cx = (threadIdx.x % (D / 8)) * 8;
-    const act* kRows = kNew + ((i64)b * newTokens + rx - past) * kvStride + kvOffset + cx;
-    const act* vRows = vNew + ((i64)b * newTokens + rx - past) * kvStride + kvOffset + cx;
-    const act* kCachedRows = kCache + ((i64)b * capacity + rx) * kvStride + kvOffset + cx;
-    const act* vCachedRows = vCache + ((i64)b * capacity + rx) * kvStride + kvOffset + cx;
+    // Issues the copies of key tile t (keys lo + t KT ..., zeros past `last`) into its stage, if t < count; commits a
+    // group either way so that group t is always tile t's.
+    constexpr int STEP = 128 / (D / 8);  // rows per pass of the block's 128 threads
+    PrefillTiles<D, KT, 128, STEP * STRIDE> kv(kNew, vNew, kCache, vCache, b, newTokens, past, last, capacity,
+                                               kvStride, kvOffset, lo);
+    const int at = kv.row * STRIDE + kv.column;
     auto load = [&](int t) {
         if (t < count) {
-            int j0 = lo + t * KT;
-            act* ks = tiles + (t % STAGES) * 2 * TILE + rx * STRIDE + cx;
-            act* vs = ks + TILE;
-            if (j0 >= past && j0 + KT - 1 <= last) {
-                i64 offset = (i64)j0 * kvStride;
-#pragma unroll
-                for (int u = 0; u < KT / STEP; u++) {
-                    copy16(ks + u * STEP * STRIDE, kRows + offset + u * STEP * kvStride);
-                    copy16(vs + u * STEP * STRIDE, vRows + offset + u * STEP * kvStride);
-                }
-            } else if (j0 + KT <= past && j0 % capacity + KT <= capacity) {
-                i64 offset = (i64)(j0 % capacity) * kvStride;
-#pragma unroll
-                for (int u = 0; u < KT / STEP; u++) {
-                    copy16(ks + u * STEP * STRIDE, kCachedRows + offset + u * STEP * kvStride);
-                    copy16(vs + u * STEP * STRIDE, vCachedRows + offset + u * STEP * kvStride);
-                }
-            } else {
-#pragma unroll
-                for (int u = 0; u < KT / STEP; u++) {
-                    int j = j0 + rx + u * STEP;
-                    if (j <= last) {
-                        i64 row = j >= past ? ((i64)b * newTokens + j - past) * kvStride
-                                            : ((i64)b * capacity + j % capacity) * kvStride;
-                        copy16(ks + u * STEP * STRIDE, (j >= past ? kNew : kCache) + row + kvOffset + cx);
-                        copy16(vs + u * STEP * STRIDE, (j >= past ? vNew : vCache) + row + kvOffset + cx);
-                    } else {
-                        *(uint4*)(ks + u * STEP * STRIDE) = make_uint4(0, 0, 0, 0);
-                        *(uint4*)(vs + u * STEP * STRIDE) = make_uint4(0, 0, 0, 0);
-                    }
-                }
-            }
+            act* ks = tiles + (t % STAGES) * 2 * TILE + at;
+            kv.load(lo + t * KT, ks, ks + TILE);
         }
         asm volatile("cp.async.commit_group;");
     };
@@ -610,10 +571,6 @@ PREFILL(128, 1)
 
 #define RESCALE_SLACK 8.0f
 
-__device__ __forceinline__ void wg_copy16(void* dst, const void* src) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_address(dst)), "l"(src));
-}
-
 // Element offset of (row, column) in a swizzled tile of 64-element (128-byte) rows; column a multiple of 8.
 __device__ __forceinline__ int swizzled(int row, int column) { return row * 64 + (((column >> 3) ^ (row & 7)) << 3); }
 
@@ -665,7 +622,7 @@ __device__ void prefill_wgmma(const act* q, const act* kNew, const act* vNew, co
     act* stages = (act*)(((unsigned long long)raw + 1023) & ~1023ull);
     constexpr int TILE = WG_KT * WG_D;
     int h = blockIdx.x, tile = gridDim.y - 1 - blockIdx.y, b = blockIdx.z;
-    constexpr int QT = 64 * GROUPS, THREADS = 128 * GROUPS, ROWS_PER_PASS = THREADS / 8;
+    constexpr int QT = 64 * GROUPS, THREADS = 128 * GROUPS;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
     i64 qStride = (i64)heads * WG_D, kvStride = (i64)kvHeads * WG_D;
     int kvOffset = (h / (heads / kvHeads)) * WG_D;
@@ -694,50 +651,17 @@ __device__ void prefill_wgmma(const act* q, const act* kNew, const act* vNew, co
 
     int lo = window > 0 ? max(0, first - window + 1) : 0;
     int count = (last - lo) / WG_KT + 1;
-    // Issues key/value tile t (rows lo + 64 t ..., zeros past `last`) into its stage and commits a group either
-    // way, so that group t is tile t's. Thread x copies 16 bytes at chunk cx of rows rx + ROWS_PER_PASS u, whose
-    // swizzled places are `at` + 64 ROWS_PER_PASS u (r % 8 is rx % 8 for every u). Tiles wholly among the new rows, and tiles wholly in
-    // one unwrapped stretch of the cache, take short paths with their row addresses precomputed.
-    int rx = threadIdx.x >> 3, cx = (threadIdx.x & 7) * 8, at = swizzled(rx, cx);
-    const act* kRows = kNew + ((i64)b * newTokens + rx - past) * kvStride + kvOffset + cx;
-    const act* vRows = vNew + ((i64)b * newTokens + rx - past) * kvStride + kvOffset + cx;
-    const act* kCachedRows = kCache + ((i64)b * capacity + rx) * kvStride + kvOffset + cx;
-    const act* vCachedRows = vCache + ((i64)b * capacity + rx) * kvStride + kvOffset + cx;
+    // Issues key/value tile t (keys lo + 64 t ..., zeros past `last`) into its stage and commits a group either way,
+    // so that group t is tile t's. Row r's 16-byte chunk c goes to chunk c ^ (r % 8): this thread's rows are
+    // tiles.row + 32 u, all with the same r % 8, so its places are `at` + 2048 u.
+    constexpr int ROWS_PER_PASS = THREADS / (WG_D / 8);
+    PrefillTiles<WG_D, WG_KT, THREADS, 64 * ROWS_PER_PASS> tiles(kNew, vNew, kCache, vCache, b, newTokens, past,
+                                                                 last, capacity, kvStride, kvOffset, lo);
+    const int at = swizzled(tiles.row, tiles.column);
     auto load = [&](int t) {
         if (t < count) {
-            int j0 = lo + t * WG_KT;
             act* ks = stages + (t % STAGES) * 2 * TILE + at;
-            act* vs = ks + TILE;
-            if (j0 >= past && j0 + WG_KT - 1 <= last) {
-                i64 offset = (i64)j0 * kvStride;
-#pragma unroll
-                for (int u = 0; u < WG_KT / ROWS_PER_PASS; u++) {
-                    wg_copy16(ks + 64 * ROWS_PER_PASS * u, kRows + offset + ROWS_PER_PASS * u * kvStride);
-                    wg_copy16(vs + 64 * ROWS_PER_PASS * u, vRows + offset + ROWS_PER_PASS * u * kvStride);
-                }
-            } else if (j0 + WG_KT <= past && j0 % capacity + WG_KT <= capacity) {
-                i64 offset = (i64)(j0 % capacity) * kvStride;
-#pragma unroll
-                for (int u = 0; u < WG_KT / ROWS_PER_PASS; u++) {
-                    wg_copy16(ks + 64 * ROWS_PER_PASS * u, kCachedRows + offset + ROWS_PER_PASS * u * kvStride);
-                    wg_copy16(vs + 64 * ROWS_PER_PASS * u, vCachedRows + offset + ROWS_PER_PASS * u * kvStride);
-                }
-            } else {
-#pragma unroll
-                for (int u = 0; u < WG_KT / ROWS_PER_PASS; u++) {
-                    int j = j0 + rx + ROWS_PER_PASS * u;
-                    act *kd = ks + 64 * ROWS_PER_PASS * u, *vd = vs + 64 * ROWS_PER_PASS * u;
-                    if (j <= last) {
-                        i64 row = j >= past ? ((i64)b * newTokens + j - past) * kvStride
-                                            : ((i64)b * capacity + j % capacity) * kvStride;
-                        wg_copy16(kd, (j >= past ? kNew : kCache) + row + kvOffset + cx);
-                        wg_copy16(vd, (j >= past ? vNew : vCache) + row + kvOffset + cx);
-                    } else {
-                        *(uint4*)kd = make_uint4(0, 0, 0, 0);
-                        *(uint4*)vd = make_uint4(0, 0, 0, 0);
-                    }
-                }
-            }
+            tiles.load(lo + t * WG_KT, ks, ks + TILE);
         }
         asm volatile("cp.async.commit_group;");
     };
@@ -989,6 +913,80 @@ __device__ __forceinline__ float block_max(float v) { return block_reduce<warp_m
 // Tensor-core helpers (attention prefill and the SSD).
 
 __device__ __forceinline__ unsigned smem_address(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
+
+// Copies 16 bytes from global to shared memory asynchronously (cp.async, bypassing L1); completes by group.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_address(dst)), "l"(src));
+}
+
+// The key and value tiles of a causal prefill (Attention.causal's contract: key j >= past is new row j - past, key
+// j < past lies in the ring-buffer cache at slot j % capacity), KT rows of one KV head's D elements copied into
+// shared memory by cp.async. THREADS threads move 16 bytes each per pass: this thread column `column` of rows
+// `row` + ROWS_PER_PASS u, to its place for row 0 + DEST_STEP u. Rows past `last` are zero-filled. Tiles wholly
+// among the new rows, and tiles in one unwrapped stretch of the cache, take short paths with this thread's row
+// addresses precomputed; the few others (at `past`, at the wrap, at `last`) go row by row. Tiles are requested in
+// order (keys lo, lo + KT, ...), so the cache slot is carried from tile to tile: an integer division per tile would
+// cost the special-function unit the softmax's exponentials run on (three of its operations against 32 ex2 per
+// thread and tile in the warpgroup kernel).
+template <int D, int KT, int THREADS, int DEST_STEP>
+struct PrefillTiles {
+    static constexpr int ROWS_PER_PASS = THREADS / (D / 8);
+    static_assert(KT % ROWS_PER_PASS == 0, "a tile is whole passes of rows");
+    int row, column;
+    const act *kRows, *vRows, *kSlots, *vSlots;  // this thread's row and column of key 0 (new rows), of slot 0 (cache)
+    i64 kvStride;
+    int past, last, capacity, slot;  // slot: the next tile's first key's
+
+    __device__ PrefillTiles(const act* kNew, const act* vNew, const act* kCache, const act* vCache, int b,
+                            int newTokens, int past_, int last_, int capacity_, i64 kvStride_, int kvOffset, int lo)
+        : row(threadIdx.x / (D / 8)), column((threadIdx.x % (D / 8)) * 8), kvStride(kvStride_), past(past_),
+          last(last_), capacity(capacity_), slot(capacity_ > 0 ? lo % capacity_ : 0) {
+        i64 newRow = ((i64)b * newTokens - past + row) * kvStride + kvOffset + column;
+        i64 cacheRow = ((i64)b * capacity + row) * kvStride + kvOffset + column;
+        kRows = kNew + newRow;
+        vRows = vNew + newRow;
+        kSlots = kCache + cacheRow;
+        vSlots = vCache + cacheRow;
+    }
+
+    // Issues the copies of keys j0 .. j0 + KT - 1 to kd and vd (this thread's places of the tile's row 0).
+    __device__ __forceinline__ void load(int j0, act* kd, act* vd) {
+        int here = slot;
+        if (capacity >= KT) {
+            slot = here + KT;
+            if (slot >= capacity) slot -= capacity;
+        }
+        if (j0 >= past && j0 + KT - 1 <= last) {
+            i64 offset = (i64)j0 * kvStride;
+#pragma unroll
+            for (int u = 0; u < KT / ROWS_PER_PASS; u++) {
+                cp_async16(kd + DEST_STEP * u, kRows + offset + ROWS_PER_PASS * u * kvStride);
+                cp_async16(vd + DEST_STEP * u, vRows + offset + ROWS_PER_PASS * u * kvStride);
+            }
+        } else if (j0 + KT <= past && capacity >= KT && here + KT <= capacity) {
+            i64 offset = (i64)here * kvStride;
+#pragma unroll
+            for (int u = 0; u < KT / ROWS_PER_PASS; u++) {
+                cp_async16(kd + DEST_STEP * u, kSlots + offset + ROWS_PER_PASS * u * kvStride);
+                cp_async16(vd + DEST_STEP * u, vSlots + offset + ROWS_PER_PASS * u * kvStride);
+            }
+        } else {
+#pragma unroll
+            for (int u = 0; u < KT / ROWS_PER_PASS; u++) {
+                int j = j0 + row + ROWS_PER_PASS * u;
+                if (j <= last) {
+                    bool cached = j < past;
+                    i64 offset = (i64)((cached ? j % capacity : j) - row) * kvStride;
+                    cp_async16(kd + DEST_STEP * u, (cached ? kSlots : kRows) + offset);
+                    cp_async16(vd + DEST_STEP * u, (cached ? vSlots : vRows) + offset);
+                } else {
+                    *(uint4*)(kd + DEST_STEP * u) = make_uint4(0, 0, 0, 0);
+                    *(uint4*)(vd + DEST_STEP * u) = make_uint4(0, 0, 0, 0);
+                }
+            }
+        }
+    }
+};
 
 // Four 8x8 16-bit matrices; lanes 8i..8i+7 give the row addresses of matrix i. Thread T receives row T / 4,
 // columns 2 (T % 4) and 2 (T % 4) + 1 of each.

@@ -11,10 +11,6 @@
 
 __device__ __forceinline__ unsigned pair(const act* p) { return *(const unsigned*)p; }
 
-__device__ __forceinline__ void copy16(void* dst, const void* src) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_address(dst)), "l"(src));
-}
-
 // A row's running maximum (log2 domain) is raised only when a tile's scores exceed it by more than 2^RESCALE_SLACK;
 // until then p = 2^(s - m) stays at most 2^8, harmless in fp32 sums and bf16 P, and the accumulators keep their
 // scale (the rescale pass over them is skipped for most tiles).
@@ -65,51 +61,16 @@ __device__ void prefill(const act* q, const act* kNew, const act* vNew, const ac
 
     int lo = window > 0 ? max(0, first - window + 1) : 0;
     int count = (last - lo) / KT + 1;
-    // Issues the copies of key tile t (rows lo + t KT ..., zeros past `last`) into its stage, if t < count; commits a
-    // group either way so that group t is always tile t's. Thread x copies 16 bytes at column cx of rows
-    // rx + STEP u; tiles wholly among the new rows, and tiles wholly in one unwrapped stretch of the cache (all but
-    // a few edge tiles of a long prompt or of a chunk after cached ones), take short paths with addresses
-    // precomputed.
-    constexpr int STEP = 128 / (D / 8);
-    int rx = threadIdx.x / (D / 8), cx = (threadIdx.x % (D / 8)) * 8;
-    const act* kRows = kNew + ((i64)b * newTokens + rx - past) * kvStride + kvOffset + cx;
-    const act* vRows = vNew + ((i64)b * newTokens + rx - past) * kvStride + kvOffset + cx;
-    const act* kCachedRows = kCache + ((i64)b * capacity + rx) * kvStride + kvOffset + cx;
-    const act* vCachedRows = vCache + ((i64)b * capacity + rx) * kvStride + kvOffset + cx;
+    // Issues the copies of key tile t (keys lo + t KT ..., zeros past `last`) into its stage, if t < count; commits a
+    // group either way so that group t is always tile t's.
+    constexpr int STEP = 128 / (D / 8);  // rows per pass of the block's 128 threads
+    PrefillTiles<D, KT, 128, STEP * STRIDE> kv(kNew, vNew, kCache, vCache, b, newTokens, past, last, capacity,
+                                               kvStride, kvOffset, lo);
+    const int at = kv.row * STRIDE + kv.column;
     auto load = [&](int t) {
         if (t < count) {
-            int j0 = lo + t * KT;
-            act* ks = tiles + (t % STAGES) * 2 * TILE + rx * STRIDE + cx;
-            act* vs = ks + TILE;
-            if (j0 >= past && j0 + KT - 1 <= last) {
-                i64 offset = (i64)j0 * kvStride;
-#pragma unroll
-                for (int u = 0; u < KT / STEP; u++) {
-                    copy16(ks + u * STEP * STRIDE, kRows + offset + u * STEP * kvStride);
-                    copy16(vs + u * STEP * STRIDE, vRows + offset + u * STEP * kvStride);
-                }
-            } else if (j0 + KT <= past && j0 % capacity + KT <= capacity) {
-                i64 offset = (i64)(j0 % capacity) * kvStride;
-#pragma unroll
-                for (int u = 0; u < KT / STEP; u++) {
-                    copy16(ks + u * STEP * STRIDE, kCachedRows + offset + u * STEP * kvStride);
-                    copy16(vs + u * STEP * STRIDE, vCachedRows + offset + u * STEP * kvStride);
-                }
-            } else {
-#pragma unroll
-                for (int u = 0; u < KT / STEP; u++) {
-                    int j = j0 + rx + u * STEP;
-                    if (j <= last) {
-                        i64 row = j >= past ? ((i64)b * newTokens + j - past) * kvStride
-                                            : ((i64)b * capacity + j % capacity) * kvStride;
-                        copy16(ks + u * STEP * STRIDE, (j >= past ? kNew : kCache) + row + kvOffset + cx);
-                        copy16(vs + u * STEP * STRIDE, (j >= past ? vNew : vCache) + row + kvOffset + cx);
-                    } else {
-                        *(uint4*)(ks + u * STEP * STRIDE) = make_uint4(0, 0, 0, 0);
-                        *(uint4*)(vs + u * STEP * STRIDE) = make_uint4(0, 0, 0, 0);
-                    }
-                }
-            }
+            act* ks = tiles + (t % STAGES) * 2 * TILE + at;
+            kv.load(lo + t * KT, ks, ks + TILE);
         }
         asm volatile("cp.async.commit_group;");
     };

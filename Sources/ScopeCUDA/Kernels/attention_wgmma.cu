@@ -18,10 +18,6 @@
 
 #define RESCALE_SLACK 8.0f
 
-__device__ __forceinline__ void wg_copy16(void* dst, const void* src) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_address(dst)), "l"(src));
-}
-
 // Element offset of (row, column) in a swizzled tile of 64-element (128-byte) rows; column a multiple of 8.
 __device__ __forceinline__ int swizzled(int row, int column) { return row * 64 + (((column >> 3) ^ (row & 7)) << 3); }
 
@@ -73,7 +69,7 @@ __device__ void prefill_wgmma(const act* q, const act* kNew, const act* vNew, co
     act* stages = (act*)(((unsigned long long)raw + 1023) & ~1023ull);
     constexpr int TILE = WG_KT * WG_D;
     int h = blockIdx.x, tile = gridDim.y - 1 - blockIdx.y, b = blockIdx.z;
-    constexpr int QT = 64 * GROUPS, THREADS = 128 * GROUPS, ROWS_PER_PASS = THREADS / 8;
+    constexpr int QT = 64 * GROUPS, THREADS = 128 * GROUPS;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
     i64 qStride = (i64)heads * WG_D, kvStride = (i64)kvHeads * WG_D;
     int kvOffset = (h / (heads / kvHeads)) * WG_D;
@@ -102,50 +98,17 @@ __device__ void prefill_wgmma(const act* q, const act* kNew, const act* vNew, co
 
     int lo = window > 0 ? max(0, first - window + 1) : 0;
     int count = (last - lo) / WG_KT + 1;
-    // Issues key/value tile t (rows lo + 64 t ..., zeros past `last`) into its stage and commits a group either
-    // way, so that group t is tile t's. Thread x copies 16 bytes at chunk cx of rows rx + ROWS_PER_PASS u, whose
-    // swizzled places are `at` + 64 ROWS_PER_PASS u (r % 8 is rx % 8 for every u). Tiles wholly among the new rows, and tiles wholly in
-    // one unwrapped stretch of the cache, take short paths with their row addresses precomputed.
-    int rx = threadIdx.x >> 3, cx = (threadIdx.x & 7) * 8, at = swizzled(rx, cx);
-    const act* kRows = kNew + ((i64)b * newTokens + rx - past) * kvStride + kvOffset + cx;
-    const act* vRows = vNew + ((i64)b * newTokens + rx - past) * kvStride + kvOffset + cx;
-    const act* kCachedRows = kCache + ((i64)b * capacity + rx) * kvStride + kvOffset + cx;
-    const act* vCachedRows = vCache + ((i64)b * capacity + rx) * kvStride + kvOffset + cx;
+    // Issues key/value tile t (keys lo + 64 t ..., zeros past `last`) into its stage and commits a group either way,
+    // so that group t is tile t's. Row r's 16-byte chunk c goes to chunk c ^ (r % 8): this thread's rows are
+    // tiles.row + 32 u, all with the same r % 8, so its places are `at` + 2048 u.
+    constexpr int ROWS_PER_PASS = THREADS / (WG_D / 8);
+    PrefillTiles<WG_D, WG_KT, THREADS, 64 * ROWS_PER_PASS> tiles(kNew, vNew, kCache, vCache, b, newTokens, past,
+                                                                 last, capacity, kvStride, kvOffset, lo);
+    const int at = swizzled(tiles.row, tiles.column);
     auto load = [&](int t) {
         if (t < count) {
-            int j0 = lo + t * WG_KT;
             act* ks = stages + (t % STAGES) * 2 * TILE + at;
-            act* vs = ks + TILE;
-            if (j0 >= past && j0 + WG_KT - 1 <= last) {
-                i64 offset = (i64)j0 * kvStride;
-#pragma unroll
-                for (int u = 0; u < WG_KT / ROWS_PER_PASS; u++) {
-                    wg_copy16(ks + 64 * ROWS_PER_PASS * u, kRows + offset + ROWS_PER_PASS * u * kvStride);
-                    wg_copy16(vs + 64 * ROWS_PER_PASS * u, vRows + offset + ROWS_PER_PASS * u * kvStride);
-                }
-            } else if (j0 + WG_KT <= past && j0 % capacity + WG_KT <= capacity) {
-                i64 offset = (i64)(j0 % capacity) * kvStride;
-#pragma unroll
-                for (int u = 0; u < WG_KT / ROWS_PER_PASS; u++) {
-                    wg_copy16(ks + 64 * ROWS_PER_PASS * u, kCachedRows + offset + ROWS_PER_PASS * u * kvStride);
-                    wg_copy16(vs + 64 * ROWS_PER_PASS * u, vCachedRows + offset + ROWS_PER_PASS * u * kvStride);
-                }
-            } else {
-#pragma unroll
-                for (int u = 0; u < WG_KT / ROWS_PER_PASS; u++) {
-                    int j = j0 + rx + ROWS_PER_PASS * u;
-                    act *kd = ks + 64 * ROWS_PER_PASS * u, *vd = vs + 64 * ROWS_PER_PASS * u;
-                    if (j <= last) {
-                        i64 row = j >= past ? ((i64)b * newTokens + j - past) * kvStride
-                                            : ((i64)b * capacity + j % capacity) * kvStride;
-                        wg_copy16(kd, (j >= past ? kNew : kCache) + row + kvOffset + cx);
-                        wg_copy16(vd, (j >= past ? vNew : vCache) + row + kvOffset + cx);
-                    } else {
-                        *(uint4*)kd = make_uint4(0, 0, 0, 0);
-                        *(uint4*)vd = make_uint4(0, 0, 0, 0);
-                    }
-                }
-            }
+            tiles.load(lo + t * WG_KT, ks, ks + TILE);
         }
         asm volatile("cp.async.commit_group;");
     };

@@ -111,6 +111,80 @@ __device__ __forceinline__ float block_max(float v) { return block_reduce<warp_m
 
 __device__ __forceinline__ unsigned smem_address(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
 
+// Copies 16 bytes from global to shared memory asynchronously (cp.async, bypassing L1); completes by group.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_address(dst)), "l"(src));
+}
+
+// The key and value tiles of a causal prefill (Attention.causal's contract: key j >= past is new row j - past, key
+// j < past lies in the ring-buffer cache at slot j % capacity), KT rows of one KV head's D elements copied into
+// shared memory by cp.async. THREADS threads move 16 bytes each per pass: this thread column `column` of rows
+// `row` + ROWS_PER_PASS u, to its place for row 0 + DEST_STEP u. Rows past `last` are zero-filled. Tiles wholly
+// among the new rows, and tiles in one unwrapped stretch of the cache, take short paths with this thread's row
+// addresses precomputed; the few others (at `past`, at the wrap, at `last`) go row by row. Tiles are requested in
+// order (keys lo, lo + KT, ...), so the cache slot is carried from tile to tile: an integer division per tile would
+// cost the special-function unit the softmax's exponentials run on (three of its operations against 32 ex2 per
+// thread and tile in the warpgroup kernel).
+template <int D, int KT, int THREADS, int DEST_STEP>
+struct PrefillTiles {
+    static constexpr int ROWS_PER_PASS = THREADS / (D / 8);
+    static_assert(KT % ROWS_PER_PASS == 0, "a tile is whole passes of rows");
+    int row, column;
+    const act *kRows, *vRows, *kSlots, *vSlots;  // this thread's row and column of key 0 (new rows), of slot 0 (cache)
+    i64 kvStride;
+    int past, last, capacity, slot;  // slot: the next tile's first key's
+
+    __device__ PrefillTiles(const act* kNew, const act* vNew, const act* kCache, const act* vCache, int b,
+                            int newTokens, int past_, int last_, int capacity_, i64 kvStride_, int kvOffset, int lo)
+        : row(threadIdx.x / (D / 8)), column((threadIdx.x % (D / 8)) * 8), kvStride(kvStride_), past(past_),
+          last(last_), capacity(capacity_), slot(capacity_ > 0 ? lo % capacity_ : 0) {
+        i64 newRow = ((i64)b * newTokens - past + row) * kvStride + kvOffset + column;
+        i64 cacheRow = ((i64)b * capacity + row) * kvStride + kvOffset + column;
+        kRows = kNew + newRow;
+        vRows = vNew + newRow;
+        kSlots = kCache + cacheRow;
+        vSlots = vCache + cacheRow;
+    }
+
+    // Issues the copies of keys j0 .. j0 + KT - 1 to kd and vd (this thread's places of the tile's row 0).
+    __device__ __forceinline__ void load(int j0, act* kd, act* vd) {
+        int here = slot;
+        if (capacity >= KT) {
+            slot = here + KT;
+            if (slot >= capacity) slot -= capacity;
+        }
+        if (j0 >= past && j0 + KT - 1 <= last) {
+            i64 offset = (i64)j0 * kvStride;
+#pragma unroll
+            for (int u = 0; u < KT / ROWS_PER_PASS; u++) {
+                cp_async16(kd + DEST_STEP * u, kRows + offset + ROWS_PER_PASS * u * kvStride);
+                cp_async16(vd + DEST_STEP * u, vRows + offset + ROWS_PER_PASS * u * kvStride);
+            }
+        } else if (j0 + KT <= past && capacity >= KT && here + KT <= capacity) {
+            i64 offset = (i64)here * kvStride;
+#pragma unroll
+            for (int u = 0; u < KT / ROWS_PER_PASS; u++) {
+                cp_async16(kd + DEST_STEP * u, kSlots + offset + ROWS_PER_PASS * u * kvStride);
+                cp_async16(vd + DEST_STEP * u, vSlots + offset + ROWS_PER_PASS * u * kvStride);
+            }
+        } else {
+#pragma unroll
+            for (int u = 0; u < KT / ROWS_PER_PASS; u++) {
+                int j = j0 + row + ROWS_PER_PASS * u;
+                if (j <= last) {
+                    bool cached = j < past;
+                    i64 offset = (i64)((cached ? j % capacity : j) - row) * kvStride;
+                    cp_async16(kd + DEST_STEP * u, (cached ? kSlots : kRows) + offset);
+                    cp_async16(vd + DEST_STEP * u, (cached ? vSlots : vRows) + offset);
+                } else {
+                    *(uint4*)(kd + DEST_STEP * u) = make_uint4(0, 0, 0, 0);
+                    *(uint4*)(vd + DEST_STEP * u) = make_uint4(0, 0, 0, 0);
+                }
+            }
+        }
+    }
+};
+
 // Four 8x8 16-bit matrices; lanes 8i..8i+7 give the row addresses of matrix i. Thread T receives row T / 4,
 // columns 2 (T % 4) and 2 (T % 4) + 1 of each.
 __device__ __forceinline__ void ldmatrix(unsigned* r, const act* row) {
