@@ -63,6 +63,18 @@ struct Segments {
 // fp32, bias or null, state [rows, kernel - 1, channels] rolled in place), whose (silu'd) outputs go to out
 // [rows, channels]. The thread that writes a column owns its channel, so no other thread touches its state.
 // channels 0: none.
+//
+// Where each thread writes at most one column, the conv has at most HELD_TAPS taps and the kernel has registers to
+// spare (V <= 2: k up to 4096 at 256 threads a column), the thread loads its
+// channel's weights, bias and state into a ConvHeld before grid_dependency_sync (the state was last written by this
+// kernel's launch of the step before, the weights never change), so that the epilogue, at the kernel's very end,
+// waits on no load: otherwise its state reads, serialised behind its own state writes, add round trips to DRAM there.
+#define HELD_TAPS 4
+struct ConvHeld {
+    float w[HELD_TAPS], old[HELD_TAPS - 1], bias;
+    bool ready;
+};
+
 struct ConvEpilogue {
     const float* weight;
     const float* bias;
@@ -70,6 +82,22 @@ struct ConvEpilogue {
     act* out;
     int first, channels, kernel, silu;
 
+    // Loads column col's weights, bias and state for row r into held, if col is a conv column and the taps fit.
+    __device__ __forceinline__ void hold(int r, int col, ConvHeld& held) const {
+        int c = col - first;
+        held.ready = c >= 0 && c < channels && kernel <= HELD_TAPS;
+        if (!held.ready) return;
+        int history = kernel - 1;
+        const act* s = state + (i64)r * history * channels + c;
+        const float* w = weight + (i64)c * kernel;
+#pragma unroll
+        for (int i = 0; i < HELD_TAPS; i++) held.w[i] = i < kernel ? w[i] : 0.0f;
+#pragma unroll
+        for (int i = 0; i < HELD_TAPS - 1; i++) held.old[i] = i < history ? ld(s, (i64)i * channels) : 0.0f;
+        held.bias = bias ? bias[c] : 0.0f;
+    }
+
+    // The step for column col of row r, whose projection output (as stored) is `stored`.
     __device__ __forceinline__ void operator()(int r, int col, float stored) const {
         int c = col - first;
         if (c < 0 || c >= channels) return;
@@ -82,6 +110,20 @@ struct ConvEpilogue {
             acc += w[i] * old;
             if (i > 0) st(s, (i64)(i - 1) * channels, old);
         }
+        if (history > 0) st(s, (i64)(history - 1) * channels, stored);
+        st(out, (i64)r * channels + c, silu ? conv_silu(acc) : acc);
+    }
+
+    // The same from what hold() loaded (held.ready).
+    __device__ __forceinline__ void operator()(int r, int col, float stored, const ConvHeld& held) const {
+        int c = col - first, history = kernel - 1;
+        act* s = state + (i64)r * history * channels + c;
+        float acc = held.bias;
+#pragma unroll
+        for (int i = 0; i < HELD_TAPS; i++) acc += held.w[i] * (i < history ? held.old[i] : i == history ? stored : 0.0f);
+#pragma unroll
+        for (int i = 1; i < HELD_TAPS - 1; i++)
+            if (i < history) st(s, (i64)(i - 1) * channels, held.old[i]);
         if (history > 0) st(s, (i64)(history - 1) * channels, stored);
         st(out, (i64)r * channels + c, silu ? conv_silu(acc) : acc);
     }
@@ -193,8 +235,29 @@ __device__ __forceinline__ void gemv_block(Rows xs, Prologue prologue, float* su
     };
     uint4 even[COLS * V], odd[COLS * V];
     issue(0, even);
+    // The epilogue's entries are i = threadIdx.x + THREADS j < owned ROWS (column first + i / ROWS, row i % ROWS).
+    ConvHeld held;
+    held.ready = false;
+    if (V <= 2 && conv.channels > 0 && owned * ROWS <= THREADS && (int)threadIdx.x < owned * ROWS) {
+        int r = threadIdx.x % ROWS, col = first + threadIdx.x / ROWS;
+        if (r < rows && seg.of(col) == 0) conv.hold(r, col, held);
+    }
     for (int i = threadIdx.x; i < per * ROWS; i += THREADS) sums[i] = 0.0f;
     grid_dependency_sync();
+    // Where each thread has at most one epilogue entry (and registers to spare, V <= 2), what the epilogue adds to
+    // its sum (the bias, and the output's old value when accumulating, final now that the kernel before has
+    // completed) is loaded here, so that the load overlaps the weights' stream rather than waiting at the kernel's
+    // end.
+    bool early = V <= 2 && owned * ROWS <= THREADS;
+    float addend = 0.0f;
+    if (early && (int)threadIdx.x < owned * ROWS) {
+        int r = threadIdx.x % ROWS, col = first + threadIdx.x / ROWS;
+        if (r < rows) {
+            int s = seg.of(col), start = seg.start(s), width = (s == 0 ? seg.end0 : s == 1 ? seg.end1 : n) - start;
+            const float* bias = seg.bias(s);
+            addend = (bias ? bias[col - start] : 0.0f) + (accumulate ? ld(seg.out(s), (i64)r * width + col - start) : 0.0f);
+        }
+    }
     prologue();
     __syncthreads();  // the sums are zero (and the prologue's rows staged) everywhere
     // Two batches per turn, so that the buffers alternate without copies; the next batch's loads go out before
@@ -214,9 +277,15 @@ __device__ __forceinline__ void gemv_block(Rows xs, Prologue prologue, float* su
         act* out = seg.out(s);
         const float* bias = seg.bias(s);
         i64 o = (i64)r * width + col - start;
-        float value = sums[i] + (bias ? bias[col - start] : 0.0f) + (accumulate ? ld(out, o) : 0.0f);
+        float value = sums[i] + (early ? addend : (bias ? bias[col - start] : 0.0f) + (accumulate ? ld(out, o) : 0.0f));
         st(out, o, value);
-        if (conv.channels > 0 && s == 0) conv(r, col, act_to_float(float_to_act(value)));  // as stored
+        if (conv.channels > 0 && s == 0) {
+            float stored = act_to_float(float_to_act(value));
+            if (V <= 2 && held.ready)
+                conv(r, col, stored, held);
+            else
+                conv(r, col, stored);
+        }
     }
 }
 
