@@ -12,11 +12,21 @@ public struct EfficiencyProfile: Sendable, Hashable, Codable {
     public var memory: [OpCategory: Double]
     /// Seconds added per operator (kernel launch and scheduling gaps).
     public var launchOverheadSeconds: Double
+    /// Seconds added per operator of these categories instead (a calibration's fit: an engine that folds norms into
+    /// the next product pays nothing for them, while its small products pay a fixed cost at their ends).
+    public var launchOverheadByCategory: [OpCategory: Double]
 
-    public init(compute: [OpCategory: Double], memory: [OpCategory: Double], launchOverheadSeconds: Double) {
+    public init(compute: [OpCategory: Double], memory: [OpCategory: Double], launchOverheadSeconds: Double,
+                launchOverheadByCategory: [OpCategory: Double] = [:]) {
         self.compute = compute
         self.memory = memory
         self.launchOverheadSeconds = launchOverheadSeconds
+        self.launchOverheadByCategory = launchOverheadByCategory
+    }
+
+    /// The seconds added per operator of `category`.
+    public func launchOverhead(_ category: OpCategory) -> Double {
+        launchOverheadByCategory[category] ?? launchOverheadSeconds
     }
 
     /// Round figures for a tuned GPU stack: GEMMs near peak, scans far from it, 4 us per launch.
@@ -36,6 +46,66 @@ public struct EfficiencyProfile: Sendable, Hashable, Codable {
 
     public static func defaultFor(_ device: Device) -> EfficiencyProfile {
         device.kind == "cpu" ? cpuDefault : gpuDefault
+    }
+
+    /// This profile with `base`'s fractions wherever it names none.
+    public func filled(from base: EfficiencyProfile) -> EfficiencyProfile {
+        EfficiencyProfile(compute: compute.merging(base.compute) { mine, _ in mine },
+                          memory: memory.merging(base.memory) { mine, _ in mine },
+                          launchOverheadSeconds: launchOverheadSeconds,
+                          launchOverheadByCategory: launchOverheadByCategory)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case compute, memory, launchOverheadSeconds, launchOverheadByCategory
+    }
+
+    /// JSON objects keyed by category name: {"compute": {"gemm": 0.7, ...}, "memory": {...},
+    /// "launchOverheadSeconds": 4e-6, "launchOverheadByCategory": {"norm": 0, ...}} (the last optional).
+    /// Categories left out are left out of the profile (see `filled(from:)`); an unknown category, a fraction
+    /// outside (0, 1.5] or a negative overhead is an error naming it.
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        func fractions(_ key: CodingKeys, _ allowed: ClosedRange<Double>) throws -> [OpCategory: Double] {
+            var result: [OpCategory: Double] = [:]
+            for (name, value) in try container.decodeIfPresent([String: Double].self, forKey: key) ?? [:] {
+                guard let category = OpCategory(rawValue: name) else {
+                    throw DecodingError.dataCorruptedError(
+                        forKey: key, in: container, debugDescription: "unknown category '\(name)' (categories: "
+                            + OpCategory.allCases.map(\.rawValue).joined(separator: ", ") + ")")
+                }
+                guard allowed.contains(value), key == .launchOverheadByCategory || value > 0 else {
+                    throw DecodingError.dataCorruptedError(
+                        forKey: key, in: container,
+                        debugDescription: "\(key.rawValue) of \(name) must lie in "
+                            + (key == .launchOverheadByCategory ? "[0, 1] seconds" : "(0, 1.5]") + ", not \(value)")
+                }
+                result[category] = value
+            }
+            return result
+        }
+        compute = try fractions(.compute, 0...1.5)
+        memory = try fractions(.memory, 0...1.5)
+        launchOverheadByCategory = try fractions(.launchOverheadByCategory, 0...1)
+        launchOverheadSeconds = try container.decode(Double.self, forKey: .launchOverheadSeconds)
+        guard launchOverheadSeconds >= 0 else {
+            throw DecodingError.dataCorruptedError(forKey: .launchOverheadSeconds, in: container,
+                                                   debugDescription: "launchOverheadSeconds must not be negative")
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(Dictionary(uniqueKeysWithValues: compute.map { ($0.key.rawValue, $0.value) }),
+                             forKey: .compute)
+        try container.encode(Dictionary(uniqueKeysWithValues: memory.map { ($0.key.rawValue, $0.value) }),
+                             forKey: .memory)
+        try container.encode(launchOverheadSeconds, forKey: .launchOverheadSeconds)
+        if !launchOverheadByCategory.isEmpty {
+            try container.encode(Dictionary(uniqueKeysWithValues: launchOverheadByCategory.map {
+                ($0.key.rawValue, $0.value)
+            }), forKey: .launchOverheadByCategory)
+        }
     }
 }
 
@@ -116,7 +186,7 @@ public struct Predictor: Sendable {
         let rate = op.kind.usesMatrixUnits ? device.matrixRate(precision.activations) : device.vectorRate
         let compute = op.flops / (rate * (efficiency.compute[op.category] ?? 1))
         let memory = op.bytes / (device.memoryBandwidthBytesPerSecond * (efficiency.memory[op.category] ?? 1))
-        return (max(compute, memory) + efficiency.launchOverheadSeconds, memory >= compute)
+        return (max(compute, memory) + efficiency.launchOverhead(op.category), memory >= compute)
     }
 
     /// Time of a list of operators run back to back.

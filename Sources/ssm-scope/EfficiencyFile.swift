@@ -6,17 +6,30 @@ import Foundation
 import ScopeCost
 import ScopeSupport
 
-/// Reads an `EfficiencyProfile` from JSON, with one-line errors.
+/// Reads and writes `EfficiencyProfile`s as JSON files, with one-line errors.
 enum EfficiencyFile {
-    static func load(_ path: String) throws -> EfficiencyProfile {
+    /// The profile in `path`, categories it leaves out taken from `base`.
+    static func load(_ path: String, over base: EfficiencyProfile) throws -> EfficiencyProfile {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ScopeError("cannot read efficiency file '\(path)': no such file or not readable")
         }
         do {
-            return try JSONDecoder().decode(EfficiencyProfile.self, from: data)
+            return try JSONDecoder().decode(EfficiencyProfile.self, from: data).filled(from: base)
+        } catch DecodingError.dataCorrupted(let context) {
+            throw ScopeError("\(path): \(context.debugDescription)")
         } catch {
             throw ScopeError("\(path): not an efficiency profile (expected {\"compute\": {\"gemm\": 0.7, ...}, "
                 + "\"memory\": {...}, \"launchOverheadSeconds\": 4e-6})")
+        }
+    }
+
+    /// Writes `profile` to `path` (keys sorted, one category per line).
+    static func save(_ profile: EfficiencyProfile, to path: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data = try encoder.encode(profile)
+        guard FileManager.default.createFile(atPath: path, contents: data + Data("\n".utf8)) else {
+            throw ScopeError("cannot write efficiency file '\(path)'; check that its folder exists and is writable")
         }
     }
 }

@@ -7,7 +7,10 @@ import ScopeSupport
 
 /// Gathers a report's data from the store, with cost-model predictions on each run's calibrated device.
 enum ReportDataBuilder {
-    static func build(store: ResultsStore, runs selected: [Int64]?) throws -> ReportData {
+    /// `efficiency`: the profile predictions use (categories it leaves out from the device's default), nil for the
+    /// default.
+    static func build(store: ResultsStore, runs selected: [Int64]?, efficiency: EfficiencyProfile? = nil) throws
+        -> ReportData {
         let runs = try store.runs().filter { selected?.contains($0.id) ?? true }
         if let selected, let missing = selected.first(where: { id in !runs.contains { $0.id == id } }) {
             throw ScopeError("no run \(missing) in \(store.path); 'ssm-scope results list' shows the runs")
@@ -20,17 +23,16 @@ enum ReportDataBuilder {
             guard let device = run.environment.costDevice else { continue }
             for point in points where point.runID == run.id {
                 let c = point.result.config
-                guard let spec = try? ModelCatalog.resolve(c.model), let weights = DType(rawValue: c.dtype) else {
-                    continue
-                }
-                // The engines compute and cache in fp32; only the weights take the stored type. Prefill chunking
-                // is the engines' default, automatic (the store keeps a run's rule only in its points' notes).
-                let precision = Precision(weights: weights, activations: .fp32, cache: .fp32)
-                let predictor = Predictor(device: device, precision: precision)
+                guard let spec = try? ModelCatalog.resolve(c.model),
+                      let precision = StoredPointCost.precision(c) else { continue }
+                let assumptions = StoredPointCost.assumptions(notes: point.result.notes)
+                let predictor = Predictor(device: device, precision: precision, assumptions: assumptions,
+                                          efficiency: efficiency?.filled(from: .defaultFor(device)))
                 let p = predictor.predict(spec, context: c.context, batch: c.batch)
                 predictions.append(ReportData.Prediction(model: c.model, context: c.context, batch: c.batch,
                                                          ttftSeconds: p.prefill?.seconds ?? predictor.prefillTime(
-                                                             CostModel(spec: spec, precision: precision),
+                                                             CostModel(spec: spec, precision: precision,
+                                                                       assumptions: assumptions),
                                                              tokens: c.context, batch: c.batch).seconds,
                                                          tpotSeconds: p.tpot, peakBytes: p.prefillMemory.total))
             }

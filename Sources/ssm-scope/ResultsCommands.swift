@@ -1,4 +1,5 @@
 import ArgumentParser
+import ScopeCost
 import Foundation
 import ScopeBackends
 import ScopeBench
@@ -130,12 +131,16 @@ struct ReportCommand: ParsableCommand {
     var runs: [Int64] = []
     @Option(help: "The HTML file to write (the markdown summary goes beside it).")
     var output: String = "ssm-scope-report.html"
+    @Option(help: "A JSON efficiency profile for the predictions beside the measurements (from 'ssm-scope calibrate').")
+    var efficiency: String?
     @OptionGroup var store: StoreOptions
 
     func run() throws {
         let store = try ExistingStore.open(self.store.db)
         let ids = runs.isEmpty ? nil : try ExistingStore.runs(runs, in: store)
-        let files = try ReportWriter.write(store: store, runs: ids, html: output)
+        let profile = try efficiency.map { try EfficiencyFile.load($0, over: EfficiencyProfile(
+            compute: [:], memory: [:], launchOverheadSeconds: 0)) }
+        let files = try ReportWriter.write(store: store, runs: ids, html: output, efficiency: profile)
         print("report: \(files.html) and \(files.markdown)")
     }
 }

@@ -12,7 +12,8 @@ struct SSMScope: ParsableCommand {
         abstract: "Characterise long-context inference of Transformer, SSM and hybrid language models.",
         subcommands: [SweepCommand.self, RunCommand.self, ProfileCommand.self, MaxContextCommand.self,
                       ResultsCommand.self, ReportCommand.self, CompareCommand.self, ModelsCommand.self,
-                      ModelCommand.self, DevicesCommand.self, PredictCommand.self, DoctorCommand.self])
+                      ModelCommand.self, DevicesCommand.self, PredictCommand.self, CalibrateCommand.self,
+                      DoctorCommand.self])
 }
 
 /// Options shared by commands that cost a model.
@@ -124,7 +125,7 @@ struct PredictCommand: ParsableCommand {
         let contexts = try SizeParsing.tokenList(context)
         let batch = try SizeParsing.tokens(self.batch, what: "batch size")
         let limit = try memoryLimit.map { try SizeParsing.bytes($0, what: "--memory-limit") }
-        let profile = try efficiency.map(EfficiencyFile.load)
+        let profile = try efficiency.map { try EfficiencyFile.load($0, over: .defaultFor(device)) }
         let predictor = Predictor(device: device, precision: try precision.precision(),
                                   assumptions: try precision.assumptions(), efficiency: profile, memoryLimit: limit)
         if predictor.usableMemory <= 0 {

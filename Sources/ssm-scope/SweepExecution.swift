@@ -1,6 +1,7 @@
 import Foundation
 import ScopeBackends
 import ScopeBench
+import ScopeCost
 import ScopeEngine
 import ScopeModels
 import ScopeReport
@@ -47,8 +48,9 @@ enum SweepExecution {
 
 /// Writes a report for runs of a store: the HTML file and a markdown summary beside it.
 enum ReportWriter {
-    static func write(store: ResultsStore, runs: [Int64]?, html path: String) throws -> (html: String, markdown: String) {
-        let data = try ReportDataBuilder.build(store: store, runs: runs)
+    static func write(store: ResultsStore, runs: [Int64]?, html path: String, efficiency: EfficiencyProfile? = nil)
+        throws -> (html: String, markdown: String) {
+        let data = try ReportDataBuilder.build(store: store, runs: runs, efficiency: efficiency)
         let markdownPath = (path.hasSuffix(".html") ? String(path.dropLast(5)) : path) + ".md"
         try atomicWrite(HTMLReport.render(data), to: path)
         try atomicWrite(MarkdownSummary.render(data), to: markdownPath)

@@ -93,6 +93,32 @@ import Testing
         let garbage = try run("results", "import", "bad.yaml", "--db", "w.sqlite")
         #expect(garbage.status != 0)
     }
+
+    @Test func calibrateFitsStoredBreakdownsAndPredictUsesTheProfile() throws {
+        let fast = ["--repeats", "1", "--warmups", "0", "--db", "c.sqlite", "--no-report"]
+        let unprofiled = try run(["sweep", "--model", "tiny-llama", "--context", "64", "--no-profile"] + fast)
+        #expect(unprofiled.status == 0, "\(unprofiled.stderr)")
+        let refused = try run("calibrate", "--db", "c.sqlite")
+        #expect(refused.status != 0 && refused.stderr.contains("has an operator breakdown"), "\(refused.stderr)")
+
+        let sweep = try run(["sweep", "--model", "tiny-llama", "--model", "tiny-mamba2", "--context", "128,256"] + fast)
+        #expect(sweep.status == 0, "\(sweep.stderr)")
+        let calibrate = try run("calibrate", "--db", "c.sqlite", "--output", "cpu.json")
+        #expect(calibrate.status == 0, "\(calibrate.stderr)")
+        #expect(calibrate.stdout.contains("calibrated on 8 passes of run(s) 2"))
+        #expect(calibrate.stdout.contains("TTFT median error") && calibrate.stdout.contains("tiny-mamba2 256 decode"))
+        let profile = try String(contentsOfFile: path("cpu.json"), encoding: .utf8)
+        #expect(profile.contains("\"gemm\"") && profile.contains("launchOverheadByCategory"))
+
+        let predict = try run("predict", "--model", "llama-3.2-1b", "--device", "h100-sxm", "--context", "4k",
+                              "--efficiency", "cpu.json")
+        #expect(predict.status == 0, "\(predict.stderr)")
+        let report = try run("report", "--db", "c.sqlite", "--output", "calibrated.html", "--efficiency", "cpu.json")
+        #expect(report.status == 0 && FileManager.default.fileExists(atPath: path("calibrated.md")))
+        try "{\"compute\": {\"gemmm\": 1}}".write(toFile: path("bad.json"), atomically: true, encoding: .utf8)
+        let bad = try run("predict", "--model", "llama-3.2-1b", "--device", "h100-sxm", "--efficiency", "bad.json")
+        #expect(bad.status != 0 && bad.stderr.contains("unknown category 'gemmm'"), "\(bad.stderr)")
+    }
 }
 
 extension MeasureCLITests {
