@@ -141,6 +141,8 @@ public struct Findings: Sendable, Hashable {
     public var contextRatios: [ContextRatio]
     public var dominantCategories: [DominantCategory]
     public var predictionErrors: [PredictionError]
+    /// Where the predictions' efficiencies came from (`ReportData.predictionEfficiencies`).
+    public var predictionEfficiencies: String
     /// Series in the order they first appear in the data (points, then failures, then max-context results).
     public var keys: [SeriesKey]
     /// Whether labels name the batch, backend or dtype (only when the data holds several).
@@ -152,6 +154,7 @@ public struct Findings: Sendable, Hashable {
     public var crossovers: [Crossover] { comparisons.flatMap(\.crossovers) }
 
     public init(_ data: ReportData) {
+        predictionEfficiencies = data.predictionEfficiencies
         var keys: [SeriesKey] = []
         var seen: Set<SeriesKey> = []
         let all = data.points.map { SeriesKey($0.config) } + data.failures.map { SeriesKey($0.config) }
@@ -385,7 +388,7 @@ public struct Findings: Sendable, Hashable {
             if let t = e.tpot {
                 parts.append("\(Findings.percent(t)) for TPOT (\(e.tpotPoints) point\(e.tpotPoints == 1 ? "" : "s"))")
             }
-            out.append("\(label(e.key)) is off the cost-model prediction by a median "
+            out.append("\(label(e.key)) is off the cost-model prediction (\(predictionEfficiencies)) by a median "
                 + parts.joined(separator: " and "))
         }
         return out

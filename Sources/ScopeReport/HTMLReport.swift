@@ -108,7 +108,8 @@ public enum HTMLReport {
             h += note("No cost-model predictions for the measured models.")
         } else {
             let caption = "Measured medians (solid) against the cost model's predictions for the run's device "
-                + "(dashed, hollow markers); \u{00d7} on a dashed series: predicted not to fit."
+                + "with \(data.predictionEfficiencies) (dashed, hollow markers); \u{00d7} on a dashed series: "
+                + "predicted not to fit."
             h += "<h3>TTFT</h3>\n" + (predictedTTFT.map { figure($0, caption) } ?? note("No TTFT predictions."))
             h += "<h3>TPOT</h3>\n" + (predictedTPOT.map { figure($0, caption) } ?? note("No TPOT predictions."))
         }

@@ -44,9 +44,12 @@ public struct ReportData: Sendable {
     /// Device memory to draw as a line on the memory chart (the memory limit of the run, or the device's).
     public var memoryCapacityBytes: Double?
     public var predictions: [Prediction]
+    /// Where the predictions' efficiencies come from ("the built-in efficiencies", a profile file's name).
+    public var predictionEfficiencies: String
 
     public init(title: String, runs: [Run], points: [PointResult], failures: [PointFailure],
-                maxContexts: [MaxContextResult], memoryCapacityBytes: Double?, predictions: [Prediction]) {
+                maxContexts: [MaxContextResult], memoryCapacityBytes: Double?, predictions: [Prediction],
+                predictionEfficiencies: String = "the built-in efficiencies") {
         self.title = title
         self.runs = runs
         self.points = points
@@ -54,5 +57,6 @@ public struct ReportData: Sendable {
         self.maxContexts = maxContexts
         self.memoryCapacityBytes = memoryCapacityBytes
         self.predictions = predictions
+        self.predictionEfficiencies = predictionEfficiencies
     }
 }

@@ -7,10 +7,10 @@ import ScopeSupport
 
 /// Gathers a report's data from the store, with cost-model predictions on each run's calibrated device.
 enum ReportDataBuilder {
-    /// `efficiency`: the profile predictions use (categories it leaves out from the device's default), nil for the
-    /// default.
-    static func build(store: ResultsStore, runs selected: [Int64]?, efficiency: EfficiencyProfile? = nil) throws
-        -> ReportData {
+    /// `efficiency`: the profile predictions use (categories it leaves out from the device's default) and where it
+    /// came from, nil for the built-in efficiencies.
+    static func build(store: ResultsStore, runs selected: [Int64]?,
+                      efficiency: (profile: EfficiencyProfile, source: String)? = nil) throws -> ReportData {
         let runs = try store.runs().filter { selected?.contains($0.id) ?? true }
         if let selected, let missing = selected.first(where: { id in !runs.contains { $0.id == id } }) {
             throw ScopeError("no run \(missing) in \(store.path); 'ssm-scope results list' shows the runs")
@@ -27,7 +27,7 @@ enum ReportDataBuilder {
                       let precision = StoredPointCost.precision(c) else { continue }
                 let assumptions = StoredPointCost.assumptions(notes: point.result.notes)
                 let predictor = Predictor(device: device, precision: precision, assumptions: assumptions,
-                                          efficiency: efficiency?.filled(from: .defaultFor(device)))
+                                          efficiency: efficiency?.profile.filled(from: .defaultFor(device)))
                 let p = predictor.predict(spec, context: c.context, batch: c.batch)
                 predictions.append(ReportData.Prediction(model: c.model, context: c.context, batch: c.batch,
                                                          ttftSeconds: p.prefill?.seconds ?? predictor.prefillTime(
@@ -44,6 +44,8 @@ enum ReportDataBuilder {
         return ReportData(title: title,
                           runs: runs.map { ReportData.Run(id: $0.id, environment: $0.environment, status: $0.status) },
                           points: points.map(\.result), failures: try store.failures(runs: ids).map(\.failure),
-                          maxContexts: maxContexts, memoryCapacityBytes: capacity, predictions: predictions)
+                          maxContexts: maxContexts, memoryCapacityBytes: capacity, predictions: predictions,
+                          predictionEfficiencies: efficiency.map { "efficiencies from \($0.source)" }
+                              ?? "the built-in efficiencies")
     }
 }

@@ -138,8 +138,11 @@ struct ReportCommand: ParsableCommand {
     func run() throws {
         let store = try ExistingStore.open(self.store.db)
         let ids = runs.isEmpty ? nil : try ExistingStore.runs(runs, in: store)
-        let profile = try efficiency.map { try EfficiencyFile.load($0, over: EfficiencyProfile(
-            compute: [:], memory: [:], launchOverheadSeconds: 0)) }
+        let profile = try efficiency.map { path in
+            (profile: try EfficiencyFile.load(path, over: EfficiencyProfile(compute: [:], memory: [:],
+                                                                             launchOverheadSeconds: 0)),
+             source: path)
+        }
         let files = try ReportWriter.write(store: store, runs: ids, html: output, efficiency: profile)
         print("report: \(files.html) and \(files.markdown)")
     }

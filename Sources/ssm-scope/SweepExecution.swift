@@ -48,7 +48,8 @@ enum SweepExecution {
 
 /// Writes a report for runs of a store: the HTML file and a markdown summary beside it.
 enum ReportWriter {
-    static func write(store: ResultsStore, runs: [Int64]?, html path: String, efficiency: EfficiencyProfile? = nil)
+    static func write(store: ResultsStore, runs: [Int64]?, html path: String,
+                      efficiency: (profile: EfficiencyProfile, source: String)? = nil)
         throws -> (html: String, markdown: String) {
         let data = try ReportDataBuilder.build(store: store, runs: runs, efficiency: efficiency)
         let markdownPath = (path.hasSuffix(".html") ? String(path.dropLast(5)) : path) + ".md"
