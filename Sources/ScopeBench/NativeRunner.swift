@@ -67,6 +67,19 @@ public final class NativeRunner {
         return executor
     }
 
+    /// Decode steps each repeat runs: one more than TPOT and end-to-end need. Where a cache records its first step
+    /// (a CUDA graph), that step is not a TPOT sample (recording costs a few milliseconds once per cache), else the
+    /// last step is left out, so that TPOT always has `decodeSteps` samples per repeat.
+    public static func decodeStepsPerRepeat(_ settings: ProtocolSettings, generate: Int) -> Int {
+        max(settings.decodeSteps, generate) + 1
+    }
+
+    /// The steps of one repeat that are TPOT samples: `count` of them, after the first where that step recorded the
+    /// cache's decode graph.
+    public static func tpotSamples(_ stepSeconds: [Double], firstStepRecorded: Bool, count: Int) -> [Double] {
+        Array(stepSeconds.dropFirst(firstStepRecorded ? 1 : 0).prefix(count))
+    }
+
     private func run(_ point: PointConfig, _ executor: ModelExecutor) throws -> PointResult {
         let backend = executor.backend
         let spec = executor.spec
@@ -74,7 +87,7 @@ public final class NativeRunner {
         let prompts = (0..<point.batch).map { _ in
             (0..<point.context).map { _ in Int32(rng.next() % UInt64(spec.vocabSize)) }
         }
-        let steps = max(settings.decodeSteps, point.generate)
+        let steps = Self.decodeStepsPerRepeat(settings, generate: point.generate)
         let capacity = point.context + steps
         let weightBytes = backend.memory.inUse
         ProcessMemory.resetPeak()
@@ -118,7 +131,8 @@ public final class NativeRunner {
             if let prefillSample { prefillEnergy.append(prefillSample) }
             if let decodeSample { decodeEnergy.append(decodeSample) }
             ttft.append(prefillSeconds)
-            tpot += stepSeconds.prefix(settings.decodeSteps)
+            tpot += Self.tpotSamples(stepSeconds, firstStepRecorded: cache.replaysRecordedSteps,
+                                     count: settings.decodeSteps)
             endToEnd.append(prefillSeconds + stepSeconds.prefix(point.generate).reduce(0, +))
         }
         let peak = backend.memory.peak
@@ -145,7 +159,8 @@ public final class NativeRunner {
             decodeBreakdown: decodeBreakdown,
             energy: Self.energy(prefill: prefillEnergy, decode: decodeEnergy, tokensPerDecode: steps * point.batch),
             notes: settings.prefillChunking.note(context: point.context, batch: point.batch)
-                + (replayedSteps ? "; decode steps replayed from a recorded CUDA graph" : "")
+                + (replayedSteps ? "; decode steps replayed from a recorded CUDA graph (the recording step is "
+                    + "timed in end-to-end, not in TPOT)" : "")
                 + (executor.recordingFailure.map { "; decode steps issued one by one (recording failed: \($0))" } ?? ""),
             decodeFloorSeconds: copyBandwidth(point.backend).map { Double(weightBytes + cacheBytes) / $0 })
     }

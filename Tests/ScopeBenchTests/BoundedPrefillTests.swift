@@ -47,7 +47,8 @@ import Testing
         let executor = ModelExecutor(spec: spec, weights: try ModelWeights(spec: spec, source: ShapeOnlyWeights(),
                                                                            type: .fp32, backend: probe),
                                      backend: probe)
-        let cache = try executor.replayPrefillShapes(batch: 1, length: long.context, capacity: long.context + 16,
+        let steps = NativeRunner.decodeStepsPerRepeat(ProtocolSettings(), generate: long.generate)
+        let cache = try executor.replayPrefillShapes(batch: 1, length: long.context, capacity: long.context + steps,
                                                      chunking: .tokens(8192))
         _ = try executor.step([0], cache: cache)
         #expect(probe.memory.peak == b.peakEngineBytes)

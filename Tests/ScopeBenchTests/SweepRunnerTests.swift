@@ -22,6 +22,17 @@ final class MemorySink: ResultSink {
                      memoryLimit: nil) { name, limit, dtype in try BackendRegistry.make(name, memoryLimit: limit, dtype: dtype) }
     }
 
+    /// A repeat runs one decode step more than TPOT takes: the step that recorded a CUDA graph is left out of TPOT
+    /// (it stays in end-to-end latency), otherwise the last one.
+    @Test func theRecordingStepIsNotATPOTSample() {
+        let steps = NativeRunner.decodeStepsPerRepeat(ProtocolSettings(decodeSteps: 16), generate: 4)
+        #expect(steps == 17)
+        let seconds = [0.004] + Array(repeating: 0.001, count: 16)
+        #expect(NativeRunner.tpotSamples(seconds, firstStepRecorded: true, count: 16) == Array(seconds[1...]))
+        #expect(NativeRunner.tpotSamples(seconds, firstStepRecorded: false, count: 16) == Array(seconds[..<16]))
+        #expect(NativeRunner.decodeStepsPerRepeat(ProtocolSettings(decodeSteps: 16), generate: 128) == 129)
+    }
+
     @Test func measuresEveryPointFollowingTheProtocol() throws {
         let sink = MemorySink()
         let plan = SweepPlan(models: ["tiny-mamba2"], contexts: [64, 128], generate: [4],
