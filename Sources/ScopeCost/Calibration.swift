@@ -94,9 +94,10 @@ public struct CalibrationResult: Sendable {
 /// the launch overhead per operator, against the seconds measured for the category's operator kinds. The fit
 /// minimises, per sample, the squared log ratio of the predicted to the measured total plus those of the categories,
 /// each weighted by its share of the sample's time (so that what dominates a pass is fitted best), over every
-/// category's two efficiencies (each in [0.001, 1]) and launch overhead per operator (0 to 100 us): coordinate descent, a golden-section search per parameter, until no
-/// parameter moves. A parameter the objective does not depend on (say, the compute efficiency of a category whose
-/// operators are all memory bound) keeps its starting value.
+/// category's two efficiencies (each in [0.001, 1]) and launch overhead per operator (0 to 100 us): coordinate
+/// descent, a golden-section search per parameter, until no parameter moves. A parameter the objective does not
+/// depend on (say, the compute efficiency of a category whose operators are all memory bound) keeps its starting
+/// value.
 public enum Calibration {
     /// One sample as the fit sees it: each category's operators (their ideal compute and memory seconds) and the
     /// seconds measured for the categories the engine timed.
@@ -114,6 +115,7 @@ public enum Calibration {
         }
     }
 
+    /// The samples with a measured time, as the fit sees them.
     static func observed(_ samples: [CalibrationSample]) -> [Observed] {
         samples.compactMap { sample in
             let total = sample.measuredSeconds
