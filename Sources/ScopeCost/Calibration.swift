@@ -52,10 +52,9 @@ public struct CalibrationSample: Sendable {
         }
     }
 
-    /// The predicted time of the pass under `profile`.
-    public func predictedSeconds(_ profile: EfficiencyProfile) -> Double {
+    /// A predictor for the sample's device, precision and assumptions under `profile` (nil: the device's default).
+    func predictor(_ profile: EfficiencyProfile? = nil) -> Predictor {
         Predictor(device: device, precision: precision, assumptions: assumptions, efficiency: profile)
-            .pass(operators()).seconds
     }
 }
 
@@ -115,31 +114,29 @@ public enum Calibration {
         }
     }
 
-    /// The samples with a measured time, as the fit sees them.
-    static func observed(_ samples: [CalibrationSample]) -> [Observed] {
-        samples.compactMap { sample in
-            let total = sample.measuredSeconds
-            guard total > 0 else { return nil }
-            var operators: [OpCategory: (compute: [Double], memory: [Double])] = [:]
-            for op in sample.operators() {
-                let rate = op.kind.usesMatrixUnits
-                    ? sample.device.matrixRate(sample.precision.activations) : sample.device.vectorRate
-                operators[op.category, default: ([], [])].compute.append(op.flops / rate)
-                operators[op.category, default: ([], [])].memory.append(
-                    op.bytes / sample.device.memoryBandwidthBytesPerSecond)
-            }
-            var measured: [OpCategory: Double] = [:]
-            for (kind, seconds) in sample.secondsByKind where seconds > 0 {
-                measured[kind.category, default: 0] += seconds
-            }
-            return Observed(operators: operators, measured: measured.filter { operators[$0.key] != nil }, total: total)
+    /// A sample with a measured time, and its operators, as the fit sees it.
+    static func observed(_ sample: CalibrationSample, operators ops: [OperatorCost]) -> Observed {
+        let ideal = sample.predictor()
+        var operators: [OpCategory: (compute: [Double], memory: [Double])] = [:]
+        for op in ops {
+            let (compute, memory) = ideal.idealSeconds(op)
+            operators[op.category, default: ([], [])].compute.append(compute)
+            operators[op.category, default: ([], [])].memory.append(memory)
         }
+        var measured: [OpCategory: Double] = [:]
+        for (kind, seconds) in sample.secondsByKind where seconds > 0 {
+            measured[kind.category, default: 0] += seconds
+        }
+        return Observed(operators: operators, measured: measured.filter { operators[$0.key] != nil },
+                        total: sample.measuredSeconds)
     }
 
     /// The profile fitted to `samples`, starting from (and keeping what the samples do not determine of) `start`.
     public static func fit(_ samples: [CalibrationSample], from start: EfficiencyProfile) -> CalibrationResult {
-        let observed = observed(samples)
-        let categories = Array(Set(observed.flatMap(\.operators.keys))).sorted()
+        let measuredSamples = samples.filter { $0.measuredSeconds > 0 }
+        let operators = measuredSamples.map { $0.operators() }
+        let seen = zip(measuredSamples, operators).map { observed($0, operators: $1) }
+        let categories = Array(Set(seen.flatMap(\.operators.keys))).sorted()
         var compute = start.compute, memory = start.memory, overhead: [OpCategory: Double] = [:]
         for c in categories {
             compute[c] = min(1, max(0.001, compute[c] ?? 1))
@@ -151,7 +148,7 @@ public enum Calibration {
         // into others (timed with them), which no category's term sees.
         func objective() -> Double {
             var sum = 0.0
-            for o in observed {
+            for o in seen {
                 var total = 0.0
                 for c in o.operators.keys {
                     let p = o.predicted(c, compute: compute[c]!, memory: memory[c]!, overhead: overhead[c]!)
@@ -224,9 +221,10 @@ public enum Calibration {
             if fitted.contains("\(c.rawValue) memory") { profile.memory[c] = memory[c] }
             if fitted.contains("\(c.rawValue) launch overhead") { profile.launchOverheadByCategory[c] = overhead[c] }
         }
-        let fits = samples.filter { $0.measuredSeconds > 0 }.map {
-            CalibrationResult.Fit(label: $0.label, pass: $0.pass, measured: $0.measuredSeconds,
-                                  before: $0.predictedSeconds(start), after: $0.predictedSeconds(profile))
+        let fits = zip(measuredSamples, operators).map { sample, ops in
+            CalibrationResult.Fit(label: sample.label, pass: sample.pass, measured: sample.measuredSeconds,
+                                  before: sample.predictor(start).pass(ops).seconds,
+                                  after: sample.predictor(profile).pass(ops).seconds)
         }
         return CalibrationResult(profile: profile, fitted: fitted, fits: fits)
     }

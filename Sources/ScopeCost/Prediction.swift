@@ -181,11 +181,18 @@ public struct Predictor: Sendable {
 
     public var usableMemory: Double { memoryLimit - reserveBytes }
 
+    /// An operator's arithmetic and memory traffic at the device's full rates (efficiency 1, no launch overhead):
+    /// matrix-unit rates for kinds that use them, vector rates for the rest.
+    public func idealSeconds(_ op: OperatorCost) -> (compute: Double, memory: Double) {
+        let rate = op.kind.usesMatrixUnits ? device.matrixRate(precision.activations) : device.vectorRate
+        return (op.flops / rate, op.bytes / device.memoryBandwidthBytesPerSecond)
+    }
+
     /// Time of one operator on this device.
     public func seconds(_ op: OperatorCost) -> (seconds: Double, memoryBound: Bool) {
-        let rate = op.kind.usesMatrixUnits ? device.matrixRate(precision.activations) : device.vectorRate
-        let compute = op.flops / (rate * (efficiency.compute[op.category] ?? 1))
-        let memory = op.bytes / (device.memoryBandwidthBytesPerSecond * (efficiency.memory[op.category] ?? 1))
+        let ideal = idealSeconds(op)
+        let compute = ideal.compute / (efficiency.compute[op.category] ?? 1)
+        let memory = ideal.memory / (efficiency.memory[op.category] ?? 1)
         return (max(compute, memory) + efficiency.launchOverhead(op.category), memory >= compute)
     }
 
