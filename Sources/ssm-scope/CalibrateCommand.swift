@@ -45,7 +45,7 @@ struct CalibrateCommand: ParsableCommand {
             throw ScopeError("no point of run(s) \(ids.map(String.init).joined(separator: ", ")) has an operator "
                 + "breakdown; measure without --no-profile, then calibrate")
         }
-        let start = try efficiency.map { try EfficiencyFile.load($0, over: .defaultFor(device)) }
+        let start = try efficiency.map { try EfficiencyFile.load($0).filled(from: .defaultFor(device)) }
             ?? .defaultFor(device)
         let result = Calibration.fit(samples, from: start)
         try EfficiencyFile.save(result.profile, to: output)

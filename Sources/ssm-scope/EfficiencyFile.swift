@@ -8,13 +8,13 @@ import ScopeSupport
 
 /// Reads and writes `EfficiencyProfile`s as JSON files, with one-line errors.
 enum EfficiencyFile {
-    /// The profile in `path`, categories it leaves out taken from `base`.
-    static func load(_ path: String, over base: EfficiencyProfile) throws -> EfficiencyProfile {
+    /// The profile in `path` as written: categories it leaves out are absent (see `EfficiencyProfile.filled(from:)`).
+    static func load(_ path: String) throws -> EfficiencyProfile {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ScopeError("cannot read efficiency file '\(path)': no such file or not readable")
         }
         do {
-            return try JSONDecoder().decode(EfficiencyProfile.self, from: data).filled(from: base)
+            return try JSONDecoder().decode(EfficiencyProfile.self, from: data)
         } catch DecodingError.dataCorrupted(let context) {
             throw ScopeError("\(path): \(context.debugDescription)")
         } catch {

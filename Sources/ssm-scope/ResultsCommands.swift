@@ -138,11 +138,7 @@ struct ReportCommand: ParsableCommand {
     func run() throws {
         let store = try ExistingStore.open(self.store.db)
         let ids = runs.isEmpty ? nil : try ExistingStore.runs(runs, in: store)
-        let profile = try efficiency.map { path in
-            (profile: try EfficiencyFile.load(path, over: EfficiencyProfile(compute: [:], memory: [:],
-                                                                             launchOverheadSeconds: 0)),
-             source: path)
-        }
+        let profile = try efficiency.map { (profile: try EfficiencyFile.load($0), source: $0) }
         let files = try ReportWriter.write(store: store, runs: ids, html: output, efficiency: profile)
         print("report: \(files.html) and \(files.markdown)")
     }

@@ -125,7 +125,7 @@ struct PredictCommand: ParsableCommand {
         let contexts = try SizeParsing.tokenList(context)
         let batch = try SizeParsing.tokens(self.batch, what: "batch size")
         let limit = try memoryLimit.map { try SizeParsing.bytes($0, what: "--memory-limit") }
-        let profile = try efficiency.map { try EfficiencyFile.load($0, over: .defaultFor(device)) }
+        let profile = try efficiency.map { try EfficiencyFile.load($0).filled(from: .defaultFor(device)) }
         let predictor = Predictor(device: device, precision: try precision.precision(),
                                   assumptions: try precision.assumptions(), efficiency: profile, memoryLimit: limit)
         if predictor.usableMemory <= 0 {
