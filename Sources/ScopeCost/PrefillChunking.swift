@@ -66,6 +66,15 @@ public enum PrefillChunking: Sendable, Hashable {
         return "prefill chunked by \(chunk) tokens (explicit)"
     }
 
+    /// The passes a result's `note` records, as a rule that makes the same passes: `tokens(n)` for "prefill chunked
+    /// by n tokens ...", `onePass` for "prefill in one pass ...", nil for notes that say neither.
+    public static func recorded(in notes: String) -> PrefillChunking? {
+        if notes.contains("prefill in one pass") { return .onePass }
+        guard let range = notes.firstRange(of: "prefill chunked by ") else { return nil }
+        guard let tokens = Int(notes[range.upperBound...].prefix { $0.isNumber }), tokens > 0 else { return nil }
+        return .tokens(tokens)
+    }
+
     /// The rule in a few words, for tables of assumptions.
     public var summary: String {
         switch self {

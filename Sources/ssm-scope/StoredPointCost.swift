@@ -11,14 +11,9 @@ enum StoredPointCost {
         return Precision(weights: weights, activations: computes, cache: computes)
     }
 
-    /// The prefill chunking the point's notes record ("prefill chunked by 32768 tokens ...", "prefill in one pass
-    /// ..."), else the engines' automatic rule.
+    /// The prefill chunking the point's notes record (`PrefillChunking.recorded(in:)`), else the engines' automatic
+    /// rule.
     static func assumptions(notes: String) -> ExecutionAssumptions {
-        if notes.contains("prefill in one pass") { return ExecutionAssumptions(prefillChunking: .onePass) }
-        if let range = notes.range(of: "prefill chunked by ") {
-            let digits = notes[range.upperBound...].prefix { $0.isNumber }
-            if let tokens = Int(digits), tokens > 0 { return ExecutionAssumptions(prefillChunking: .tokens(tokens)) }
-        }
-        return ExecutionAssumptions()
+        ExecutionAssumptions(prefillChunking: PrefillChunking.recorded(in: notes) ?? .automatic)
     }
 }

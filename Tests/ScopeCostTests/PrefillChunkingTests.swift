@@ -29,6 +29,16 @@ import Testing
         #expect(PrefillChunking.tokens(8192).note(context: 4096, batch: 1) == "prefill in one pass")
     }
 
+    /// A stored note reads back as a rule that makes the same passes (the cost model prices stored points by it).
+    @Test func notesReadBackAsTheirPasses() {
+        for (rule, context, batch) in [(PrefillChunking.automatic, 65536, 1), (.automatic, 4096, 1), (.onePass, 32768, 1),
+                                       (.tokens(2048), 4096, 2), (.tokens(8192), 4096, 1)] {
+            let read = PrefillChunking.recorded(in: "\(rule.note(context: context, batch: batch)); decode steps ...")
+            #expect(read?.chunkTokens(context: context, batch: batch) == rule.chunkTokens(context: context, batch: batch))
+        }
+        #expect(PrefillChunking.recorded(in: "a note from before chunking existed") == nil)
+    }
+
     @Test func parsesTheFlag() throws {
         #expect(try PrefillChunking(parsing: "auto") == .automatic)
         #expect(try PrefillChunking(parsing: " AUTO ") == .automatic)
