@@ -343,13 +343,6 @@ extern "C" __global__ void append_kv(const act* kNew, const act* vNew, act* kCac
 // start first and the short ones fill the tail.
 #include "common.cuh"
 
-__device__ __forceinline__ unsigned pair(const act* p) { return *(const unsigned*)p; }
-
-// A row's running maximum (log2 domain) is raised only when a tile's scores exceed it by more than 2^RESCALE_SLACK;
-// until then p = 2^(s - m) stays at most 2^8, harmless in fp32 sums and bf16 P, and the accumulators keep their
-// scale (the rescale pass over them is skipped for most tiles).
-#define RESCALE_SLACK 8.0f
-
 template <int D, int G>
 __device__ void prefill(const act* q, const act* kNew, const act* vNew, const act* kCache, const act* vCache,
                         act* out, int capacity, int newTokens, int past, int heads, int kvHeads, int window,
@@ -569,8 +562,6 @@ PREFILL(128, 1)
 #define WG_KT 64    // keys per tile
 #define WG_D 64     // head size
 
-#define RESCALE_SLACK 8.0f
-
 // Element offset of (row, column) in a swizzled tile of 64-element (128-byte) rows; column a multiple of 8.
 __device__ __forceinline__ int swizzled(int row, int column) { return row * 64 + (((column >> 3) ^ (row & 7)) << 3); }
 
@@ -608,8 +599,6 @@ __device__ __forceinline__ void mma_rs(float* d, const unsigned* a, unsigned lon
           "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(bd), "n"(TRANSPOSE_B));
 }
-
-__device__ __forceinline__ unsigned pair(const act* p) { return *(const unsigned*)p; }
 
 // STAGES of K and V in shared memory: tile t + STAGES - 2 loads while tile t computes and tile t - 1's V is read.
 // GROUPS warpgroups per block (64 queries each) share every K and V tile.
@@ -913,6 +902,14 @@ __device__ __forceinline__ float block_max(float v) { return block_reduce<warp_m
 // Tensor-core helpers (attention prefill and the SSD).
 
 __device__ __forceinline__ unsigned smem_address(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
+
+// Two consecutive activation-type values as one register (an mma operand), loaded from global memory.
+__device__ __forceinline__ unsigned pair(const act* p) { return *(const unsigned*)p; }
+
+// The prefill attention kernels' online softmax: a row's running maximum (log2 domain) is raised only when a tile's
+// scores exceed it by more than 2^RESCALE_SLACK; until then p = 2^(s - m) stays at most 2^8, harmless in fp32 sums
+// and bf16 P, and the accumulators keep their scale (the rescale pass over them is skipped for most tiles).
+#define RESCALE_SLACK 8.0f
 
 // Copies 16 bytes from global to shared memory asynchronously (cp.async, bypassing L1); completes by group.
 __device__ __forceinline__ void cp_async16(void* dst, const void* src) {

@@ -9,13 +9,6 @@
 // start first and the short ones fill the tail.
 #include "common.cuh"
 
-__device__ __forceinline__ unsigned pair(const act* p) { return *(const unsigned*)p; }
-
-// A row's running maximum (log2 domain) is raised only when a tile's scores exceed it by more than 2^RESCALE_SLACK;
-// until then p = 2^(s - m) stays at most 2^8, harmless in fp32 sums and bf16 P, and the accumulators keep their
-// scale (the rescale pass over them is skipped for most tiles).
-#define RESCALE_SLACK 8.0f
-
 template <int D, int G>
 __device__ void prefill(const act* q, const act* kNew, const act* vNew, const act* kCache, const act* vCache,
                         act* out, int capacity, int newTokens, int past, int heads, int kvHeads, int window,

@@ -16,8 +16,6 @@
 #define WG_KT 64    // keys per tile
 #define WG_D 64     // head size
 
-#define RESCALE_SLACK 8.0f
-
 // Element offset of (row, column) in a swizzled tile of 64-element (128-byte) rows; column a multiple of 8.
 __device__ __forceinline__ int swizzled(int row, int column) { return row * 64 + (((column >> 3) ^ (row & 7)) << 3); }
 
@@ -55,8 +53,6 @@ __device__ __forceinline__ void mma_rs(float* d, const unsigned* a, unsigned lon
           "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(bd), "n"(TRANSPOSE_B));
 }
-
-__device__ __forceinline__ unsigned pair(const act* p) { return *(const unsigned*)p; }
 
 // STAGES of K and V in shared memory: tile t + STAGES - 2 loads while tile t computes and tile t - 1's V is read.
 // GROUPS warpgroups per block (64 queries each) share every K and V tile.

@@ -111,6 +111,14 @@ __device__ __forceinline__ float block_max(float v) { return block_reduce<warp_m
 
 __device__ __forceinline__ unsigned smem_address(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
 
+// Two consecutive activation-type values as one register (an mma operand), loaded from global memory.
+__device__ __forceinline__ unsigned pair(const act* p) { return *(const unsigned*)p; }
+
+// The prefill attention kernels' online softmax: a row's running maximum (log2 domain) is raised only when a tile's
+// scores exceed it by more than 2^RESCALE_SLACK; until then p = 2^(s - m) stays at most 2^8, harmless in fp32 sums
+// and bf16 P, and the accumulators keep their scale (the rescale pass over them is skipped for most tiles).
+#define RESCALE_SLACK 8.0f
+
 // Copies 16 bytes from global to shared memory asynchronously (cp.async, bypassing L1); completes by group.
 __device__ __forceinline__ void cp_async16(void* dst, const void* src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_address(dst)), "l"(src));
