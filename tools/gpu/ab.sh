@@ -7,6 +7,8 @@
 # Usage (from the repository root):
 #   tools/gpu/ab.sh [-n ROUNDS] NAME=WORKER ... -- SWEEP-ARGUMENTS...
 #   tools/gpu/ab.sh --table DIR
+# A worker may carry environment settings after commas, NAME=WORKER,VAR=VALUE,...: one build measured under several
+# settings of its switches (several names may share a worker).
 # e.g. tools/gpu/ab.sh base=.helper-ab/base.gz new=.helper-ab/new.gz -- --backend cuda --dtype bf16 \
 #          --model mamba2-1.3b --context 16k --repeats 2 --no-profile
 set -uo pipefail
@@ -45,10 +47,12 @@ fi
 
 rounds=2
 if [[ "${1:-}" == "-n" ]]; then rounds=$2; shift 2; fi
-names=() workers=()
+names=() workers=() settings=()
 while [[ $# -gt 0 && "$1" != "--" ]]; do
     [[ "$1" == *=* ]] || { echo "error: '$1' is not NAME=WORKER (usage: ab.sh [-n ROUNDS] NAME=WORKER ... -- SWEEP-ARGUMENTS)" >&2; exit 2; }
-    names+=("${1%%=*}") workers+=("${1#*=}")
+    spec=${1#*=}
+    names+=("${1%%=*}") workers+=("${spec%%,*}")
+    if [[ "$spec" == *,* ]]; then settings+=("${spec#*,}"); else settings+=(""); fi
     shift
 done
 [[ "${1:-}" == "--" && ${#names[@]} -gt 0 ]] || { echo "error: name the workers, then -- and the sweep's arguments" >&2; exit 2; }
@@ -62,10 +66,11 @@ for i in "${!names[@]}"; do
     chmod +x "$binary"
 done
 for round in $(seq 1 "$rounds"); do
-    for name in "${names[@]}"; do
-        log="$out/$name-$round.jsonl"
+    for i in "${!names[@]}"; do
+        name=${names[$i]} log="$out/${names[$i]}-$round.jsonl"
         rm -f "$log"
-        "/tmp/ab-workers/$name" sweep "$@" --quiet --out "$log" > /dev/null 2>&1 \
+        IFS=, read -r -a environment <<< "${settings[$i]}"
+        env "${environment[@]}" "/tmp/ab-workers/$name" sweep "$@" --quiet --out "$log" > /dev/null 2>&1 \
             || echo "warning: $name, round $round, exited with status $?" >&2
         echo "$name round $round done"
     done
