@@ -142,12 +142,15 @@ public final class NativeRunner {
             backend.startProfile()
             let (logits, cache) = try executor.prefill(prompts, capacity: capacity, chunking: settings.prefillChunking)
             for (kind, t) in try backend.finishProfile().seconds { prefillBreakdown[kind.rawValue] = t }
-            backend.startProfile()
-            var next = logits.map(Greedy.argmax)
-            for _ in 0..<settings.decodeSteps { next = try executor.stepGreedy(next, cache: cache) }
-            for (kind, t) in try backend.finishProfile().seconds {
-                decodeBreakdown[kind.rawValue] = t / Double(settings.decodeSteps)
+            // Each step profiled on its own, each operator kind's median over the steps: one slow step (a clock
+            // change, the host falling behind) would otherwise move the breakdown's mean by a whole step.
+            var next = logits.map(Greedy.argmax), perStep: [String: [Double]] = [:]
+            for _ in 0..<settings.decodeSteps {
+                backend.startProfile()
+                next = try executor.stepGreedy(next, cache: cache)
+                for (kind, t) in try backend.finishProfile().seconds { perStep[kind.rawValue, default: []].append(t) }
             }
+            decodeBreakdown = perStep.mapValues { Statistics($0).median }
         }
         let ttftStats = Statistics(ttft), tpotStats = Statistics(tpot)
         return PointResult(

@@ -115,7 +115,8 @@ public struct PointResult: Sendable, Codable, Hashable {
     public var peakProcessBytes: Int
     /// Operator breakdown of one prefill, seconds by `OperatorKind` raw value (profiling pass).
     public var prefillBreakdown: [String: Double]
-    /// Operator breakdown of one decode step, seconds by `OperatorKind` raw value (profiling pass, averaged).
+    /// Operator breakdown of one decode step, seconds by `OperatorKind` raw value (profiling pass: each operator
+    /// kind's median over the profiled steps).
     public var decodeBreakdown: [String: Double]
     public var energy: EnergyResult?
     /// How the point ran (e.g. "prefill chunked by 8192 tokens (automatic: workspace bound)").
