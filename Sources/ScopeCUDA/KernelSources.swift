@@ -1448,6 +1448,22 @@ struct Segments {
     __device__ __forceinline__ const act* weight(int s) const { return s == 0 ? w0 : s == 1 ? w1 : w2; }
     __device__ __forceinline__ const float* bias(int s) const { return s == 0 ? bias0 : s == 1 ? bias1 : bias2; }
     __device__ __forceinline__ act* out(int s) const { return s == 0 ? out0 : s == 1 ? out1 : out2; }
+
+    // Where column col of row r goes: its segment, its column there and its offset in that segment's output.
+    struct Entry {
+        int s, column;
+        i64 offset;
+    };
+    __device__ __forceinline__ Entry entry(int r, int col, int n) const {
+        int s = of(col), begin = start(s), width = (s == 0 ? end0 : s == 1 ? end1 : n) - begin;
+        return {s, col - begin, (i64)r * width + col - begin};
+    }
+
+    // What the epilogue adds to an entry's sum: its bias, and the output's old value when accumulating.
+    __device__ __forceinline__ float addend(Entry e, int accumulate) const {
+        const float* b = bias(e.s);
+        return (b ? b[e.column] : 0.0f) + (accumulate ? ld(out(e.s), e.offset) : 0.0f);
+    }
 };
 
 // The causal conv step folded into the epilogue (Mamba's in_proj of a decode step): output columns [first, first +
@@ -1644,11 +1660,7 @@ __device__ __forceinline__ void gemv_block(Rows xs, Prologue prologue, float* su
     float addend = 0.0f;
     if (early && (int)threadIdx.x < owned * ROWS) {
         int r = threadIdx.x % ROWS, col = first + threadIdx.x / ROWS;
-        if (r < rows) {
-            int s = seg.of(col), start = seg.start(s), width = (s == 0 ? seg.end0 : s == 1 ? seg.end1 : n) - start;
-            const float* bias = seg.bias(s);
-            addend = (bias ? bias[col - start] : 0.0f) + (accumulate ? ld(seg.out(s), (i64)r * width + col - start) : 0.0f);
-        }
+        if (r < rows) addend = seg.addend(seg.entry(r, col, n), accumulate);
     }
     prologue();
     __syncthreads();  // the sums are zero (and the prologue's rows staged) everywhere
@@ -1665,13 +1677,10 @@ __device__ __forceinline__ void gemv_block(Rows xs, Prologue prologue, float* su
     for (int i = threadIdx.x; i < owned * ROWS; i += THREADS) {
         int local = i / ROWS, r = i % ROWS, col = first + local;
         if (r >= rows) continue;
-        int s = seg.of(col), start = seg.start(s), width = (s == 0 ? seg.end0 : s == 1 ? seg.end1 : n) - start;
-        act* out = seg.out(s);
-        const float* bias = seg.bias(s);
-        i64 o = (i64)r * width + col - start;
-        float value = sums[i] + (early ? addend : (bias ? bias[col - start] : 0.0f) + (accumulate ? ld(out, o) : 0.0f));
-        st(out, o, value);
-        if (conv.channels > 0 && s == 0) {
+        Segments::Entry e = seg.entry(r, col, n);
+        float value = sums[i] + (early ? addend : seg.addend(e, accumulate));
+        st(seg.out(e.s), e.offset, value);
+        if (conv.channels > 0 && e.s == 0) {
             float stored = act_to_float(float_to_act(value));
             if (V <= 2 && held.ready)
                 conv(r, col, stored, held);
