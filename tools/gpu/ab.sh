@@ -53,6 +53,11 @@ while [[ $# -gt 0 && "$1" != "--" ]]; do
     spec=${1#*=}
     names+=("${1%%=*}") workers+=("${spec%%,*}")
     if [[ "$spec" == *,* ]]; then settings+=("${spec#*,}"); else settings+=(""); fi
+    IFS=, read -r -a environment <<< "${settings[-1]}"
+    for setting in "${environment[@]}"; do
+        [[ "$setting" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] \
+            || { echo "error: '$setting' in '$1' is not VAR=VALUE (a worker's settings: NAME=WORKER,VAR=VALUE,...)" >&2; exit 2; }
+    done
     shift
 done
 [[ "${1:-}" == "--" && ${#names[@]} -gt 0 ]] || { echo "error: name the workers, then -- and the sweep's arguments" >&2; exit 2; }
@@ -67,7 +72,8 @@ for i in "${!names[@]}"; do
 done
 for round in $(seq 1 "$rounds"); do
     for i in "${!names[@]}"; do
-        name=${names[$i]} log="$out/${names[$i]}-$round.jsonl"
+        name=${names[$i]}
+        log="$out/$name-$round.jsonl"
         rm -f "$log"
         IFS=, read -r -a environment <<< "${settings[$i]}"
         env "${environment[@]}" "/tmp/ab-workers/$name" sweep "$@" --quiet --out "$log" > /dev/null 2>&1 \
