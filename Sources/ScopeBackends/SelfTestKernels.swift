@@ -124,14 +124,19 @@ final class KernelChecks {
                 return [out]
             }
         }
-        for (m, k, gated) in [(1, 2048, false), (8, 1024, false), (1, 4096, true), (3, 8192, true)] {
-            check("dense", "gemv \(m) x \(k) with the \(gated ? "gated " : "")RMSNorm folded in") {
+        // groups 0: a plain RMSNorm; one group defers the norm's scale to the epilogue, two or more do not.
+        for (m, k, groups, normBeforeGate) in [(1, 2048, 0, false), (8, 1024, 0, false), (1, 4096, 2, false),
+                                               (3, 8192, 2, false), (1, 4096, 1, false), (3, 4096, 1, true)] {
+            let gated = groups > 0
+            let name = gated ? "gated RMSNorm (\(groups) group\(groups > 1 ? "s" : "")\(normBeforeGate ? ", norm before gate" : ""))"
+                : "RMSNorm"
+            check("dense", "gemv \(m) x \(k) with the \(name) folded in") {
                 let x = try pair([m, k], .bf16, -2, 2), w = try pair([700, k], .bf16, -0.05, 0.05)
                 let normWeight = try pair([k], .fp32, 0.5, 1.5), gate = try pair([m, k], .bf16, -2, 2)
                 let out = try pair([m, 700])
                 func norm(_ side: KeyPath<Pair, Tensor>) -> InputNorm {
-                    gated ? .gatedRMS(gate: gate[keyPath: side], weight: normWeight[keyPath: side], groups: 2,
-                                      eps: 1e-5, normBeforeGate: false)
+                    gated ? .gatedRMS(gate: gate[keyPath: side], weight: normWeight[keyPath: side], groups: groups,
+                                      eps: 1e-5, normBeforeGate: normBeforeGate)
                         : .rms(weight: normWeight[keyPath: side], eps: 1e-5)
                 }
                 try cpu.fusedLinear(x.cpu, norm: norm(\.cpu), weight: w.cpu, rows: nil, bias: nil, out: out.cpu,

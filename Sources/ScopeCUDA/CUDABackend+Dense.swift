@@ -363,7 +363,8 @@ extension CUDABackend {
         var normArguments: [KernelArgument] = []
         if let norm {
             guard k <= 4 * 2048, let arguments = try foldedNormArguments(norm, x: x) else { return false }
-            shared += 4 * m * k
+            // The norm's per-warp sums of squares (the kernel's ROWS x 8 warps), then the staged rows.
+            shared += 4 * 8 * (m == 1 ? 1 : 8) + 4 * m * k
             normArguments = arguments
         }
         guard shared <= device.sharedMemoryPerBlock - 1024 else { return false }
@@ -389,13 +390,13 @@ extension CUDABackend {
         switch norm {
         case .rms(let normWeight, let eps):
             try requireFP32(normWeight, in: "rmsNorm weight")
-            guard (normWeight?.count ?? k) == k else { return nil }
+            guard (normWeight?.count ?? k) == k, (normWeight?.address ?? 0) % 16 == 0 else { return nil }
             return [.int(1), .tensor(normWeight), .float(eps), .tensor(nil), .int(1), .int(0)]
         case .gatedRMS(let gate, let normWeight, let groups, let eps, let normBeforeGate):
             try requireActivations(gate, in: "gatedRMSNorm gate")
             try requireFP32(normWeight, in: "gatedRMSNorm weight")
             guard (1...8).contains(groups), k % groups == 0, (k / groups) % 8 == 0, gate.count == x.count,
-                  normWeight.count == k, gate.address % 16 == 0 else { return nil }
+                  normWeight.count == k, normWeight.address % 16 == 0, gate.address % 16 == 0 else { return nil }
             return [.int(2), .tensor(normWeight), .float(eps), .tensor(gate), .int(groups),
                     .int(normBeforeGate ? 1 : 0)]
         case .gatedActivation(let gate, let kind):
@@ -416,9 +417,9 @@ struct GemvShape {
     let blocks: Int
     let perBlock: Int
 
-    /// Dynamic shared memory for the block's column sums, in the kernel for `rows` rows (the one-row kernel, or the
-    /// one for up to eight), before any staged input rows.
-    func sharedBytes(rows: Int) -> Int { (perBlock * (rows == 1 ? 1 : 8) + 3) / 4 * 16 }
+    /// Dynamic shared memory for the 8 warps' shares of the block's column sums, in the kernel for `rows` rows (the
+    /// one-row kernel, or the one for up to eight), before any staged input rows.
+    func sharedBytes(rows: Int) -> Int { (8 * perBlock * (rows == 1 ? 1 : 8) + 3) / 4 * 16 }
 
     init(k: Int, columns n: Int, multiprocessors: Int) {
         let chunks = (k + 7) / 8

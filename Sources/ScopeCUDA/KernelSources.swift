@@ -1026,11 +1026,12 @@ __device__ __forceinline__ float softplus(float x) { return x > 20.0f ? x : log1
 
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
 
-// The causal convolutions' silu (conv1d and the conv step folded into the decode gemv), by the fast exponential and
-// division (MUFU ex2 and rcp): their few-ulp fp32 errors vanish in the output's bf16 or fp16 rounding, and they
-// take a fifth of the instructions of expf and an IEEE division, which would otherwise leave conv1d_forward as much
-// issue bound as memory bound. x / inf is 0 for the most negative inputs.
-__device__ __forceinline__ float conv_silu(float x) { return __fdividef(x, 1.0f + __expf(-x)); }
+// silu by the fast exponential and division (MUFU ex2 and rcp), for the causal convolutions (conv1d and the conv
+// step folded into the decode gemv) and the gated norm the decode gemv folds in: their few-ulp fp32 errors vanish in
+// the output's bf16 or fp16 rounding, and they take a fifth of the instructions of expf and an IEEE division, which
+// would otherwise leave conv1d_forward as much issue bound as memory bound (and every decode gemv block runs its
+// norm over the whole row). x / inf is 0 for the most negative inputs.
+__device__ __forceinline__ float fast_silu(float x) { return __fdividef(x, 1.0f + __expf(-x)); }
 
 // Activation codes shared with the host: silu 0, gelu 1, gelu_tanh 2, relu 3, relu2 4.
 __device__ __forceinline__ float activate(int kind, float x) {
@@ -1162,7 +1163,7 @@ __device__ __forceinline__ void conv_forward(const act* x, const float* weight, 
 #pragma unroll
                 for (int j = 0; j < KW - 1; j++) acc += w[j][v] * win[j][v];
                 acc += w[KW - 1][v] * newest[v];
-                y[v] = silu_out ? conv_silu(acc) : acc;
+                y[v] = silu_out ? fast_silu(acc) : acc;
 #pragma unroll
                 for (int j = 0; j < KW - 2; j++) win[j][v] = win[j + 1][v];
                 win[KW - 2][v] = newest[v];
@@ -1227,7 +1228,7 @@ extern "C" __global__ void conv1d_step(const act* x, const float* weight, const 
         if (i > 0) st(s, (i64)(i - 1) * channels, old[i]);
     }
     if (history > 0) st(s, (i64)(history - 1) * channels, newest);
-    st(out, (i64)b * channels + c, silu_out ? conv_silu(acc) : acc);
+    st(out, (i64)b * channels + c, silu_out ? fast_silu(acc) : acc);
 }
 """###,
         "elementwise": ###"""
@@ -1402,12 +1403,14 @@ extern "C" __global__ void __launch_bounds__(1024) argmax_rows(const act* x, int
 // column: thread t of a group takes the eight-element chunks t, t + tpc, ... of k (V of them; the kernels _vV take
 // k <= 8 V tpc). Each group walks its columns in batches of SLOTS / V, issuing the next batch's 16-byte loads
 // before it reduces the current one, so that every thread keeps SLOTS to 2 SLOTS loads in flight. A batch's
-// partial dot products are summed over each warp all at once (warp_sum_each) and added to the block's column sums
-// in shared memory, which are written out after the block's only closing sync.
+// partial dot products are summed over each warp all at once (warp_sum_each) and stored as that warp's share of
+// each column in shared memory (no atomics: every warp has its own slots); after the block's only closing sync, the
+// epilogue adds up each column's shares in a fixed order.
 //
 // x' is x (gemv_*) or x transformed on the fly (gemv_norm_*: an RMSNorm, Mamba-2's gated RMSNorm, or a gated MLP's
 // activation), so that a decode step needs no separate launch for it: every block recomputes the transform of the
-// rows (a few KB from L2) and keeps x' in fp32 shared memory. The first batch of weights is loaded before
+// rows (a few KB from L2) and keeps x' in fp32 shared memory (for a norm of one group, x' unscaled: the epilogue
+// applies the row's scale, NormPrologue::scale). The first batch of weights is loaded before
 // grid_dependency_sync (weights do not change during a step), so that in a recorded step the loads overlap the end
 // of the kernel before.
 #include "common.cuh"
@@ -1519,7 +1522,7 @@ struct ConvEpilogue {
             if (i > 0) st(s, (i64)(i - 1) * channels, old);
         }
         if (history > 0) st(s, (i64)(history - 1) * channels, stored);
-        st(out, (i64)r * channels + c, silu ? conv_silu(acc) : acc);
+        st(out, (i64)r * channels + c, silu ? fast_silu(acc) : acc);
     }
 
     // The same from what hold() loaded (held.ready).
@@ -1533,12 +1536,14 @@ struct ConvEpilogue {
         for (int i = 1; i < HELD_TAPS - 1; i++)
             if (i < history) st(s, (i64)(i - 1) * channels, held.old[i]);
         if (history > 0) st(s, (i64)(history - 1) * channels, stored);
-        st(out, (i64)r * channels + c, silu ? conv_silu(acc) : acc);
+        st(out, (i64)r * channels + c, silu ? fast_silu(acc) : acc);
     }
 };
 
+// The input as it is: nothing to stage, nothing to scale.
 struct NoPrologue {
     __device__ __forceinline__ void operator()() const {}
+    __device__ __forceinline__ float scale(int) const { return 1.0f; }
 };
 
 // Loads in flight per thread and batch: eight 16-byte loads for one row; four for up to eight rows (whose
@@ -1577,9 +1582,9 @@ struct Log2<1> {
     static constexpr int value = 0;
 };
 
-// Dynamic shared memory: the block's column sums (per x ROWS floats, rounded up to 16 bytes), then what the rows
-// need (SharedRows: rows x k floats). The sums are zeroed before grid_dependency_sync and the prologue, which ends
-// with a sync of its own.
+// Dynamic shared memory: the warps' shares of the block's column sums (WARPS x per x ROWS floats, rounded up to 16
+// bytes), then what the rows need (SharedRows: rows x k floats, and the prologue's own). The prologue runs after
+// the wait, and each column's sum is multiplied by prologue.scale(row) in the epilogue.
 template <int ROWS, int V, typename Rows, typename Prologue>
 __device__ __forceinline__ void gemv_block(Rows xs, Prologue prologue, float* sums, Segments seg, ConvEpilogue conv,
                                            int rows, int n, int k, int accumulate, int tpc) {
@@ -1587,14 +1592,25 @@ __device__ __forceinline__ void gemv_block(Rows xs, Prologue prologue, float* su
     int per = (n + gridDim.x - 1) / gridDim.x;
     int first = blockIdx.x * per, owned = max(0, min(n, first + per) - first);
     int groups = THREADS / tpc, group = threadIdx.x / tpc, t = threadIdx.x % tpc;
-    int lane = threadIdx.x & 31;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warpsPerGroup = tpc / 32;
     // Group g takes the block's columns g, g + groups, ... in batches of COLS.
     int batches = (((owned + groups - 1) / groups) + COLS - 1) / COLS;
+    // Where all the block's columns lie in one segment (every block of a single weight, most blocks of several),
+    // a column's row is one multiply-add from the block's first row.
+    int firstSegment = seg.of(first);
+    bool single = owned > 0 && seg.of(first + owned - 1) == firstSegment;
+    const act* blockRows = seg.weight(firstSegment) + (i64)(first - seg.start(firstSegment)) * k + t * 8;
     auto issue = [&](int b, uint4* wv) {
 #pragma unroll
         for (int j = 0; j < COLS; j++) {
-            int local = (b * COLS + j) * groups + group, col = first + local, s = seg.of(col);
-            const act* row = seg.weight(s) + (i64)(col - seg.start(s)) * k + t * 8;
+            int local = (b * COLS + j) * groups + group;
+            const act* row;
+            if (single) {
+                row = blockRows + (i64)local * k;
+            } else {
+                int col = first + local, s = seg.of(col);
+                row = seg.weight(s) + (i64)(col - seg.start(s)) * k + t * 8;
+            }
 #pragma unroll
             for (int v = 0; v < V; v++) {
                 int c = (t + v * tpc) * 8;
@@ -1603,7 +1619,8 @@ __device__ __forceinline__ void gemv_block(Rows xs, Prologue prologue, float* su
             }
         }
     };
-    // One batch: the dot products of this thread's chunks, summed over the warp, added to the block's sums.
+    // One batch: the dot products of this thread's chunks, summed over the warp, stored as the warp's share of
+    // each column (sums[warp][local][row]; the epilogue adds up the shares of the column's group's warps).
     auto consume = [&](int b, const uint4* wv) {
         float acc[ROWS][COLS];
 #pragma unroll
@@ -1638,7 +1655,7 @@ __device__ __forceinline__ void gemv_block(Rows xs, Prologue prologue, float* su
         for (int r = 0; r < ROWS; r++) {
             if (r >= rows) continue;
             float s = warp_sum_each<COLS>(acc[r], lane);
-            if ((lane & ((1 << SHIFT) - 1)) == 0 && local < owned) atomicAdd(&sums[local * ROWS + r], s);
+            if ((lane & ((1 << SHIFT) - 1)) == 0 && local < owned) sums[(warp * per + local) * ROWS + r] = s;
         }
     };
     uint4 even[COLS * V], odd[COLS * V];
@@ -1650,7 +1667,6 @@ __device__ __forceinline__ void gemv_block(Rows xs, Prologue prologue, float* su
         int r = threadIdx.x % ROWS, col = first + threadIdx.x / ROWS;
         if (r < rows && seg.of(col) == 0) conv.hold(r, col, held);
     }
-    for (int i = threadIdx.x; i < per * ROWS; i += THREADS) sums[i] = 0.0f;
     grid_dependency_sync();
     // Where each thread has at most one epilogue entry (and registers to spare, V <= 2), what the epilogue adds to
     // its sum (the bias, and the output's old value when accumulating, final now that the kernel before has
@@ -1663,7 +1679,7 @@ __device__ __forceinline__ void gemv_block(Rows xs, Prologue prologue, float* su
         if (r < rows) addend = seg.addend(seg.entry(r, col, n), accumulate);
     }
     prologue();
-    __syncthreads();  // the sums are zero (and the prologue's rows staged) everywhere
+    __syncthreads();  // the prologue's rows are staged
     // Two batches per turn, so that the buffers alternate without copies; the next batch's loads go out before
     // the current one is consumed. (Issuing two batches ahead, the second before the prologue, measured slower.)
     for (int b = 0; b < batches; b += 2) {
@@ -1678,7 +1694,10 @@ __device__ __forceinline__ void gemv_block(Rows xs, Prologue prologue, float* su
         int local = i / ROWS, r = i % ROWS, col = first + local;
         if (r >= rows) continue;
         Segments::Entry e = seg.entry(r, col, n);
-        float value = sums[i] + (early ? addend : seg.addend(e, accumulate));
+        float sum = 0.0f;
+        for (int w = (local % groups) * warpsPerGroup, end = w + warpsPerGroup; w < end; w++)
+            sum += sums[(w * per + local) * ROWS + r];
+        float value = sum * prologue.scale(r) + (early ? addend : seg.addend(e, accumulate));
         st(seg.out(e.s), e.offset, value);
         if (conv.channels > 0 && e.s == 0) {
             float stored = act_to_float(float_to_act(value));
@@ -1702,9 +1721,15 @@ GEMV(8, 1) GEMV(8, 2) GEMV(8, 4) GEMV(8, 8)
 // Normalises the rows into shared memory: mode 1: RMSNorm(x) * normWeight (normWeight may be null); mode 2:
 // Mamba-2's gated RMSNorm over `groups` groups of k / groups features (see gated_rmsnorm): normBeforeGate 0:
 // rmsnorm(x * silu(gate)) * normWeight; 1: rmsnorm(x) * normWeight * silu(gate); mode 3: no norm, a gated MLP's
-// activate(kind, gate) * x, the activation code passed in normBeforeGate. Each thread loads its (at most CHUNKS)
-// eight-element chunks of a row at once with 16-byte loads and keeps them in registers for both passes, so
-// k <= 8 * CHUNKS * blockDim.
+// activation, activate(kind, gate) * x, the activation code passed in normBeforeGate. Each thread loads its (at
+// most CHUNKS) eight-element chunks of a row at once with 16-byte loads, so k <= 8 * CHUNKS * blockDim.
+//
+// With one group (every RMSNorm, and Mamba-2's gated norm of one group) the norm's scale, a single number per row,
+// is deferred: the prologue stages the unscaled x * normWeight (* silu(gate)) and each warp's sum of squares, and
+// the epilogue multiplies each column's sum by the row's 1 / rms (scale()), so that the prologue needs no block
+// reduction and a row costs one round of loads (x, gate and normWeight together) and no sync of its own. Several
+// groups keep the per-group reduction in the prologue. Every block runs the prologue over the whole row, so its
+// silu is the fast one (fast_silu).
 template <int CHUNKS>
 struct NormPrologue {
     const act* x;
@@ -1712,7 +1737,19 @@ struct NormPrologue {
     const float* normWeight;
     float eps;
     int mode, groups, normBeforeGate, rows, k;
-    float* staged;
+    float* partials;  // [ROWS][WARPS] sums of squares (deferred)
+    float* staged;    // [rows][k]
+
+    __device__ __forceinline__ bool deferred() const { return mode != 3 && groups == 1; }
+
+    // What the epilogue multiplies row r's column sums by.
+    __device__ __forceinline__ float scale(int r) const {
+        if (!deferred()) return 1.0f;
+        float total = 0.0f;
+#pragma unroll
+        for (int w = 0; w < WARPS; w++) total += partials[r * WARPS + w];
+        return 1.0f / sqrtf(total / k + eps);
+    }
 
     __device__ __forceinline__ void operator()() const {
         __shared__ float inverse[MAX_GROUPS];
@@ -1732,9 +1769,7 @@ struct NormPrologue {
         for (int r = 0; r < rows; r++) {
             const act* xr = x + (i64)r * k;
             const act* gr = gated ? gate + (i64)r * k : nullptr;
-            float v[CHUNKS][8], g[CHUNKS][8], ss[MAX_GROUPS];
-#pragma unroll
-            for (int q = 0; q < MAX_GROUPS; q++) ss[q] = 0.0f;
+            float v[CHUNKS][8], g[CHUNKS][8];
 #pragma unroll
             for (int u = 0; u < CHUNKS; u++) {
                 int c = threadIdx.x * 8 + u * step;
@@ -1743,6 +1778,37 @@ struct NormPrologue {
                     if (gated) ld8(gr + c, g[u]);
                 }
             }
+            if (deferred()) {
+                float ss = 0.0f;
+#pragma unroll
+                for (int u = 0; u < CHUNKS; u++) {
+                    int c = threadIdx.x * 8 + u * step;
+                    if (c >= k) continue;
+                    float w[8], o[8];
+                    if (normWeight) {
+                        const float4* wp = (const float4*)(normWeight + c);
+                        float4 a = wp[0], b = wp[1];
+                        w[0] = a.x; w[1] = a.y; w[2] = a.z; w[3] = a.w;
+                        w[4] = b.x; w[5] = b.y; w[6] = b.z; w[7] = b.w;
+                    }
+#pragma unroll
+                    for (int e = 0; e < 8; e++) {
+                        float gv = gated ? fast_silu(g[u][e]) : 1.0f;
+                        float h = gateFirst ? v[u][e] * gv : v[u][e];
+                        ss = fmaf(h, h, ss);
+                        o[e] = v[u][e] * gv * (normWeight ? w[e] : 1.0f);
+                    }
+                    float4* out = (float4*)(staged + r * k + c);
+                    out[0] = make_float4(o[0], o[1], o[2], o[3]);
+                    out[1] = make_float4(o[4], o[5], o[6], o[7]);
+                }
+                ss = warp_sum(ss);
+                if ((threadIdx.x & 31) == 0) partials[r * WARPS + (threadIdx.x >> 5)] = ss;
+                continue;  // the block's sync after the prologue publishes staged and partials
+            }
+            float ss[MAX_GROUPS];
+#pragma unroll
+            for (int q = 0; q < MAX_GROUPS; q++) ss[q] = 0.0f;
 #pragma unroll
             for (int u = 0; u < CHUNKS; u++) {
                 int c = threadIdx.x * 8 + u * step;
@@ -1750,13 +1816,15 @@ struct NormPrologue {
                 int group = c / size;
 #pragma unroll
                 for (int e = 0; e < 8; e++) {
-                    if (gated) g[u][e] = silu(g[u][e]);
+                    if (gated) g[u][e] = fast_silu(g[u][e]);
                     float h = gateFirst ? v[u][e] * g[u][e] : v[u][e];
 #pragma unroll
                     for (int q = 0; q < MAX_GROUPS; q++) ss[q] += q == group ? h * h : 0.0f;
                 }
             }
-            for (int q = 0; q < groups; q++) {
+#pragma unroll
+            for (int q = 0; q < MAX_GROUPS; q++) {  // unrolled, so that ss stays in registers
+                if (q >= groups) break;
                 float total = block_sum(ss[q]);
                 if (threadIdx.x == 0) inverse[q] = 1.0f / sqrtf(total / size + eps);
             }
@@ -1777,16 +1845,19 @@ struct NormPrologue {
     }
 };
 
-// Dynamic shared memory: the column sums, then rows * k floats. groups <= 8, (k / groups) % 8 == 0, k <= 8 V tpc; the norm's chunks per
-// thread equal V (the whole block normalises each row).
+// Dynamic shared memory: the column sums, the norm's partial sums of squares (ROWS x WARPS floats), then rows * k
+// floats. groups <= 8, (k / groups) % 8 == 0, k <= 8 V tpc, normWeight 16-byte aligned; the norm's chunks per thread
+// equal V (the whole block normalises each row).
 #define GEMV_NORM(ROWS, V)                                                                                      \
     extern "C" __global__ void __launch_bounds__(THREADS, 2) gemv_norm_r##ROWS##_v##V(                           \
         const act* x, Segments seg, ConvEpilogue conv, int rows, int n, int k, int accumulate, int tpc, int mode, \
         const float* normWeight, float eps, const act* gate, int groups, int normBeforeGate) {                   \
         extern __shared__ float sums[];                                                                          \
-        float* staged = sums + ((n + gridDim.x - 1) / gridDim.x * ROWS + 3) / 4 * 4;                             \
-        NormPrologue<V> prologue{x, gate, normWeight, eps, mode, groups, normBeforeGate, rows, k, staged};       \
-        gemv_block<ROWS, V>(SharedRows{staged, k}, prologue, sums, seg, conv, rows, n, k, accumulate, tpc);       \
+        float* partials = sums + (WARPS * ((n + gridDim.x - 1) / gridDim.x) * ROWS + 3) / 4 * 4;                 \
+        NormPrologue<V> prologue{x, gate, normWeight, eps, mode, groups, normBeforeGate, rows, k, partials,         \
+                                 partials + ROWS * WARPS};                                                       \
+        gemv_block<ROWS, V>(SharedRows{partials + ROWS * WARPS, k}, prologue, sums, seg, conv, rows, n, k,         \
+                            accumulate, tpc);                                                                    \
     }
 GEMV_NORM(1, 1) GEMV_NORM(1, 2) GEMV_NORM(1, 4)
 GEMV_NORM(8, 1) GEMV_NORM(8, 2) GEMV_NORM(8, 4)
@@ -1923,13 +1994,12 @@ extern "C" __global__ void rope(act* x, int heads, int headDim, int rotaryDim, c
 
 __device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.L2 [%0];" ::"l"(p)); }
 
-// softplus and silu with the fast exponential and logarithm (relative error ~1e-6; log1p's series below 1e-4).
+// softplus with the fast exponential and logarithm (relative error ~1e-6; log1p's series below 1e-4); silu is
+// common.cuh's fast_silu.
 __device__ __forceinline__ float fast_softplus(float x) {
     float e = __expf(x);
     return x > 20.0f ? x : e < 1e-4f ? e * (1.0f - 0.5f * e) : __logf(1.0f + e);
 }
-
-__device__ __forceinline__ float fast_silu(float x) { return __fdividef(x, 1.0f + __expf(-x)); }
 
 // Shared-memory geometry of a tile: a row (one channel, or one state of B or C) holds the 16 segments of ITEMS
 // tokens, `seg` words apart, so that the eight lanes of one float4 wavefront hit distinct banks.
@@ -2681,23 +2751,37 @@ extern "C" __global__ void ssd_step(const act* x, const act* dt, const float* dt
     if (!valid) return;
     for (int t = 0; t < tokens; t++) {
         i64 row = (i64)b * tokens + t;
-        float step = fminf(fmaxf(softplus(ld(dt, row * heads + h) + bias), dtMin), dtMax);
-        float dA = expf(step * a);
-        float xv = ld(x, row * heads * P + (i64)h * P + p);
-        float coef = step * xv;
         const act* bRow = B + row * groups * N + (i64)g * N;
         const act* cRow = C + row * groups * N + (i64)g * N;
-        float y = 0.0f;
-        for (int n0 = lane; n0 < N; n0 += 128) {  // the state, B and C loads of four n go out together
+        // B, C and the state of four n (n0 + 32 i) at a time, all loaded before any is used or stored, and the
+        // first four together with dt and x: one round trip per token rather than one per n behind each store.
+        float bv[4], cv[4], old[4];
+        auto load = [&](int n0) {
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                int n = n0 + 32 * i;
+                bool ok = n < N;
+                bv[i] = ok ? ld(bRow, n) : 0.0f;
+                cv[i] = ok ? ld(cRow, n) : 0.0f;
+                old[i] = !ok ? 0.0f : t == 0 && n0 == lane ? early[i] : hs[n];
+            }
+        };
+        float rawStep = ld(dt, row * heads + h), xv = ld(x, row * heads * P + (i64)h * P + p);
+        load(lane);
+        float step = fminf(fmaxf(softplus(rawStep + bias), dtMin), dtMax);
+        float dA = expf(step * a), coef = step * xv, y = 0.0f;
+        for (int n0 = lane;;) {
 #pragma unroll
             for (int i = 0; i < 4; i++) {
                 int n = n0 + 32 * i;
                 if (n >= N) break;
-                float old = t == 0 && n0 == lane ? early[i] : hs[n];
-                float v = dA * old + coef * ld(bRow, n);
+                float v = dA * old[i] + coef * bv[i];
                 hs[n] = v;
-                y += v * ld(cRow, n);
+                y += v * cv[i];
             }
+            n0 += 128;
+            if (n0 >= N) break;
+            load(n0);
         }
         y = warp_sum(y);
         if (lane == 0) st(out, row * heads * P + (i64)h * P + p, y + d * xv);

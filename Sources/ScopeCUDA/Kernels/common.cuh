@@ -234,11 +234,12 @@ __device__ __forceinline__ float softplus(float x) { return x > 20.0f ? x : log1
 
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
 
-// The causal convolutions' silu (conv1d and the conv step folded into the decode gemv), by the fast exponential and
-// division (MUFU ex2 and rcp): their few-ulp fp32 errors vanish in the output's bf16 or fp16 rounding, and they
-// take a fifth of the instructions of expf and an IEEE division, which would otherwise leave conv1d_forward as much
-// issue bound as memory bound. x / inf is 0 for the most negative inputs.
-__device__ __forceinline__ float conv_silu(float x) { return __fdividef(x, 1.0f + __expf(-x)); }
+// silu by the fast exponential and division (MUFU ex2 and rcp), for the causal convolutions (conv1d and the conv
+// step folded into the decode gemv) and the gated norm the decode gemv folds in: their few-ulp fp32 errors vanish in
+// the output's bf16 or fp16 rounding, and they take a fifth of the instructions of expf and an IEEE division, which
+// would otherwise leave conv1d_forward as much issue bound as memory bound (and every decode gemv block runs its
+// norm over the whole row). x / inf is 0 for the most negative inputs.
+__device__ __forceinline__ float fast_silu(float x) { return __fdividef(x, 1.0f + __expf(-x)); }
 
 // Activation codes shared with the host: silu 0, gelu 1, gelu_tanh 2, relu 3, relu2 4.
 __device__ __forceinline__ float activate(int kind, float x) {

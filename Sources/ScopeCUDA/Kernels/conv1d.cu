@@ -91,7 +91,7 @@ __device__ __forceinline__ void conv_forward(const act* x, const float* weight, 
 #pragma unroll
                 for (int j = 0; j < KW - 1; j++) acc += w[j][v] * win[j][v];
                 acc += w[KW - 1][v] * newest[v];
-                y[v] = silu_out ? conv_silu(acc) : acc;
+                y[v] = silu_out ? fast_silu(acc) : acc;
 #pragma unroll
                 for (int j = 0; j < KW - 2; j++) win[j][v] = win[j + 1][v];
                 win[KW - 2][v] = newest[v];
@@ -156,5 +156,5 @@ extern "C" __global__ void conv1d_step(const act* x, const float* weight, const 
         if (i > 0) st(s, (i64)(i - 1) * channels, old[i]);
     }
     if (history > 0) st(s, (i64)(history - 1) * channels, newest);
-    st(out, (i64)b * channels + c, silu_out ? conv_silu(acc) : acc);
+    st(out, (i64)b * channels + c, silu_out ? fast_silu(acc) : acc);
 }

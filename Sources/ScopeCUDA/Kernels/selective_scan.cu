@@ -22,13 +22,12 @@
 
 __device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.L2 [%0];" ::"l"(p)); }
 
-// softplus and silu with the fast exponential and logarithm (relative error ~1e-6; log1p's series below 1e-4).
+// softplus with the fast exponential and logarithm (relative error ~1e-6; log1p's series below 1e-4); silu is
+// common.cuh's fast_silu.
 __device__ __forceinline__ float fast_softplus(float x) {
     float e = __expf(x);
     return x > 20.0f ? x : e < 1e-4f ? e * (1.0f - 0.5f * e) : __logf(1.0f + e);
 }
-
-__device__ __forceinline__ float fast_silu(float x) { return __fdividef(x, 1.0f + __expf(-x)); }
 
 // Shared-memory geometry of a tile: a row (one channel, or one state of B or C) holds the 16 segments of ITEMS
 // tokens, `seg` words apart, so that the eight lanes of one float4 wavefront hit distinct banks.

@@ -404,23 +404,37 @@ extern "C" __global__ void ssd_step(const act* x, const act* dt, const float* dt
     if (!valid) return;
     for (int t = 0; t < tokens; t++) {
         i64 row = (i64)b * tokens + t;
-        float step = fminf(fmaxf(softplus(ld(dt, row * heads + h) + bias), dtMin), dtMax);
-        float dA = expf(step * a);
-        float xv = ld(x, row * heads * P + (i64)h * P + p);
-        float coef = step * xv;
         const act* bRow = B + row * groups * N + (i64)g * N;
         const act* cRow = C + row * groups * N + (i64)g * N;
-        float y = 0.0f;
-        for (int n0 = lane; n0 < N; n0 += 128) {  // the state, B and C loads of four n go out together
+        // B, C and the state of four n (n0 + 32 i) at a time, all loaded before any is used or stored, and the
+        // first four together with dt and x: one round trip per token rather than one per n behind each store.
+        float bv[4], cv[4], old[4];
+        auto load = [&](int n0) {
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                int n = n0 + 32 * i;
+                bool ok = n < N;
+                bv[i] = ok ? ld(bRow, n) : 0.0f;
+                cv[i] = ok ? ld(cRow, n) : 0.0f;
+                old[i] = !ok ? 0.0f : t == 0 && n0 == lane ? early[i] : hs[n];
+            }
+        };
+        float rawStep = ld(dt, row * heads + h), xv = ld(x, row * heads * P + (i64)h * P + p);
+        load(lane);
+        float step = fminf(fmaxf(softplus(rawStep + bias), dtMin), dtMax);
+        float dA = expf(step * a), coef = step * xv, y = 0.0f;
+        for (int n0 = lane;;) {
 #pragma unroll
             for (int i = 0; i < 4; i++) {
                 int n = n0 + 32 * i;
                 if (n >= N) break;
-                float old = t == 0 && n0 == lane ? early[i] : hs[n];
-                float v = dA * old + coef * ld(bRow, n);
+                float v = dA * old[i] + coef * bv[i];
                 hs[n] = v;
-                y += v * ld(cRow, n);
+                y += v * cv[i];
             }
+            n0 += 128;
+            if (n0 >= N) break;
+            load(n0);
         }
         y = warp_sum(y);
         if (lane == 0) st(out, row * heads * P + (i64)h * P + p, y + d * xv);
