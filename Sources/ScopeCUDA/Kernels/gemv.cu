@@ -468,3 +468,128 @@ struct NormPrologue {
     }
 GEMV_NORM(1, 1) GEMV_NORM(1, 2) GEMV_NORM(1, 4)
 GEMV_NORM(8, 1) GEMV_NORM(8, 2) GEMV_NORM(8, 4)
+
+// The same linear layers with the dot products on tensor cores (mma.sync m16n8k16, fp32 accumulation): an
+// experiment, off unless SSM_SCOPE_CUDA_GEMV_MMA=1 (CUDABackend.usesTensorCoreGemv). The decode gemvs above are issue
+// bound (~250 instructions per batch of 8 columns x 256 k, half of them unpacking bf16 and fp32 FMAs); here a batch
+// is 32 mma (16 steps, x split into bf16 high and low parts so that it keeps ~16 bits) and 16 shared loads.
+//
+// Work split: the block's columns in tiles of 8, k in slices of 256; an item is one tile x one slice, and warp w
+// takes items w, w + 8, ... (two in flight). In an item, lane L = 4 g + q loads column tile * 8 + g, chunks
+// slice * 32 + q + 4 r (r < 8) of eight elements: the mma's B operand (column g), whose k slots 2q, 2q + 1 and 2q +
+// 8, 2q + 9 of step (r, h) hold the chunk's elements 4h, 4h + 1 and 4h + 2, 4h + 3. The A operand is x, rows g <
+// rows (row g + 8 zero), staged in shared memory as fp32 by the prologue and then, in place, as groups of four
+// elements: their bf16 high parts (8 bytes) and the remainders (8 bytes). Lane (g, q) then holds rows g's sums of
+// columns tile * 8 + 2q and 2q + 1, added to the warp's shares; the epilogue is the gemv's.
+template <int ROWS, typename Prologue>
+__device__ __forceinline__ void gemv_mma_block(Prologue prologue, float* sums, float* staged, Segments seg,
+                                               ConvEpilogue conv, int rows, int n, int k, int accumulate) {
+    int per = (n + gridDim.x - 1) / gridDim.x;
+    int first = blockIdx.x * per, owned = max(0, min(n, first + per) - first);
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
+    int chunks = k / 8, slices = (k + 255) / 256, items = (owned + 7) / 8 * slices;
+    int firstSegment = seg.of(first);
+    bool single = owned > 0 && seg.of(first + owned - 1) == firstSegment;
+    const act* blockRows = seg.weight(firstSegment) + (i64)(first - seg.start(firstSegment)) * k;
+    auto issue = [&](int item, uint4* wv) {
+        int local = item / slices * 8 + g, slice = item % slices;
+        const act* row;
+        if (single) {
+            row = blockRows + (i64)local * k;
+        } else {
+            int col = first + min(local, max(owned - 1, 0)), s = seg.of(col);
+            row = seg.weight(s) + (i64)(col - seg.start(s)) * k;
+        }
+#pragma unroll
+        for (int r = 0; r < 8; r++) {
+            int c = slice * 32 + q + 4 * r;
+            wv[r] = local < owned && c < chunks ? __ldg((const uint4*)(row + c * 8)) : make_uint4(0, 0, 0, 0);
+        }
+    };
+    const unsigned char* split = (const unsigned char*)staged;  // row r at r * 4k bytes, 16 bytes per 4 elements
+    auto consume = [&](int item, const uint4* wv) {
+        int tile = item / slices, slice = item % slices;
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+        for (int r = 0; r < 8; r++) {
+            int c = slice * 32 + q + 4 * r;
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                uint4 xs = g < rows && c < chunks ? *(const uint4*)(split + (i64)g * 4 * k + 16 * (2 * c + h))
+                                                  : make_uint4(0, 0, 0, 0);
+                unsigned b0 = h ? wv[r].z : wv[r].x, b1 = h ? wv[r].w : wv[r].y;
+                unsigned high[4] = {xs.x, 0u, xs.y, 0u}, low[4] = {xs.z, 0u, xs.w, 0u};
+                mma(acc, high, b0, b1);
+                mma(acc, low, b0, b1);
+            }
+        }
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            int local = tile * 8 + 2 * q + e;
+            if (g < rows && local < owned) sums[(warp * per + local) * ROWS + g] += acc[e];
+        }
+    };
+    uint4 even[8], odd[8];
+    if (warp < items) issue(warp, even);
+    ConvHeld held;
+    held.ready = false;
+    if (conv.channels > 0 && owned * ROWS <= THREADS && (int)threadIdx.x < owned * ROWS) {
+        int r = threadIdx.x % ROWS, col = first + threadIdx.x / ROWS;
+        if (r < rows && seg.of(col) == 0) conv.hold(r, col, held);
+    }
+    for (int i = threadIdx.x; i < WARPS * per * ROWS; i += THREADS) sums[i] = 0.0f;
+    grid_dependency_sync();
+    bool early = owned * ROWS <= THREADS;
+    float addend = 0.0f;
+    if (early && (int)threadIdx.x < owned * ROWS) {
+        int r = threadIdx.x % ROWS, col = first + threadIdx.x / ROWS;
+        if (r < rows) addend = seg.addend(seg.entry(r, col, n), accumulate);
+    }
+    prologue();
+    __syncthreads();  // the rows are staged as fp32
+    for (int j = threadIdx.x; j < rows * k / 4; j += THREADS) {  // in place: four fp32 -> high and low bf16 parts
+        float4 v = ((const float4*)staged)[j];
+        unsigned h0 = pack_act(v.x, v.y), h1 = pack_act(v.z, v.w);
+        float2 a = act2_to_float2(*(act2*)&h0), b = act2_to_float2(*(act2*)&h1);
+        ((uint4*)staged)[j] = make_uint4(h0, h1, pack_act(v.x - a.x, v.y - a.y), pack_act(v.z - b.x, v.w - b.y));
+    }
+    __syncthreads();
+    for (int i = warp; i < items; i += 2 * WARPS) {
+        if (i + WARPS < items) issue(i + WARPS, odd);
+        consume(i, even);
+        if (i + WARPS >= items) break;
+        if (i + 2 * WARPS < items) issue(i + 2 * WARPS, even);
+        consume(i + WARPS, odd);
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < owned * ROWS; i += THREADS) {
+        int local = i / ROWS, r = i % ROWS, col = first + local;
+        if (r >= rows) continue;
+        Segments::Entry e = seg.entry(r, col, n);
+        float sum = 0.0f;
+        for (int w = 0; w < WARPS; w++) sum += sums[(w * per + local) * ROWS + r];
+        float value = sum * prologue.scale(r) + (early ? addend : seg.addend(e, accumulate));
+        st(seg.out(e.s), e.offset, value);
+        if (conv.channels > 0 && e.s == 0) {
+            float stored = act_to_float(float_to_act(value));
+            if (held.ready)
+                conv(r, col, stored, held);
+            else
+                conv(r, col, stored);
+        }
+    }
+}
+
+// Arguments and shared memory as gemv_norm_r{ROWS}_v{V}'s.
+#define GEMV_MMA(ROWS, V)                                                                                       \
+    extern "C" __global__ void __launch_bounds__(THREADS, 2) gemv_mma_r##ROWS##_v##V(                            \
+        const act* x, Segments seg, ConvEpilogue conv, int rows, int n, int k, int accumulate, int tpc, int mode, \
+        const float* normWeight, float eps, const act* gate, int groups, int normBeforeGate) {                   \
+        extern __shared__ float sums[];                                                                          \
+        float* partials = sums + (WARPS * ((n + gridDim.x - 1) / gridDim.x) * ROWS + 3) / 4 * 4;                 \
+        float* staged = partials + ROWS * WARPS;                                                                 \
+        NormPrologue<V> prologue{x, gate, normWeight, eps, mode, groups, normBeforeGate, rows, k, partials, staged}; \
+        gemv_mma_block<ROWS>(prologue, sums, staged, seg, conv, rows, n, k, accumulate);                         \
+    }
+GEMV_MMA(1, 1) GEMV_MMA(1, 2) GEMV_MMA(1, 4)
+GEMV_MMA(8, 1) GEMV_MMA(8, 2) GEMV_MMA(8, 4)
