@@ -1873,7 +1873,9 @@ GEMV_NORM(8, 1) GEMV_NORM(8, 2) GEMV_NORM(8, 4)
 // 8, 2q + 9 of step (r, h) hold the chunk's elements 4h, 4h + 1 and 4h + 2, 4h + 3. The A operand is x, rows g <
 // rows (row g + 8 zero), staged in shared memory as fp32 by the prologue and then, in place, as groups of four
 // elements: their bf16 high parts (8 bytes) and the remainders (8 bytes). Lane (g, q) then holds rows g's sums of
-// columns tile * 8 + 2q and 2q + 1, added to the warp's shares; the epilogue is the gemv's.
+// columns tile * 8 + 2q and 2q + 1, added to the warp's shares; the epilogue is the gemv's. (It is written out again
+// here rather than shared: as a shared helper it changed gemv_block's SASS, whose speed is measured and sensitive to
+// its code; to be merged, or this kernel dropped, once the experiment is measured.)
 template <int ROWS, typename Prologue>
 __device__ __forceinline__ void gemv_mma_block(Prologue prologue, float* sums, float* staged, Segments seg,
                                                ConvEpilogue conv, int rows, int n, int k, int accumulate) {
