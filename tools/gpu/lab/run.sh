@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 [[ -f gen/variants.h ]] || { echo "error: tools/gpu/lab/gen/ is missing; run python3 tools/gpu/lab/prepare.py BASE_REV here and carry it" >&2; exit 1; }
-command -v nvcc > /dev/null || { echo "error: nvcc is not on PATH (the GPU machine has it in /usr/local/cuda/bin)" >&2; exit 1; }
+command -v nvcc > /dev/null || PATH=$PATH:/usr/local/cuda/bin
+command -v nvcc > /dev/null || { echo "error: nvcc is neither on PATH nor in /usr/local/cuda/bin" >&2; exit 1; }
 nvcc -O3 -arch=sm_90a -std=c++17 -I. lab.cu gen/v_*.cu gen/s_*.cu -o gen/lab 2> gen/build.log \
     || { cat gen/build.log >&2; exit 1; }
 gen/lab "${1:-20}" "${OUT:-/tmp}/timeline.csv"
