@@ -5,6 +5,9 @@
 # Usage (from the repository root): tools/gpu/lab/prof.sh [REVISION...]   (default: base new)
 set -euo pipefail
 cd "$(dirname "$0")"
+command -v ncu > /dev/null || PATH=$PATH:/usr/local/cuda/bin
+command -v ncu > /dev/null || { echo "error: ncu is neither on PATH nor in /usr/local/cuda/bin" >&2; exit 1; }
+[[ -x gen/lab ]] || { echo "error: gen/lab is missing; run tools/gpu/lab/run.sh first" >&2; exit 1; }
 M=gpu__time_duration.sum,sm__cycles_active.avg,sm__cycles_elapsed.avg,smsp__inst_executed.sum,smsp__warps_launched.sum
 for r in long_scoreboard short_scoreboard barrier lg_throttle mio_throttle math_pipe_throttle wait not_selected \
     selected no_instruction membar drain dispatch_stall tex_throttle branch_resolving sleeping imc_miss; do
