@@ -470,7 +470,7 @@ GEMV_NORM(1, 1) GEMV_NORM(1, 2) GEMV_NORM(1, 4)
 GEMV_NORM(8, 1) GEMV_NORM(8, 2) GEMV_NORM(8, 4)
 
 // The same linear layers with the dot products on tensor cores (mma.sync m16n8k16, fp32 accumulation): an
-// experiment, off unless SSM_SCOPE_CUDA_GEMV_MMA=1 (CUDABackend.usesTensorCoreGemv). The decode gemvs above are issue
+// experiment, off unless SSM_SCOPE_CUDA_GEMV_MMA=1 (CUDABackend.tensorCoreGemv). The decode gemvs above are issue
 // bound (~250 instructions per batch of 8 columns x 256 k, half of them unpacking bf16 and fp32 FMAs); here a batch
 // is 32 mma (16 steps, x split into bf16 high and low parts so that it keeps ~16 bits) and 16 shared loads.
 //
