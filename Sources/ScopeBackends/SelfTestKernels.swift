@@ -124,88 +124,77 @@ final class KernelChecks {
                 return [out]
             }
         }
-        // The gemvs with a folded input norm run again with their dot products on tensor cores (the experiment
-        // CUDABackend.tensorCoreGemv, SSM_SCOPE_CUDA_GEMV_MMA).
-        let tensorCoreDefault = gpu.tensorCoreGemv
-        defer { gpu.tensorCoreGemv = tensorCoreDefault }
-        for tensorCores in [false, true] {
-            let suffix = tensorCores ? " [tensor cores]" : ""
-            // groups 0: a plain RMSNorm; one group defers the norm's scale to the epilogue, two or more do not.
-            for (m, k, groups, normBeforeGate) in [(1, 2048, 0, false), (8, 1024, 0, false), (1, 4096, 2, false),
-                                                   (3, 8192, 2, false), (1, 4096, 1, false), (3, 4096, 1, true)] {
-                let gated = groups > 0
-                let order = normBeforeGate ? ", norm before gate" : ""
-                let name = gated ? "gated RMSNorm (\(groups) group\(groups > 1 ? "s" : "")\(order))" : "RMSNorm"
-                check("dense", "gemv \(m) x \(k) with the \(name) folded in" + suffix) {
-                    gpu.tensorCoreGemv = tensorCores
-                    let x = try pair([m, k], .bf16, -2, 2), w = try pair([700, k], .bf16, -0.05, 0.05)
-                    let normWeight = try pair([k], .fp32, 0.5, 1.5), gate = try pair([m, k], .bf16, -2, 2)
-                    let out = try pair([m, 700])
-                    func norm(_ side: KeyPath<Pair, Tensor>) -> InputNorm {
-                        gated ? .gatedRMS(gate: gate[keyPath: side], weight: normWeight[keyPath: side], groups: groups,
-                                          eps: 1e-5, normBeforeGate: normBeforeGate)
-                            : .rms(weight: normWeight[keyPath: side], eps: 1e-5)
-                    }
-                    try cpu.fusedLinear(x.cpu, norm: norm(\.cpu), weight: w.cpu, rows: nil, bias: nil, out: out.cpu,
-                                        accumulate: true)
-                    try gpu.fusedLinear(x.gpu, norm: norm(\.gpu), weight: w.gpu, rows: nil, bias: nil, out: out.gpu,
-                                        accumulate: true)
-                    return [out]
+        // groups 0: a plain RMSNorm; one group defers the norm's scale to the epilogue, two or more do not.
+        for (m, k, groups, normBeforeGate) in [(1, 2048, 0, false), (8, 1024, 0, false), (1, 4096, 2, false),
+                                               (3, 8192, 2, false), (1, 4096, 1, false), (3, 4096, 1, true)] {
+            let gated = groups > 0
+            let order = normBeforeGate ? ", norm before gate" : ""
+            let name = gated ? "gated RMSNorm (\(groups) group\(groups > 1 ? "s" : "")\(order))" : "RMSNorm"
+            check("dense", "gemv \(m) x \(k) with the \(name) folded in") {
+                let x = try pair([m, k], .bf16, -2, 2), w = try pair([700, k], .bf16, -0.05, 0.05)
+                let normWeight = try pair([k], .fp32, 0.5, 1.5), gate = try pair([m, k], .bf16, -2, 2)
+                let out = try pair([m, 700])
+                func norm(_ side: KeyPath<Pair, Tensor>) -> InputNorm {
+                    gated ? .gatedRMS(gate: gate[keyPath: side], weight: normWeight[keyPath: side], groups: groups,
+                                      eps: 1e-5, normBeforeGate: normBeforeGate)
+                        : .rms(weight: normWeight[keyPath: side], eps: 1e-5)
                 }
+                try cpu.fusedLinear(x.cpu, norm: norm(\.cpu), weight: w.cpu, rows: nil, bias: nil, out: out.cpu,
+                                    accumulate: true)
+                try gpu.fusedLinear(x.gpu, norm: norm(\.gpu), weight: w.gpu, rows: nil, bias: nil, out: out.gpu,
+                                    accumulate: true)
+                return [out]
             }
-            for (m, kind) in [(1, Activation.silu), (2, .gelu)] {
-                check("dense", "gemv \(m) x 8192 with the gated \(kind) activation folded in" + suffix) {
-                    gpu.tensorCoreGemv = tensorCores
-                    let x = try pair([m, 8192], .bf16, -2, 2), gate = try pair([m, 8192], .bf16, -3, 3)
-                    let w = try pair([600, 8192], .bf16, -0.05, 0.05), out = try pair([m, 600])
-                    try cpu.fusedLinear(x.cpu, norm: .gatedActivation(gate: gate.cpu, kind: kind), weight: w.cpu,
-                                        rows: nil, bias: nil, out: out.cpu, accumulate: true)
-                    try gpu.fusedLinear(x.gpu, norm: .gatedActivation(gate: gate.gpu, kind: kind), weight: w.gpu,
-                                        rows: nil, bias: nil, out: out.gpu, accumulate: true)
-                    return [out]
-                }
+        }
+        for (m, kind) in [(1, Activation.silu), (2, .gelu)] {
+            check("dense", "gemv \(m) x 8192 with the gated \(kind) activation folded in") {
+                let x = try pair([m, 8192], .bf16, -2, 2), gate = try pair([m, 8192], .bf16, -3, 3)
+                let w = try pair([600, 8192], .bf16, -0.05, 0.05), out = try pair([m, 600])
+                try cpu.fusedLinear(x.cpu, norm: .gatedActivation(gate: gate.cpu, kind: kind), weight: w.cpu,
+                                    rows: nil, bias: nil, out: out.cpu, accumulate: true)
+                try gpu.fusedLinear(x.gpu, norm: .gatedActivation(gate: gate.gpu, kind: kind), weight: w.gpu,
+                                    rows: nil, bias: nil, out: out.gpu, accumulate: true)
+                return [out]
             }
-            for (m, normed) in [(1, false), (1, true), (3, true)] where normed || !tensorCores {
-                let folded = normed ? ", RMSNorm folded in" : ""
-                check("dense", "three projections of one \(m)-row input as one gemv\(folded)" + suffix) {
-                    gpu.tensorCoreGemv = tensorCores
-                    let x = try pair([m, 2048]), normWeight = try pair([2048], .fp32, 0.5, 1.5)
-                    let widths = [2048, 512, 512]
-                    let weights = try widths.map { try pair([$0, 2048], .bf16, -0.05, 0.05) }
-                    let bias = try pair([512], .fp32), outs = try widths.map { try zeros([m, $0]) }
-                    func run(_ backend: Backend, _ side: KeyPath<Pair, Tensor>) throws {
-                        let projections = (0..<3).map { i in
-                            (linear: Linear(weight: weights[i][keyPath: side], rows: nil,
-                                            bias: i == 1 ? bias[keyPath: side] : nil), out: outs[i][keyPath: side])
-                        }
-                        let norm: InputNorm? = normed ? .rms(weight: normWeight[keyPath: side], eps: 1e-5) : nil
-                        try backend.fusedLinears(x[keyPath: side], norm: norm, projections)
+        }
+        for (m, normed) in [(1, false), (1, true), (3, true)] {
+            let folded = normed ? ", RMSNorm folded in" : ""
+            check("dense", "three projections of one \(m)-row input as one gemv\(folded)") {
+                let x = try pair([m, 2048]), normWeight = try pair([2048], .fp32, 0.5, 1.5)
+                let widths = [2048, 512, 512]
+                let weights = try widths.map { try pair([$0, 2048], .bf16, -0.05, 0.05) }
+                let bias = try pair([512], .fp32), outs = try widths.map { try zeros([m, $0]) }
+                func run(_ backend: Backend, _ side: KeyPath<Pair, Tensor>) throws {
+                    let projections = (0..<3).map { i in
+                        (linear: Linear(weight: weights[i][keyPath: side], rows: nil,
+                                        bias: i == 1 ? bias[keyPath: side] : nil), out: outs[i][keyPath: side])
                     }
-                    try run(cpu, \.cpu)
-                    try run(gpu, \.gpu)
-                    return outs
+                    let norm: InputNorm? = normed ? .rms(weight: normWeight[keyPath: side], eps: 1e-5) : nil
+                    try backend.fusedLinears(x[keyPath: side], norm: norm, projections)
                 }
+                try run(cpu, \.cpu)
+                try run(gpu, \.gpu)
+                return outs
             }
-            for normed in [false, true] where normed || !tensorCores {
-                let folded = normed ? ", RMSNorm folded in" : ""
-                check("dense", "projection with the conv step folded in\(folded)" + suffix) {
-                    gpu.tensorCoreGemv = tensorCores
-                    let x = try pair([1, 2048]), w = try pair([3000, 2048], .bf16, -0.05, 0.05)
-                    let normWeight = try pair([2048], .fp32, 0.5, 1.5)
-                    let convWeight = try pair([1500, 4], .fp32, -0.5, 0.5), convBias = try pair([1500], .fp32)
-                    let state = try pair([1, 3, 1500]), out = try zeros([1, 2900]), conv = try zeros([1, 1500])
-                    func run(_ backend: Backend, _ side: KeyPath<Pair, Tensor>) throws {
-                        try backend.linearThenConvStep(
-                            x[keyPath: side], norm: normed ? .rms(weight: normWeight[keyPath: side], eps: 1e-5) : nil,
-                            Linear(weight: w[keyPath: side], rows: 100..<3000, bias: nil), out: out[keyPath: side],
-                            convColumns: 1000..<2500, convWeight: convWeight[keyPath: side],
-                            convBias: convBias[keyPath: side], convState: state[keyPath: side], silu: true,
-                            convOut: conv[keyPath: side])
-                    }
-                    try run(cpu, \.cpu)
-                    try run(gpu, \.gpu)
-                    return [out, conv, state]
+        }
+        for normed in [false, true] {
+            let folded = normed ? ", RMSNorm folded in" : ""
+            check("dense", "projection with the conv step folded in\(folded)") {
+                let x = try pair([1, 2048]), w = try pair([3000, 2048], .bf16, -0.05, 0.05)
+                let normWeight = try pair([2048], .fp32, 0.5, 1.5)
+                let convWeight = try pair([1500, 4], .fp32, -0.5, 0.5), convBias = try pair([1500], .fp32)
+                let state = try pair([1, 3, 1500]), out = try zeros([1, 2900]), conv = try zeros([1, 1500])
+                func run(_ backend: Backend, _ side: KeyPath<Pair, Tensor>) throws {
+                    try backend.linearThenConvStep(
+                        x[keyPath: side], norm: normed ? .rms(weight: normWeight[keyPath: side], eps: 1e-5) : nil,
+                        Linear(weight: w[keyPath: side], rows: 100..<3000, bias: nil), out: out[keyPath: side],
+                        convColumns: 1000..<2500, convWeight: convWeight[keyPath: side],
+                        convBias: convBias[keyPath: side], convState: state[keyPath: side], silu: true,
+                        convOut: conv[keyPath: side])
                 }
+                try run(cpu, \.cpu)
+                try run(gpu, \.gpu)
+                return [out, conv, state]
             }
         }
         for weighted in [true, false] {

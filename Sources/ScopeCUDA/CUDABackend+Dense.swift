@@ -29,13 +29,6 @@ private enum K {
     static func gemvNorm(rows: Int, loads: Int) -> Kernel {
         gemvNormKernels[rows == 1 ? 0 : 1][loads.trailingZeroBitCount]
     }
-    static let gemvTensorCoreKernels = [1, 8].map { rows in
-        [1, 2, 4].map { Kernel(module: "gemv", name: "gemv_mma_r\(rows)_v\($0)") }
-    }
-    /// gemvNorm's kernel with the dot products on tensor cores (same arguments and shared memory).
-    static func gemvTensorCore(rows: Int, loads: Int) -> Kernel {
-        gemvTensorCoreKernels[rows == 1 ? 0 : 1][loads.trailingZeroBitCount]
-    }
     static let rmsnorm = Kernel(module: "norms", name: "rmsnorm")
     static let rope = Kernel(module: "rope", name: "rope")
 }
@@ -384,8 +377,7 @@ extension CUDABackend {
             + (0..<3).map { slot($0) { UInt64($0.bias?.address ?? 0) } }
             + (0..<3).map { slot($0) { UInt64($0.out.address) } }
             + [UInt64(UInt32(end0)) | UInt64(UInt32(end1)) << 32]
-        let kernel = norm == nil ? K.gemv(rows: m, loads: shape.loads)
-            : tensorCoreGemv ? K.gemvTensorCore(rows: m, loads: shape.loads) : K.gemvNorm(rows: m, loads: shape.loads)
+        let kernel = norm == nil ? K.gemv(rows: m, loads: shape.loads) : K.gemvNorm(rows: m, loads: shape.loads)
         try launch(kernel, grid: (shape.blocks, 1, 1), block: 256, shared: shared, [
             .tensor(x), .words(words), .words(conv?.words ?? GemvConvStep.none), .int(m), .int(n), .int(k),
             .int(accumulate ? 1 : 0), .int(shape.threadsPerColumn)] + normArguments)

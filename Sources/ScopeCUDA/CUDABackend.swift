@@ -29,10 +29,6 @@ public final class CUDABackend: StepRecordingBackend, TensorAllocator {
     /// Whether prefill attention at head size 64 may run on warpgroup MMAs where the GPU has them (the selftest turns
     /// it off to check the mma.sync kernel on the same GPU; see CUDABackend+Attention.swift).
     public var allowsWarpgroupAttention = true
-    /// Whether the decode gemvs with a folded input norm take their dot products on tensor cores (gemv.cu's
-    /// gemv_mma kernels): an experiment, off unless the environment sets `SSM_SCOPE_CUDA_GEMV_MMA=1`; the selftest
-    /// checks both.
-    public var tensorCoreGemv = EnvironmentSwitch.isRequested("SSM_SCOPE_CUDA_GEMV_MMA")
 
     /// A backend on GPU 0 computing with `activations` (bf16 or fp16); `memoryLimit` caps the bytes of live tensors
     /// (nil: the device's memory).

@@ -3,8 +3,7 @@ import Glibc
 #endif
 
 /// The CUDA backend's on/off environment variables: features on unless set to "0" (`SSM_SCOPE_CUDA_GRAPHS`, `_PDL`,
-/// `_WGMMA`), for measuring a feature against its absence; experiments off unless set to "1" (`_GEMV_MMA`).
+/// `_WGMMA`), for measuring a feature against its absence.
 enum EnvironmentSwitch {
     static func isOn(_ name: String) -> Bool { getenv(name).map { String(cString: $0) != "0" } ?? true }
-    static func isRequested(_ name: String) -> Bool { getenv(name).map { String(cString: $0) == "1" } ?? false }
 }
