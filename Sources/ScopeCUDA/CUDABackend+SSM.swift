@@ -20,6 +20,13 @@ private enum K {
     static let gatedNorm = Kernel(module: "norms", name: "gated_rmsnorm")
 }
 
+extension CUDABackend {
+    /// Whether Mamba-1's decode step (selective_step_dt) lets the next kernel launch as soon as all its blocks have
+    /// started rather than once they have waited for the kernel before (common.cuh's grid_dependents_launch); on
+    /// unless the environment sets `SSM_SCOPE_CUDA_EARLY_LAUNCH=0`.
+    static let earlyLaunch = EnvironmentSwitch.isOn("SSM_SCOPE_CUDA_EARLY_LAUNCH")
+}
+
 /// State-space operators: causal conv1d, Mamba-1 selective scan (and its decode step with dt_proj folded in),
 /// Mamba-2 SSD (chunked over 256 tokens on tensor cores; one token, head and state sizes that are not multiples of 8,
 /// or sizes whose tiles do not fit in shared memory, by the plain recurrence) and the gated RMSNorm.
@@ -130,7 +137,7 @@ extension CUDABackend {
         try launch(K.stepWithDeltaProjection, grid: ((dInner + 15) / 16, batch, 1), block: 256, [
             .tensor(u), .tensor(dt), .pointer(w), .tensor(bias), .tensor(A), .tensor(B), .tensor(C), .tensor(D),
             .tensor(z), .tensor(state), .tensor(out), .int(dInner), .int(dState), .int(rank),
-            .int(vectorRank ? 1 : 0)])
+            .int(vectorRank ? 1 : 0), .int(Self.earlyLaunch ? 1 : 0)])
     }
 
     /// Mamba-2 SSD (see `SSD.scan`), chunked over `ssdChunk` tokens whatever `chunkSize` says (the chunk length

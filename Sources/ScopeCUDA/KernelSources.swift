@@ -872,6 +872,17 @@ __device__ __forceinline__ void grid_dependency_sync() {
 #endif
 }
 
+// Lets the next grid launch before this one's blocks have waited (grid_dependency_sync still waits for the previous
+// grid, and the next grid's own wait for this one): for kernels whose blocks leave room on a multiprocessor (Mamba-1's
+// decode step), so that the next kernel's blocks start sooner and issue their loads before their wait. Every block
+// has started by the time the launch happens (it takes every block's signal), so the next grid never takes room
+// this one's blocks need.
+__device__ __forceinline__ void grid_dependents_launch() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
@@ -2325,7 +2336,10 @@ __device__ __forceinline__ void step_with_delta_projection(const StepParameters&
 
 extern "C" __global__ void __launch_bounds__(THREADS) selective_step_dt(
     const act* u, const act* dt, const act* w, const float* bias, const float* A, const act* B, const act* C,
-    const float* D, const act* z, float* state, act* out, int dInner, int dState, int rank, int vectorRank) {
+    const float* D, const act* z, float* state, act* out, int dInner, int dState, int rank, int vectorRank, int early) {
+    // The out projection after it (a gemv block of 128 registers x 256 threads) fits beside this kernel's blocks (48
+    // registers, about two per multiprocessor), so it may launch now and stream its weights during this step.
+    if (early) grid_dependents_launch();
     StepParameters p = step_parameters(w, bias, A, D, state, dInner, dState, rank, vectorRank);
     grid_dependency_sync();
     step_with_delta_projection(p, u, dt, w, B, C, z, state, out, dInner, dState, rank, vectorRank);

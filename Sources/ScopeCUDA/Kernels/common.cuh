@@ -80,6 +80,17 @@ __device__ __forceinline__ void grid_dependency_sync() {
 #endif
 }
 
+// Lets the next grid launch before this one's blocks have waited (grid_dependency_sync still waits for the previous
+// grid, and the next grid's own wait for this one): for kernels whose blocks leave room on a multiprocessor (Mamba-1's
+// decode step), so that the next kernel's blocks start sooner and issue their loads before their wait. Every block
+// has started by the time the launch happens (it takes every block's signal), so the next grid never takes room
+// this one's blocks need.
+__device__ __forceinline__ void grid_dependents_launch() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;

@@ -353,7 +353,10 @@ __device__ __forceinline__ void step_with_delta_projection(const StepParameters&
 
 extern "C" __global__ void __launch_bounds__(THREADS) selective_step_dt(
     const act* u, const act* dt, const act* w, const float* bias, const float* A, const act* B, const act* C,
-    const float* D, const act* z, float* state, act* out, int dInner, int dState, int rank, int vectorRank) {
+    const float* D, const act* z, float* state, act* out, int dInner, int dState, int rank, int vectorRank, int early) {
+    // The out projection after it (a gemv block of 128 registers x 256 threads) fits beside this kernel's blocks (48
+    // registers, about two per multiprocessor), so it may launch now and stream its weights during this step.
+    if (early) grid_dependents_launch();
     StepParameters p = step_parameters(w, bias, A, D, state, dInner, dState, rank, vectorRank);
     grid_dependency_sync();
     step_with_delta_projection(p, u, dt, w, B, C, z, state, out, dInner, dState, rank, vectorRank);
