@@ -71,7 +71,8 @@ public enum BackendRegistry {
                 CUDABackend.ssdScratch(batch: $0, tokens: $1, heads: $2, headDim: $3, groups: $4, stateSize: $5,
                                        activation: activation).reduce(0) { $0 + $1.count * $1.type.byteSize }
             },
-            linearScratch: { CUDABackend.linearScratchBytes(input: $0, output: $1, weight: $2, activation: activation) })
+            linearScratch: { CUDABackend.linearScratchBytes(input: $0, output: $1, weight: $2, activation: activation) },
+            gatedStepParts: { CUDABackend.gatedStepParts(rows: $0, heads: $1, headDim: $2, innerSize: $3) })
         return MemoryProbeBackend(standingInFor: name, activationType: activation, memoryLimit: memoryLimit,
                                   kernels: kernels)
     }

@@ -474,6 +474,43 @@ final class KernelChecks {
                 return [out, state]
             }
         }
+        // A Mamba-2 decode step with its gated norm inside the step and the norm's scale inside the out projection
+        // (ssd_step_gated, gemv_presummed) against the CPU's ssd, gated RMSNorm and projection; P 20 leaves warps
+        // past P in each block's sum, 64 heads of P 64 are Mamba-2 1.3B's shapes.
+        for (heads, p, n, normBeforeGate) in [(16, 64, 128, false), (6, 20, 64, true), (64, 64, 128, false)] {
+            let order = normBeforeGate ? "before" : "after"
+            check("ssm", "ssd step with the gated norm (\(heads) heads, P \(p), N \(n), norm \(order) gate), then "
+                  + "the out projection (residual, state)") {
+                let inner = heads * p, outputs = 700
+                guard let parts = gpu.gatedStepParts(rows: 1, heads: heads, headDim: p, innerSize: inner) else {
+                    throw ScopeError("the CUDA backend does not fold the gated norm into the step for these sizes")
+                }
+                let x = try pair([1, inner]), dt = try pair([1, heads], .bf16, -4, 0)
+                let z = try pair([1, inner], .bf16, -3, 3)
+                let dtBias = try pair([heads], .fp32, -1, 1), a = try pair([heads], .fp32, -8, -1)
+                let b = try pair([1, n]), c = try pair([1, n]), d = try pair([heads], .fp32, 0.5, 1.5)
+                let state = try pair([1, heads, p, n], .fp32, -0.5, 0.5)
+                let normWeight = try pair([inner], .fp32, 0.5, 1.5)
+                let w = try pair([outputs, inner], .bf16, -0.05, 0.05), residual = try pair([1, outputs])
+                let y = try cpu.makeTensor([1, inner], .fp32), normed = try cpu.makeTensor([1, inner], .fp32)
+                try cpu.ssd(x: x.cpu, dt: dt.cpu, dtBias: dtBias.cpu, A: a.cpu, B: b.cpu, C: c.cpu, D: d.cpu,
+                            state: state.cpu, batch: 1, tokens: 1, heads: heads, headDim: p, groups: 1, stateSize: n,
+                            chunkSize: 64, dtMin: 0.001, dtMax: .infinity, out: y)
+                try cpu.gatedRMSNorm(y, gate: z.cpu, weight: normWeight.cpu, groups: 1, eps: 1e-5,
+                                     normBeforeGate: normBeforeGate, out: normed)
+                try cpu.fusedLinear(normed, norm: nil, weight: w.cpu, rows: nil, bias: nil, out: residual.cpu,
+                                    accumulate: true)
+                let gated = try gpu.makeTensor([1, inner], gpu.activationType)
+                let squares = try gpu.makeTensor([1, parts], .fp32)
+                try gpu.ssdStepGated(x: x.gpu, dt: dt.gpu, dtBias: dtBias.gpu, A: a.gpu, B: b.gpu, C: c.gpu,
+                                     D: d.gpu, state: state.gpu, batch: 1, heads: heads, headDim: p, groups: 1, stateSize: n,
+                                     dtMin: 0.001, dtMax: .infinity, gate: z.gpu, normWeight: normWeight.gpu,
+                                     normBeforeGate: normBeforeGate, out: gated, squares: squares)
+                try gpu.fusedLinear(gated, norm: .presummedRMS(squares: squares, eps: 1e-5), weight: w.gpu,
+                                    rows: nil, bias: nil, out: residual.gpu, accumulate: true)
+                return [residual, state]
+            }
+        }
         for normBeforeGate in [false, true] {
             check("ssm", "gated RMSNorm, 2 groups, norm \(normBeforeGate ? "before" : "after") gate") {
                 let x = try pair([19, 256], .bf16, -3, 3), z = try pair([19, 256], .bf16, -3, 3)

@@ -29,6 +29,9 @@ private enum K {
     static func gemvNorm(rows: Int, loads: Int) -> Kernel {
         gemvNormKernels[rows == 1 ? 0 : 1][loads.trailingZeroBitCount]
     }
+    /// The one-row gemv whose input carries an RMSNorm's weight, its sums of squares taken before (the scale in its
+    /// epilogue), for `loads` 1, 2 or 4.
+    static let gemvPresummedKernels = [1, 2, 4].map { Kernel(module: "gemv", name: "gemv_presummed_r1_v\($0)") }
     static let rmsnorm = Kernel(module: "norms", name: "rmsnorm")
     static let rope = Kernel(module: "rope", name: "rope")
 }
@@ -361,7 +364,15 @@ extension CUDABackend {
         let shape = GemvShape(k: k, columns: n, multiprocessors: device.multiprocessors)
         var shared = shape.sharedBytes(rows: m)
         var normArguments: [KernelArgument] = []
-        if let norm {
+        var kernel = norm == nil ? K.gemv(rows: m, loads: shape.loads) : K.gemvNorm(rows: m, loads: shape.loads)
+        if case .presummedRMS(let squares, let eps) = norm {
+            try requireFP32(squares, in: "presummed RMSNorm squares")
+            guard m == 1, shape.loads <= 4, squares.rows == 1, squares.columns <= Self.presummedParts,
+                  conv == nil else { return false }
+            kernel = K.gemvPresummedKernels[shape.loads.trailingZeroBitCount]
+            shared += 4 * 8  // the warps' sums of the parts
+            normArguments = [.tensor(squares), .int(squares.columns), .float(eps)]
+        } else if let norm {
             guard k <= 4 * 2048, let arguments = try foldedNormArguments(norm, x: x) else { return false }
             // The norm's per-warp sums of squares (the kernel's ROWS x 8 warps), then the staged rows.
             shared += 4 * 8 * (m == 1 ? 1 : 8) + 4 * m * k
@@ -377,7 +388,6 @@ extension CUDABackend {
             + (0..<3).map { slot($0) { UInt64($0.bias?.address ?? 0) } }
             + (0..<3).map { slot($0) { UInt64($0.out.address) } }
             + [UInt64(UInt32(end0)) | UInt64(UInt32(end1)) << 32]
-        let kernel = norm == nil ? K.gemv(rows: m, loads: shape.loads) : K.gemvNorm(rows: m, loads: shape.loads)
         try launch(kernel, grid: (shape.blocks, 1, 1), block: 256, shared: shared, [
             .tensor(x), .words(words), .words(conv?.words ?? GemvConvStep.none), .int(m), .int(n), .int(k),
             .int(accumulate ? 1 : 0), .int(shape.threadsPerColumn)] + normArguments)
@@ -403,6 +413,8 @@ extension CUDABackend {
             try requireActivations(gate, in: "gatedActivation gate")
             guard gate.count == x.count, gate.address % 16 == 0, gate.rows == x.rows else { return nil }
             return [.int(3), .tensor(nil), .float(0), .tensor(gate), .int(1), Self.code(kind)]
+        case .presummedRMS:
+            return nil  // gemv_presummed's own arguments
         }
     }
 }

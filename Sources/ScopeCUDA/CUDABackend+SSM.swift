@@ -17,10 +17,28 @@ private enum K {
     static let statePass = Kernel(module: "ssd", name: "ssd_state_pass")
     static let chunkScan = Kernel(module: "ssd", name: "ssd_chunk_scan")
     static let step = Kernel(module: "ssd", name: "ssd_step")
+    static let stepGated = Kernel(module: "ssd", name: "ssd_step_gated")
     static let gatedNorm = Kernel(module: "norms", name: "gated_rmsnorm")
 }
 
 extension CUDABackend {
+    /// The most parts of a gated step's sums of squares that gemv_presummed takes (four per thread).
+    static let presummedParts = 4 * 256
+
+    /// Whether a Mamba-2 decode step of one sequence runs its gated norm inside the step (ssd_step_gated) and the
+    /// norm's scale inside the out projection (gemv_presummed); on unless the environment sets
+    /// `SSM_SCOPE_CUDA_GATED_STEP=0`.
+    static let gatedStep = EnvironmentSwitch.isOn("SSM_SCOPE_CUDA_GATED_STEP")
+
+    /// `gatedStepParts` for this backend: one part per ssd_step_gated block (8 of a head's p), for one sequence
+    /// whose row the one-row gemv takes (k a multiple of 8 up to 8192); nil otherwise.
+    public static func gatedStepParts(rows: Int, heads: Int, headDim: Int, innerSize: Int) -> Int? {
+        let parts = heads * ((headDim + 7) / 8)
+        guard gatedStep, rows == 1, heads * headDim == innerSize, innerSize % 8 == 0, innerSize <= 8192,
+              (1...presummedParts).contains(parts) else { return nil }
+        return parts
+    }
+
     /// Whether Mamba-1's decode step (selective_step_dt) lets the next kernel launch as soon as all its blocks have
     /// started rather than once they have waited for the kernel before (common.cuh's grid_dependents_launch); on
     /// unless the environment sets `SSM_SCOPE_CUDA_EARLY_LAUNCH=0`.
@@ -138,6 +156,41 @@ extension CUDABackend {
             .tensor(u), .tensor(dt), .pointer(w), .tensor(bias), .tensor(A), .tensor(B), .tensor(C), .tensor(D),
             .tensor(z), .tensor(state), .tensor(out), .int(dInner), .int(dState), .int(rank),
             .int(vectorRank ? 1 : 0), .int(Self.earlyLaunch ? 1 : 0)])
+    }
+
+    public func gatedStepParts(rows: Int, heads: Int, headDim: Int, innerSize: Int) -> Int? {
+        Self.gatedStepParts(rows: rows, heads: heads, headDim: headDim, innerSize: innerSize)
+    }
+
+    /// One kernel, ssd_step_gated (ssd_step's recurrence, then the gate and the norm's weight on each output and
+    /// each block's sum of squares), where `gatedStepParts` allows it; `ssd` and the host's arithmetic otherwise.
+    public func ssdStepGated(x: Tensor, dt: Tensor, dtBias: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor,
+                             state: Tensor, batch: Int, heads: Int, headDim: Int, groups: Int, stateSize: Int,
+                             dtMin: Float, dtMax: Float, gate: Tensor, normWeight: Tensor, normBeforeGate: Bool,
+                             out: Tensor, squares: Tensor) throws {
+        guard let parts = gatedStepParts(rows: batch, heads: heads, headDim: headDim, innerSize: out.columns),
+              squares.columns == parts else {
+            return try ssdStepGatedBySeparateOperators(x: x, dt: dt, dtBias: dtBias, A: A, B: B, C: C, D: D,
+                                                       state: state, batch: batch, heads: heads, headDim: headDim,
+                                                       groups: groups, stateSize: stateSize, dtMin: dtMin,
+                                                       dtMax: dtMax, gate: gate, normWeight: normWeight,
+                                                       normBeforeGate: normBeforeGate, out: out, squares: squares)
+        }
+        try requireActivations(x, dt, B, C, gate, out, in: "ssd gated step")
+        try requireFP32(dtBias, A, D, state, normWeight, squares, in: "ssd gated step parameters, state and squares")
+        let p = headDim, n = stateSize
+        try check(groups >= 1 && heads % groups == 0 && x.count == batch * heads * p && dt.count == batch * heads
+                  && B.count == batch * groups * n && C.count == B.count && state.count == batch * heads * p * n
+                  && out.count == x.count && gate.count == x.count && normWeight.count == heads * p
+                  && squares.rows == batch,
+                  "ssd gated step x \(x.shape), dt \(dt.shape), B \(B.shape), state \(state.shape), gate "
+                  + "\(gate.shape), norm weight \(normWeight.shape), squares \(squares.shape)")
+        guard batch > 0, heads > 0, p > 0 else { return }
+        try check(batch <= 65535 && heads <= 65535, "ssd grid too large")
+        try launch(K.stepGated, grid: ((p + 7) / 8, heads, batch), block: 256, [
+            .tensor(x), .tensor(dt), .tensor(dtBias), .tensor(A), .tensor(B), .tensor(C), .tensor(D),
+            .tensor(state), .tensor(out), .int(heads), .int(p), .int(groups), .int(n), .float(dtMin),
+            .float(dtMax), .tensor(gate), .tensor(normWeight), .int(normBeforeGate ? 1 : 0), .tensor(squares)])
     }
 
     /// Mamba-2 SSD (see `SSD.scan`), chunked over `ssdChunk` tokens whatever `chunkSize` says (the chunk length

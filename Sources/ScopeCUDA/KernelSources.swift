@@ -1554,7 +1554,38 @@ struct ConvEpilogue {
 // The input as it is: nothing to stage, nothing to scale.
 struct NoPrologue {
     __device__ __forceinline__ void operator()() const {}
+    __device__ __forceinline__ void finish() const {}
     __device__ __forceinline__ float scale(int) const { return 1.0f; }
+};
+
+// One row already weighted (and gated) for an RMSNorm whose sums of squares were taken before, in `parts` (<=
+// 4 THREADS) partial sums (ssd.cu's ssd_step_gated): the input is read as it is (GlobalRows), and the row's scale 1 /
+// sqrt(sum / k + eps) applied in the epilogue. The parts are loaded after the wait and summed only after the weights'
+// loop, so that no load waits before the first batch.
+struct PresummedNorm {
+    const float* squares;
+    int parts, k;
+    float eps;
+    float* warpSums;  // shared, [WARPS]
+    float held[4];
+
+    __device__ __forceinline__ void operator()() {
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            int i = threadIdx.x + u * THREADS;
+            held[u] = i < parts ? squares[i] : 0.0f;
+        }
+    }
+    __device__ __forceinline__ void finish() {
+        float total = warp_sum((held[0] + held[1]) + (held[2] + held[3]));
+        if ((threadIdx.x & 31) == 0) warpSums[threadIdx.x >> 5] = total;
+    }
+    __device__ __forceinline__ float scale(int) const {
+        float total = 0.0f;
+#pragma unroll
+        for (int w = 0; w < WARPS; w++) total += warpSums[w];
+        return 1.0f / sqrtf(total / k + eps);
+    }
 };
 
 // Loads in flight per thread and batch: eight 16-byte loads for one row; four for up to eight rows (whose
@@ -1700,6 +1731,7 @@ __device__ __forceinline__ void gemv_block(Rows xs, Prologue prologue, float* su
         if (b + 2 < batches) issue(b + 2, even);
         consume(b + 1, odd);
     }
+    prologue.finish();
     __syncthreads();
     for (int i = threadIdx.x; i < owned * ROWS; i += THREADS) {
         int local = i / ROWS, r = i % ROWS, col = first + local;
@@ -1752,6 +1784,7 @@ struct NormPrologue {
     float* staged;    // [rows][k]
 
     __device__ __forceinline__ bool deferred() const { return mode != 3 && groups == 1; }
+    __device__ __forceinline__ void finish() const {}
 
     // What the epilogue multiplies row r's column sums by.
     __device__ __forceinline__ float scale(int r) const {
@@ -1872,6 +1905,19 @@ struct NormPrologue {
     }
 GEMV_NORM(1, 1) GEMV_NORM(1, 2) GEMV_NORM(1, 4)
 GEMV_NORM(8, 1) GEMV_NORM(8, 2) GEMV_NORM(8, 4)
+
+// A one-row gemv whose input is weighted for an RMSNorm taken before (PresummedNorm: Mamba-2's out projection after
+// ssd_step_gated). Dynamic shared memory: the column sums, then WARPS floats.
+#define GEMV_PRESUMMED(V)                                                                                       \
+    extern "C" __global__ void __launch_bounds__(THREADS, 2) gemv_presummed_r1_v##V(                             \
+        const act* x, Segments seg, ConvEpilogue conv, int rows, int n, int k, int accumulate, int tpc,           \
+        const float* squares, int parts, float eps) {                                                            \
+        extern __shared__ float sums[];                                                                          \
+        float* warpSums = sums + (WARPS * ((n + gridDim.x - 1) / gridDim.x) + 3) / 4 * 4;                        \
+        gemv_block<1, V>(GlobalRows{x, k}, PresummedNorm{squares, parts, k, eps, warpSums}, sums, seg, conv, rows, \
+                         n, k, accumulate, tpc);                                                                 \
+    }
+GEMV_PRESUMMED(1) GEMV_PRESUMMED(2) GEMV_PRESUMMED(4)
 """###,
         "norms": ###"""
 // Row normalisations: RMSNorm and the gated RMSNorm of Mamba-2 mixers. One block per row (or row group).
@@ -2750,9 +2796,17 @@ extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_scan(const act* x,
 // lane holds n = lane + 32 k, four at a time. The parameters and the first four states of each lane are loaded
 // before grid_dependency_sync (the states were last written by an earlier step's kernel, which has completed), so
 // that in a recorded step those loads overlap the end of the kernel before.
-extern "C" __global__ void ssd_step(const act* x, const act* dt, const float* dtBias, const float* A,
-                                    const act* B, const act* C, const float* D, float* state, act* out, int tokens,
-                                    int heads, int P, int groups, int N, float dtMin, float dtMax) {
+//
+// GATED (ssd_step_gated, one token): the output is Mamba-2's gated RMSNorm of one group up to its scale, y *
+// silu(gate) * normWeight, and each block adds the squares the norm takes (of y * silu(gate), or of y when
+// normBeforeGate) of its 8 p into squares[b][block] (blocks numbered x + gridDim.x y), in a fixed order; the out
+// projection (gemv.cu's gemv_presummed) applies the scale, so that it needs no pass over the row before its product.
+template <bool GATED>
+__device__ __forceinline__ void ssd_step_body(const act* x, const act* dt, const float* dtBias, const float* A,
+                                              const act* B, const act* C, const float* D, float* state, act* out,
+                                              int tokens, int heads, int P, int groups, int N, float dtMin,
+                                              float dtMax, const act* gate, const float* normWeight,
+                                              int normBeforeGate, float* squares) {
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int p = blockIdx.x * 8 + warp, h = blockIdx.y, b = blockIdx.z, g = h / (heads / groups);
     bool valid = p < P;
@@ -2761,9 +2815,12 @@ extern "C" __global__ void ssd_step(const act* x, const act* dt, const float* dt
 #pragma unroll
     for (int i = 0; i < 4; i++) early[i] = valid && lane + 32 * i < N ? hs[lane + 32 * i] : 0.0f;
     float a = A[h], bias = dtBias[h], d = D[h];
+    float weight = GATED && valid ? normWeight[h * P + p] : 0.0f;
     grid_dependency_sync();
-    if (!valid) return;
+    if (!GATED && !valid) return;
+    __shared__ float blockSquares[8];
     for (int t = 0; t < tokens; t++) {
+        if (GATED && !valid) break;
         i64 row = (i64)b * tokens + t;
         const act* bRow = B + row * groups * N + (i64)g * N;
         const act* cRow = C + row * groups * N + (i64)g * N;
@@ -2780,7 +2837,9 @@ extern "C" __global__ void ssd_step(const act* x, const act* dt, const float* dt
                 old[i] = !ok ? 0.0f : t == 0 && n0 == lane ? early[i] : hs[n];
             }
         };
-        float rawStep = ld(dt, row * heads + h), xv = ld(x, row * heads * P + (i64)h * P + p);
+        i64 at = row * heads * P + (i64)h * P + p;
+        float rawStep = ld(dt, row * heads + h), xv = ld(x, at);
+        float gv = GATED ? ld(gate, at) : 0.0f;
         load(lane);
         float step = fminf(fmaxf(softplus(rawStep + bias), dtMin), dtMax);
         float dA = expf(step * a), coef = step * xv, y = 0.0f;
@@ -2798,8 +2857,44 @@ extern "C" __global__ void ssd_step(const act* x, const act* dt, const float* dt
             load(n0);
         }
         y = warp_sum(y);
-        if (lane == 0) st(out, row * heads * P + (i64)h * P + p, y + d * xv);
+        if (GATED) {
+            float full = y + d * xv, gated = full * fast_silu(gv), normed = normBeforeGate ? full : gated;
+            if (lane == 0) {
+                st(out, at, gated * weight);
+                blockSquares[warp] = normed * normed;
+            }
+        } else if (lane == 0) {
+            st(out, at, y + d * xv);
+        }
     }
+    if (GATED) {  // one token; warps past P add nothing
+        if (!valid && lane == 0) blockSquares[warp] = 0.0f;
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            float total = 0.0f;
+#pragma unroll
+            for (int w = 0; w < 8; w++) total += blockSquares[w];
+            squares[(i64)b * gridDim.x * gridDim.y + blockIdx.y * gridDim.x + blockIdx.x] = total;
+        }
+    }
+}
+
+extern "C" __global__ void ssd_step(const act* x, const act* dt, const float* dtBias, const float* A,
+                                    const act* B, const act* C, const float* D, float* state, act* out, int tokens,
+                                    int heads, int P, int groups, int N, float dtMin, float dtMax) {
+    ssd_step_body<false>(x, dt, dtBias, A, B, C, D, state, out, tokens, heads, P, groups, N, dtMin, dtMax, nullptr,
+                         nullptr, 0, nullptr);
+}
+
+// One token per sequence; gate [batch, heads P] (the activation type), normWeight [heads P], squares [batch,
+// ceil(P / 8) heads] fp32.
+extern "C" __global__ void ssd_step_gated(const act* x, const act* dt, const float* dtBias, const float* A,
+                                          const act* B, const act* C, const float* D, float* state, act* out,
+                                          int heads, int P, int groups, int N, float dtMin, float dtMax,
+                                          const act* gate, const float* normWeight, int normBeforeGate,
+                                          float* squares) {
+    ssd_step_body<true>(x, dt, dtBias, A, B, C, D, state, out, 1, heads, P, groups, N, dtMin, dtMax, gate,
+                        normWeight, normBeforeGate, squares);
 }
 """###,
     ]

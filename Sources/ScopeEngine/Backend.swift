@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import ScopeCost
 import ScopeModels
 import ScopeSupport
@@ -174,6 +179,20 @@ public protocol Backend: AnyObject, OperatorTimer {
     func ssd(x: Tensor, dt: Tensor, dtBias: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, state: Tensor,
              batch: Int, tokens: Int, heads: Int, headDim: Int, groups: Int, stateSize: Int, chunkSize: Int,
              dtMin: Float, dtMax: Float, out: Tensor) throws
+    /// A Mamba-2 decode step (`ssd` of one token for each of `batch` sequences) whose output is its gated RMSNorm's
+    /// input up to the norm's scale: out = y * silu(gate) * normWeight for the step's output y, and `squares`
+    /// ([batch, parts]) holding in each row parts that add up to the sum of squares the norm takes (of y *
+    /// silu(gate), or of y when normBeforeGate), over one group. `fusedLinear` of out with `.presummedRMS(squares:)`
+    /// then equals `ssd`, `gatedRMSNorm` of one group and the projection, so that a backend can fold the norm into
+    /// the step instead of the projection. Defaults to `ssd` and the rest on the host, in one part.
+    func ssdStepGated(x: Tensor, dt: Tensor, dtBias: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, state: Tensor,
+                      batch: Int, heads: Int, headDim: Int, groups: Int, stateSize: Int, dtMin: Float, dtMax: Float,
+                      gate: Tensor, normWeight: Tensor, normBeforeGate: Bool, out: Tensor, squares: Tensor) throws
+    /// The parts per sequence of `ssdStepGated`'s squares where the backend runs it, and the projection of its
+    /// output with `.presummedRMS`, as one kernel each for steps of `rows` sequences of these sizes; nil where it
+    /// does not (the executor then runs `ssd` and folds the gated norm into the projection, or runs it apart).
+    /// Defaults to nil.
+    func gatedStepParts(rows: Int, heads: Int, headDim: Int, innerSize: Int) -> Int?
     /// Gated RMSNorm of Mamba-2 mixers (see `GatedNorm.apply`).
     func gatedRMSNorm(_ x: Tensor, gate: Tensor, weight: Tensor, groups: Int, eps: Float, normBeforeGate: Bool,
                       out: Tensor) throws
@@ -264,6 +283,50 @@ extension Backend {
 
     public func foldsDeltaProjection(rows: Int) -> Bool { false }
 
+    public func ssdStepGated(x: Tensor, dt: Tensor, dtBias: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor,
+                             state: Tensor, batch: Int, heads: Int, headDim: Int, groups: Int, stateSize: Int,
+                             dtMin: Float, dtMax: Float, gate: Tensor, normWeight: Tensor, normBeforeGate: Bool,
+                             out: Tensor, squares: Tensor) throws {
+        try ssdStepGatedBySeparateOperators(x: x, dt: dt, dtBias: dtBias, A: A, B: B, C: C, D: D, state: state,
+                                            batch: batch, heads: heads, headDim: headDim, groups: groups,
+                                            stateSize: stateSize, dtMin: dtMin, dtMax: dtMax, gate: gate,
+                                            normWeight: normWeight, normBeforeGate: normBeforeGate, out: out,
+                                            squares: squares)
+    }
+
+    /// `ssdStepGated` as `ssd` into out, then the gating, the norm's weight and the sums of squares on the host
+    /// (the default; every part but each row's first is zero).
+    public func ssdStepGatedBySeparateOperators(x: Tensor, dt: Tensor, dtBias: Tensor, A: Tensor, B: Tensor,
+                                                C: Tensor, D: Tensor, state: Tensor, batch: Int, heads: Int,
+                                                headDim: Int, groups: Int, stateSize: Int, dtMin: Float,
+                                                dtMax: Float, gate: Tensor, normWeight: Tensor, normBeforeGate: Bool,
+                                                out: Tensor, squares: Tensor) throws {
+        try ssd(x: x, dt: dt, dtBias: dtBias, A: A, B: B, C: C, D: D, state: state, batch: batch, tokens: 1,
+                heads: heads, headDim: headDim, groups: groups, stateSize: stateSize, chunkSize: 1, dtMin: dtMin,
+                dtMax: dtMax, out: out)
+        let width = out.columns, parts = squares.columns
+        guard gate.shape == out.shape, normWeight.count == width, squares.rows == out.rows, parts >= 1 else {
+            throw ScopeError("ssdStepGated: gate \(gate.shape), norm weight \(normWeight.shape) and squares "
+                             + "\(squares.shape) do not fit the output \(out.shape)")
+        }
+        var y = try download(out), sums = [Float](repeating: 0, count: squares.count)
+        let z = try download(gate), w = try download(normWeight)
+        for r in 0..<out.rows {
+            var total: Float = 0
+            for c in 0..<width {
+                let i = r * width + c, gated = y[i] * (z[i] / (1 + expf(-z[i])))
+                let normed = normBeforeGate ? y[i] : gated
+                total += normed * normed
+                y[i] = gated * w[c]
+            }
+            sums[r * parts] = total
+        }
+        try upload(y, into: out)
+        try upload(sums, into: squares)
+    }
+
+    public func gatedStepParts(rows: Int, heads: Int, headDim: Int, innerSize: Int) -> Int? { nil }
+
     public func argmaxRows(_ x: Tensor) throws -> [Int32] {
         let values = try download(x), columns = x.columns
         return (0..<x.rows).map { Greedy.argmax(values[($0 * columns)..<(($0 + 1) * columns)]) }
@@ -294,8 +357,25 @@ extension Backend {
                              out: out)
         case .gatedActivation(let gate, let kind):
             try gatedActivation(kind, gate: gate, up: x, out: out)
+        case .presummedRMS(let squares, let eps):
+            try scaleByPresummedRMS(x, squares: squares, eps: eps, out: out)
         }
         return out
+    }
+
+    /// out = x / sqrt(sum of squares' row / x.columns + eps), row by row, on the host.
+    func scaleByPresummedRMS(_ x: Tensor, squares: Tensor, eps: Float, out: Tensor) throws {
+        guard squares.rows == x.rows else {
+            throw ScopeError("presummed RMSNorm: squares \(squares.shape) for \(x.rows) rows")
+        }
+        var values = try download(x)
+        let sums = try download(squares), width = x.columns, parts = squares.columns
+        for r in 0..<x.rows {
+            let total = sums[(r * parts)..<((r + 1) * parts)].reduce(0, +)
+            let scale = 1 / (total / Float(width) + eps).squareRoot()
+            for c in 0..<width { values[r * width + c] *= scale }
+        }
+        try upload(values, into: out)
     }
 }
 
@@ -323,6 +403,9 @@ public enum InputNorm {
     case gatedRMS(gate: Tensor, weight: Tensor, groups: Int, eps: Float, normBeforeGate: Bool)
     /// act(gate) * x, a gated MLP's activation (see `Backend.gatedActivation`).
     case gatedActivation(gate: Tensor, kind: Activation)
+    /// x / sqrt(s / x.columns + eps) with s the sum of row r of `squares` ([rows, parts], fp32): an RMSNorm whose
+    /// weighting and sums of squares were done before (`Backend.ssdStepGated`).
+    case presummedRMS(squares: Tensor, eps: Float)
 }
 
 /// One attention layer's ring-buffer KV cache: [batch, capacity, kvHeads x headDim] for keys and values.

@@ -20,12 +20,16 @@ public final class MemoryProbeBackend: Backend, TensorAllocator {
         public var ssdScratch: (@Sendable (Int, Int, Int, Int, Int, Int) -> Int)?
         /// Bytes one linear layer allocates, by (input elements, output elements, weight type); nil for none.
         public var linearScratch: (@Sendable (Int, Int, ElementType) -> Int)?
+        /// The backend's `gatedStepParts` by (rows, heads, headDim, innerSize); nil for none.
+        public var gatedStepParts: (@Sendable (Int, Int, Int, Int) -> Int?)?
 
         public init(fusedRows: Int = 0, ssdScratch: (@Sendable (Int, Int, Int, Int, Int, Int) -> Int)? = nil,
-                    linearScratch: (@Sendable (Int, Int, ElementType) -> Int)? = nil) {
+                    linearScratch: (@Sendable (Int, Int, ElementType) -> Int)? = nil,
+                    gatedStepParts: (@Sendable (Int, Int, Int, Int) -> Int?)? = nil) {
             self.fusedRows = fusedRows
             self.ssdScratch = ssdScratch
             self.linearScratch = linearScratch
+            self.gatedStepParts = gatedStepParts
         }
     }
 
@@ -99,6 +103,16 @@ public final class MemoryProbeBackend: Backend, TensorAllocator {
     }
 
     public func foldsInputNorm(rows: Int) -> Bool { rows <= (kernels?.fusedRows ?? 0) }
+
+    public func gatedStepParts(rows: Int, heads: Int, headDim: Int, innerSize: Int) -> Int? {
+        kernels?.gatedStepParts?(rows, heads, headDim, innerSize)
+    }
+
+    /// One kernel where the backend has one (`gatedStepParts`): nothing beyond its operands.
+    public func ssdStepGated(x: Tensor, dt: Tensor, dtBias: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor,
+                             state: Tensor, batch: Int, heads: Int, headDim: Int, groups: Int, stateSize: Int,
+                             dtMin: Float, dtMax: Float, gate: Tensor, normWeight: Tensor, normBeforeGate: Bool,
+                             out: Tensor, squares: Tensor) throws {}
 
     public func fusedLinear(_ x: Tensor, norm: InputNorm?, weight: Tensor, rows: Range<Int>?, bias: Tensor?,
                             out: Tensor, accumulate: Bool) throws {

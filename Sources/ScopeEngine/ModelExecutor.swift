@@ -408,6 +408,22 @@ public final class ModelExecutor {
                                    tokens: pass.newTokens, silu: true, splitInto: [x, b, c], columns: blocks)
             }
         }
+        if pass.newTokens == 1, let normWeight = w.gatedNorm, m.normGroups == 1,
+           let parts = backend.gatedStepParts(rows: pass.rows, heads: m.heads, headDim: m.headDim,
+                                              innerSize: m.innerSize) {
+            // The gated norm inside the step, its scale inside the out projection.
+            let gated = try tensor([pass.rows, m.innerSize])
+            let squares = try backend.makeOutputTensor([pass.rows, parts], .fp32)
+            try timed(.ssdStep) {
+                try backend.ssdStepGated(x: x, dt: dt, dtBias: w.dtBias, A: w.A, B: b, C: c, D: w.D,
+                                         state: cache.ssm!, batch: pass.batch, heads: m.heads, headDim: m.headDim,
+                                         groups: m.groups, stateSize: m.stateSize, dtMin: Float(m.timeStepMin),
+                                         dtMax: Float(m.timeStepMax), gate: z, normWeight: normWeight,
+                                         normBeforeGate: m.normBeforeGate, out: gated, squares: squares)
+            }
+            let norm = InputNorm.presummedRMS(squares: squares, eps: Float(m.gatedNormEpsilon))
+            return try project(Normed(x: gated, norm: norm), w.out, into: residual)
+        }
         let y = try tensor([pass.rows, m.innerSize])
         try timed(pass.newTokens == 1 ? .ssdStep : .ssdChunkScan) {
             try backend.ssd(x: x, dt: dt, dtBias: w.dtBias, A: w.A, B: b, C: c, D: w.D, state: cache.ssm!,

@@ -88,8 +88,8 @@ import Testing
 
     /// Recorded decode steps launch every kernel as a programmatic dependent launch, which is only correct when the
     /// kernel waits for its predecessor (grid_dependency_sync) before touching memory that earlier kernels of the
-    /// step write: every kernel body must call it (the gemv kernels through gemv_block, after their
-    /// first weight loads; the SSM steps after loading their parameters and states).
+    /// step write: every kernel body must call it (the gemv kernels through gemv_block, after their first weight
+    /// loads; the SSM steps, the SSD ones through ssd_step_body, after loading their parameters and states).
     @Test func everyKernelWaitsForThePreviousGrid() {
         for (module, source) in KernelSources.files where !source.isEmpty {
             var rest = Substring(source)
@@ -99,7 +99,8 @@ import Testing
                 let name = body[..<open].split(separator: "(").first?.split(separator: " ").last ?? ""
                 let following = body[body.index(after: open)...]
                 let kernelBody = following[..<(following.range(of: "__global__")?.lowerBound ?? following.endIndex)]
-                #expect(kernelBody.contains("grid_dependency_sync();") || kernelBody.contains("gemv_block<"),
+                #expect(kernelBody.contains("grid_dependency_sync();") || kernelBody.contains("gemv_block<")
+                            || kernelBody.contains("ssd_step_body<"),
                         "\(module): kernel \(name) must call grid_dependency_sync() first")
                 rest = body[open...]
             }

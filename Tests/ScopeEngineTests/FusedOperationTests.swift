@@ -74,6 +74,45 @@ import Testing
         #expect(!backend.foldsDeltaProjection(rows: 1), "the CPU backend runs the projection as its own operator")
     }
 
+    /// A Mamba-2 step with its gated norm folded into the step and the scale into the projection equals the step,
+    /// the gated RMSNorm of one group and the projection, with the norm before and after the gate.
+    @Test(arguments: [false, true]) func gatedStepThenPresummedProjectionIsStepNormProjection(normBeforeGate: Bool)
+        throws {
+        let heads = 3, p = 4, n = 5, inner = heads * p
+        let x = try tensor([2, inner], seed: 30), dt = try tensor([2, heads], seed: 31)
+        let dtBias = try tensor([heads], seed: 32), a = try tensor([heads], seed: 33), d = try tensor([heads], seed: 34)
+        let b = try tensor([2, n], seed: 35), c = try tensor([2, n], seed: 36), z = try tensor([2, inner], seed: 37)
+        let normWeight = try tensor([inner], seed: 38), weight = try tensor([7, inner], seed: 39)
+        let stateA = try tensor([2, heads, p, n], seed: 40), stateB = try backend.makeTensor([2, heads, p, n], .fp32)
+        try backend.upload(try backend.download(stateA), into: stateB)
+        let residualA = try tensor([2, 7], seed: 41), residualB = try backend.makeTensor([2, 7], .fp32)
+        try backend.upload(try backend.download(residualA), into: residualB)
+
+        let gated = try backend.makeTensor([2, inner], .fp32), squares = try backend.makeTensor([2, 3], .fp32)
+        try backend.ssdStepGated(x: x, dt: dt, dtBias: dtBias, A: a, B: b, C: c, D: d, state: stateA, batch: 2,
+                                 heads: heads, headDim: p, groups: 1, stateSize: n, dtMin: 0, dtMax: .infinity,
+                                 gate: z, normWeight: normWeight, normBeforeGate: normBeforeGate, out: gated,
+                                 squares: squares)
+        try backend.fusedLinear(gated, norm: .presummedRMS(squares: squares, eps: 1e-5), weight: weight, rows: nil,
+                                bias: nil, out: residualA, accumulate: true)
+
+        let y = try backend.makeTensor([2, inner], .fp32), normed = try backend.makeTensor([2, inner], .fp32)
+        try backend.ssd(x: x, dt: dt, dtBias: dtBias, A: a, B: b, C: c, D: d, state: stateB, batch: 2, tokens: 1,
+                        heads: heads, headDim: p, groups: 1, stateSize: n, chunkSize: 1, dtMin: 0, dtMax: .infinity,
+                        out: y)
+        try backend.gatedRMSNorm(y, gate: z, weight: normWeight, groups: 1, eps: 1e-5, normBeforeGate: normBeforeGate,
+                                 out: normed)
+        try backend.fusedLinear(normed, norm: nil, weight: weight, rows: nil, bias: nil, out: residualB,
+                                accumulate: true)
+        let got = try backend.download(residualA), expected = try backend.download(residualB)
+        #expect(zip(got, expected).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($1)) }, "\(got) against \(expected)")
+        #expect(try backend.download(stateA) == backend.download(stateB))
+        #expect(try backend.download(squares).enumerated().allSatisfy { $0.offset % 3 == 0 || $0.element == 0 },
+                "the default writes each row's sum into its first part")
+        #expect(backend.gatedStepParts(rows: 1, heads: heads, headDim: p, innerSize: inner) == nil,
+                "the CPU backend runs the step and the norm apart")
+    }
+
     @Test func splitConvolutionEqualsConvolutionThenSplit() throws {
         let x = try tensor([6, 10], seed: 11), weight = try tensor([10, 4], seed: 12), bias = try tensor([10], seed: 13)
         let stateA = try tensor([1, 3, 10], seed: 14), stateB = try backend.makeTensor([1, 3, 10], .fp32)

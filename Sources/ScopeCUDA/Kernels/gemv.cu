@@ -150,7 +150,38 @@ struct ConvEpilogue {
 // The input as it is: nothing to stage, nothing to scale.
 struct NoPrologue {
     __device__ __forceinline__ void operator()() const {}
+    __device__ __forceinline__ void finish() const {}
     __device__ __forceinline__ float scale(int) const { return 1.0f; }
+};
+
+// One row already weighted (and gated) for an RMSNorm whose sums of squares were taken before, in `parts` (<=
+// 4 THREADS) partial sums (ssd.cu's ssd_step_gated): the input is read as it is (GlobalRows), and the row's scale 1 /
+// sqrt(sum / k + eps) applied in the epilogue. The parts are loaded after the wait and summed only after the weights'
+// loop, so that no load waits before the first batch.
+struct PresummedNorm {
+    const float* squares;
+    int parts, k;
+    float eps;
+    float* warpSums;  // shared, [WARPS]
+    float held[4];
+
+    __device__ __forceinline__ void operator()() {
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            int i = threadIdx.x + u * THREADS;
+            held[u] = i < parts ? squares[i] : 0.0f;
+        }
+    }
+    __device__ __forceinline__ void finish() {
+        float total = warp_sum((held[0] + held[1]) + (held[2] + held[3]));
+        if ((threadIdx.x & 31) == 0) warpSums[threadIdx.x >> 5] = total;
+    }
+    __device__ __forceinline__ float scale(int) const {
+        float total = 0.0f;
+#pragma unroll
+        for (int w = 0; w < WARPS; w++) total += warpSums[w];
+        return 1.0f / sqrtf(total / k + eps);
+    }
 };
 
 // Loads in flight per thread and batch: eight 16-byte loads for one row; four for up to eight rows (whose
@@ -296,6 +327,7 @@ __device__ __forceinline__ void gemv_block(Rows xs, Prologue prologue, float* su
         if (b + 2 < batches) issue(b + 2, even);
         consume(b + 1, odd);
     }
+    prologue.finish();
     __syncthreads();
     for (int i = threadIdx.x; i < owned * ROWS; i += THREADS) {
         int local = i / ROWS, r = i % ROWS, col = first + local;
@@ -348,6 +380,7 @@ struct NormPrologue {
     float* staged;    // [rows][k]
 
     __device__ __forceinline__ bool deferred() const { return mode != 3 && groups == 1; }
+    __device__ __forceinline__ void finish() const {}
 
     // What the epilogue multiplies row r's column sums by.
     __device__ __forceinline__ float scale(int r) const {
@@ -468,3 +501,16 @@ struct NormPrologue {
     }
 GEMV_NORM(1, 1) GEMV_NORM(1, 2) GEMV_NORM(1, 4)
 GEMV_NORM(8, 1) GEMV_NORM(8, 2) GEMV_NORM(8, 4)
+
+// A one-row gemv whose input is weighted for an RMSNorm taken before (PresummedNorm: Mamba-2's out projection after
+// ssd_step_gated). Dynamic shared memory: the column sums, then WARPS floats.
+#define GEMV_PRESUMMED(V)                                                                                       \
+    extern "C" __global__ void __launch_bounds__(THREADS, 2) gemv_presummed_r1_v##V(                             \
+        const act* x, Segments seg, ConvEpilogue conv, int rows, int n, int k, int accumulate, int tpc,           \
+        const float* squares, int parts, float eps) {                                                            \
+        extern __shared__ float sums[];                                                                          \
+        float* warpSums = sums + (WARPS * ((n + gridDim.x - 1) / gridDim.x) + 3) / 4 * 4;                        \
+        gemv_block<1, V>(GlobalRows{x, k}, PresummedNorm{squares, parts, k, eps, warpSums}, sums, seg, conv, rows, \
+                         n, k, accumulate, tpc);                                                                 \
+    }
+GEMV_PRESUMMED(1) GEMV_PRESUMMED(2) GEMV_PRESUMMED(4)

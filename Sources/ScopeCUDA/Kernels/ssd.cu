@@ -389,9 +389,17 @@ extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_scan(const act* x,
 // lane holds n = lane + 32 k, four at a time. The parameters and the first four states of each lane are loaded
 // before grid_dependency_sync (the states were last written by an earlier step's kernel, which has completed), so
 // that in a recorded step those loads overlap the end of the kernel before.
-extern "C" __global__ void ssd_step(const act* x, const act* dt, const float* dtBias, const float* A,
-                                    const act* B, const act* C, const float* D, float* state, act* out, int tokens,
-                                    int heads, int P, int groups, int N, float dtMin, float dtMax) {
+//
+// GATED (ssd_step_gated, one token): the output is Mamba-2's gated RMSNorm of one group up to its scale, y *
+// silu(gate) * normWeight, and each block adds the squares the norm takes (of y * silu(gate), or of y when
+// normBeforeGate) of its 8 p into squares[b][block] (blocks numbered x + gridDim.x y), in a fixed order; the out
+// projection (gemv.cu's gemv_presummed) applies the scale, so that it needs no pass over the row before its product.
+template <bool GATED>
+__device__ __forceinline__ void ssd_step_body(const act* x, const act* dt, const float* dtBias, const float* A,
+                                              const act* B, const act* C, const float* D, float* state, act* out,
+                                              int tokens, int heads, int P, int groups, int N, float dtMin,
+                                              float dtMax, const act* gate, const float* normWeight,
+                                              int normBeforeGate, float* squares) {
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int p = blockIdx.x * 8 + warp, h = blockIdx.y, b = blockIdx.z, g = h / (heads / groups);
     bool valid = p < P;
@@ -400,9 +408,12 @@ extern "C" __global__ void ssd_step(const act* x, const act* dt, const float* dt
 #pragma unroll
     for (int i = 0; i < 4; i++) early[i] = valid && lane + 32 * i < N ? hs[lane + 32 * i] : 0.0f;
     float a = A[h], bias = dtBias[h], d = D[h];
+    float weight = GATED && valid ? normWeight[h * P + p] : 0.0f;
     grid_dependency_sync();
-    if (!valid) return;
+    if (!GATED && !valid) return;
+    __shared__ float blockSquares[8];
     for (int t = 0; t < tokens; t++) {
+        if (GATED && !valid) break;
         i64 row = (i64)b * tokens + t;
         const act* bRow = B + row * groups * N + (i64)g * N;
         const act* cRow = C + row * groups * N + (i64)g * N;
@@ -419,7 +430,9 @@ extern "C" __global__ void ssd_step(const act* x, const act* dt, const float* dt
                 old[i] = !ok ? 0.0f : t == 0 && n0 == lane ? early[i] : hs[n];
             }
         };
-        float rawStep = ld(dt, row * heads + h), xv = ld(x, row * heads * P + (i64)h * P + p);
+        i64 at = row * heads * P + (i64)h * P + p;
+        float rawStep = ld(dt, row * heads + h), xv = ld(x, at);
+        float gv = GATED ? ld(gate, at) : 0.0f;
         load(lane);
         float step = fminf(fmaxf(softplus(rawStep + bias), dtMin), dtMax);
         float dA = expf(step * a), coef = step * xv, y = 0.0f;
@@ -437,6 +450,42 @@ extern "C" __global__ void ssd_step(const act* x, const act* dt, const float* dt
             load(n0);
         }
         y = warp_sum(y);
-        if (lane == 0) st(out, row * heads * P + (i64)h * P + p, y + d * xv);
+        if (GATED) {
+            float full = y + d * xv, gated = full * fast_silu(gv), normed = normBeforeGate ? full : gated;
+            if (lane == 0) {
+                st(out, at, gated * weight);
+                blockSquares[warp] = normed * normed;
+            }
+        } else if (lane == 0) {
+            st(out, at, y + d * xv);
+        }
     }
+    if (GATED) {  // one token; warps past P add nothing
+        if (!valid && lane == 0) blockSquares[warp] = 0.0f;
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            float total = 0.0f;
+#pragma unroll
+            for (int w = 0; w < 8; w++) total += blockSquares[w];
+            squares[(i64)b * gridDim.x * gridDim.y + blockIdx.y * gridDim.x + blockIdx.x] = total;
+        }
+    }
+}
+
+extern "C" __global__ void ssd_step(const act* x, const act* dt, const float* dtBias, const float* A,
+                                    const act* B, const act* C, const float* D, float* state, act* out, int tokens,
+                                    int heads, int P, int groups, int N, float dtMin, float dtMax) {
+    ssd_step_body<false>(x, dt, dtBias, A, B, C, D, state, out, tokens, heads, P, groups, N, dtMin, dtMax, nullptr,
+                         nullptr, 0, nullptr);
+}
+
+// One token per sequence; gate [batch, heads P] (the activation type), normWeight [heads P], squares [batch,
+// ceil(P / 8) heads] fp32.
+extern "C" __global__ void ssd_step_gated(const act* x, const act* dt, const float* dtBias, const float* A,
+                                          const act* B, const act* C, const float* D, float* state, act* out,
+                                          int heads, int P, int groups, int N, float dtMin, float dtMax,
+                                          const act* gate, const float* normWeight, int normBeforeGate,
+                                          float* squares) {
+    ssd_step_body<true>(x, dt, dtBias, A, B, C, D, state, out, 1, heads, P, groups, N, dtMin, dtMax, gate,
+                        normWeight, normBeforeGate, squares);
 }
