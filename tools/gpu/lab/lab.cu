@@ -3,7 +3,10 @@
 // programmatic launches, as ssm-scope records a step, for two revisions of gemv.cu and ssd.cu side by side: the
 // graph's time per layer for every pairing of the gemvs and SSD steps (three rounds), then a per-block timeline of
 // layer 24 of each revision from %globaltimer marks (marks.cuh): when blocks enter, pass the grid wait, finish the
-// norm prologue, consume their first batch, end their loop, and end.
+// norm prologue, consume their first batch, end their loop, and end. It records the mixer as ssm-scope ran it before
+// 611e36f (the gated norm in the out projection's prologue, gemv_norm_r1_v2, after the plain ssd_step); ssm-scope now
+// runs ssd_step_gated and gemv_presummed there (SSM_SCOPE_CUDA_GATED_STEP=0 runs the lab's layout), so the lab
+// compares revisions of the in projection, the norm-folding gemvs and the plain SSD step.
 //
 // Here:  python3 tools/gpu/lab/prepare.py BASE_REV     (writes tools/gpu/lab/gen/, git-ignored)
 // There: tools/gpu/lab/run.sh                          (device tool: run(carry: ["tools/gpu/lab/gen"]))

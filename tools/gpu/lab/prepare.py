@@ -33,8 +33,9 @@ def with_marks(s, prefix):
     sub("    grid_dependency_sync();\n", "    grid_dependency_sync();\n    MARK(1);\n")
     sub("    prologue();\n    __syncthreads();", "    prologue();\n    __syncthreads();\n    MARK(2);")
     sub("        consume(b, even);\n", "        consume(b, even);\n        if (b == 0) MARK(3);\n")
-    sub("        consume(b + 1, odd);\n    }\n    __syncthreads();\n",
-        "        consume(b + 1, odd);\n    }\n    MARK(4);\n    __syncthreads();\n    MARK(5);\n")
+    finish = "    prologue.finish();\n" if "    prologue.finish();\n" in s else ""  # since 611e36f
+    sub("        consume(b + 1, odd);\n    }\n" + finish + "    __syncthreads();\n",
+        "        consume(b + 1, odd);\n    }\n" + finish + "    MARK(4);\n    __syncthreads();\n    MARK(5);\n")
     s = s[:s.index("#define GEMV(ROWS, V)")] + s[s.index("\n\n", s.index("GEMV(8, 1) GEMV(8, 2)")):]
     end = s.index("\n}\n", s.index("void gemv_block("))
     s = s[:end] + "\n    MARK(6);" + s[end:]
@@ -46,10 +47,12 @@ def with_marks(s, prefix):
                "GEMV_NORM(1, 1) GEMV_NORM(1, 2)", s)
     s = re.sub(r"GEMV_MMA\(1, 1\) GEMV_MMA\(1, 2\) GEMV_MMA\(1, 4\)\s*GEMV_MMA\(8, 1\) GEMV_MMA\(8, 2\) GEMV_MMA\(8, 4\)",
                "", s)  # the tensor-core experiment's kernels would be defined in every translation unit
+    s = s.replace("GEMV_PRESUMMED(1) GEMV_PRESUMMED(2) GEMV_PRESUMMED(4)", "")  # likewise (the lab's layer has none)
     return s
 
 
-ssd_names = ["chunk_steps", "ssd_chunk_cb", "ssd_chunk_state", "ssd_state_pass", "ssd_chunk_scan", "ssd_step"]
+ssd_names = ["chunk_steps", "ssd_chunk_cb", "ssd_chunk_state", "ssd_state_pass", "ssd_chunk_scan", "ssd_step",
+             "ssd_step_body", "ssd_step_gated"]
 for side, folder in (("base", "base/"), ("new", "")):
     source = open(f"{out}/{folder}gemv.cu").read()
     for marked in (True, False):
