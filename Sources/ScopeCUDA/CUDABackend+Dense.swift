@@ -364,7 +364,7 @@ extension CUDABackend {
         let shape = GemvShape(k: k, columns: n, multiprocessors: device.multiprocessors)
         var shared = shape.sharedBytes(rows: m)
         var normArguments: [KernelArgument] = []
-        var kernel = norm == nil ? K.gemv(rows: m, loads: shape.loads) : K.gemvNorm(rows: m, loads: shape.loads)
+        let kernel: Kernel
         if case .presummedRMS(let squares, let eps) = norm {
             try requireFP32(squares, in: "presummed RMSNorm squares")
             guard m == 1, shape.loads <= 4, squares.rows == 1, squares.columns <= Self.presummedParts,
@@ -377,6 +377,9 @@ extension CUDABackend {
             // The norm's per-warp sums of squares (the kernel's ROWS x 8 warps), then the staged rows.
             shared += 4 * 8 * (m == 1 ? 1 : 8) + 4 * m * k
             normArguments = arguments
+            kernel = K.gemvNorm(rows: m, loads: shape.loads)  // loads <= 4: k <= 8192
+        } else {
+            kernel = K.gemv(rows: m, loads: shape.loads)
         }
         guard shared <= device.sharedMemoryPerBlock - 1024 else { return false }
         // The kernel's Segments struct: three weights, three biases, three outputs, then end0 | end1 << 32.

@@ -1421,7 +1421,8 @@ extern "C" __global__ void __launch_bounds__(1024) argmax_rows(const act* x, int
 // x' is x (gemv_*) or x transformed on the fly (gemv_norm_*: an RMSNorm, Mamba-2's gated RMSNorm, or a gated MLP's
 // activation), so that a decode step needs no separate launch for it: every block recomputes the transform of the
 // rows (a few KB from L2) and keeps x' in fp32 shared memory (for a norm of one group, x' unscaled: the epilogue
-// applies the row's scale, NormPrologue::scale). The first batch of weights is loaded before
+// applies the row's scale, NormPrologue::scale); or x as it is with only a norm's scale left to apply
+// (gemv_presummed_*: Mamba-2's out projection after ssd_step_gated). The first batch of weights is loaded before
 // grid_dependency_sync (weights do not change during a step), so that in a recorded step the loads overlap the end
 // of the kernel before.
 #include "common.cuh"
@@ -2417,7 +2418,8 @@ SCAN(16)
 //                    grid (P*N/1024, heads, batch)
 //   ssd_chunk_scan   y = (CB o exp(segsum) o dt) x + exp(cum) C h_in + D x, a whole chunk a block
 //                    grid (chunks * P/64 tiles, heads, batch)
-// and ssd_step, the plain recurrence of one token. P and N are padded to whole tiles (zeros); rows are loaded 8
+// and ssd_step, the plain recurrence of one token (ssd_step_gated: the same for a decode step, with Mamba-2's gated
+// norm applied up to its scale, see below). P and N are padded to whole tiles (zeros); rows are loaded 8
 // values at a time, so P and N must be multiples of 8 (the host runs ssd_step otherwise).
 // Workspaces of one super-chunk: cb (activation type) [batch, chunks, groups, SQ, SQ], states fp32 and incoming
 // states (activation type) [batch, chunks, heads, P, N], decay fp32 [batch, heads, chunks].
@@ -2798,8 +2800,8 @@ extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_scan(const act* x,
 // that in a recorded step those loads overlap the end of the kernel before.
 //
 // GATED (ssd_step_gated, one token): the output is Mamba-2's gated RMSNorm of one group up to its scale, y *
-// silu(gate) * normWeight, and each block adds the squares the norm takes (of y * silu(gate), or of y when
-// normBeforeGate) of its 8 p into squares[b][block] (blocks numbered x + gridDim.x y), in a fixed order; the out
+// silu(gate) * normWeight, and each block stores the sum of the squares the norm takes (of y * silu(gate), or of y
+// when normBeforeGate) of its 8 p, in a fixed order, as squares[b][block] (blocks numbered x + gridDim.x y); the out
 // projection (gemv.cu's gemv_presummed) applies the scale, so that it needs no pass over the row before its product.
 template <bool GATED>
 __device__ __forceinline__ void ssd_step_body(const act* x, const act* dt, const float* dtBias, const float* A,

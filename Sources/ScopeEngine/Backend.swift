@@ -301,14 +301,14 @@ extension Backend {
                                                 headDim: Int, groups: Int, stateSize: Int, dtMin: Float,
                                                 dtMax: Float, gate: Tensor, normWeight: Tensor, normBeforeGate: Bool,
                                                 out: Tensor, squares: Tensor) throws {
-        try ssd(x: x, dt: dt, dtBias: dtBias, A: A, B: B, C: C, D: D, state: state, batch: batch, tokens: 1,
-                heads: heads, headDim: headDim, groups: groups, stateSize: stateSize, chunkSize: 1, dtMin: dtMin,
-                dtMax: dtMax, out: out)
         let width = out.columns, parts = squares.columns
         guard gate.shape == out.shape, normWeight.count == width, squares.rows == out.rows, parts >= 1 else {
             throw ScopeError("ssdStepGated: gate \(gate.shape), norm weight \(normWeight.shape) and squares "
                              + "\(squares.shape) do not fit the output \(out.shape)")
         }
+        try ssd(x: x, dt: dt, dtBias: dtBias, A: A, B: B, C: C, D: D, state: state, batch: batch, tokens: 1,
+                heads: heads, headDim: headDim, groups: groups, stateSize: stateSize, chunkSize: 1, dtMin: dtMin,
+                dtMax: dtMax, out: out)
         var y = try download(out), sums = [Float](repeating: 0, count: squares.count)
         let z = try download(gate), w = try download(normWeight)
         for r in 0..<out.rows {

@@ -17,7 +17,8 @@
 // x' is x (gemv_*) or x transformed on the fly (gemv_norm_*: an RMSNorm, Mamba-2's gated RMSNorm, or a gated MLP's
 // activation), so that a decode step needs no separate launch for it: every block recomputes the transform of the
 // rows (a few KB from L2) and keeps x' in fp32 shared memory (for a norm of one group, x' unscaled: the epilogue
-// applies the row's scale, NormPrologue::scale). The first batch of weights is loaded before
+// applies the row's scale, NormPrologue::scale); or x as it is with only a norm's scale left to apply
+// (gemv_presummed_*: Mamba-2's out projection after ssd_step_gated). The first batch of weights is loaded before
 // grid_dependency_sync (weights do not change during a step), so that in a recorded step the loads overlap the end
 // of the kernel before.
 #include "common.cuh"

@@ -10,7 +10,8 @@
 //                    grid (P*N/1024, heads, batch)
 //   ssd_chunk_scan   y = (CB o exp(segsum) o dt) x + exp(cum) C h_in + D x, a whole chunk a block
 //                    grid (chunks * P/64 tiles, heads, batch)
-// and ssd_step, the plain recurrence of one token. P and N are padded to whole tiles (zeros); rows are loaded 8
+// and ssd_step, the plain recurrence of one token (ssd_step_gated: the same for a decode step, with Mamba-2's gated
+// norm applied up to its scale, see below). P and N are padded to whole tiles (zeros); rows are loaded 8
 // values at a time, so P and N must be multiples of 8 (the host runs ssd_step otherwise).
 // Workspaces of one super-chunk: cb (activation type) [batch, chunks, groups, SQ, SQ], states fp32 and incoming
 // states (activation type) [batch, chunks, heads, P, N], decay fp32 [batch, heads, chunks].
@@ -391,8 +392,8 @@ extern "C" __global__ void __launch_bounds__(SQ, 3) ssd_chunk_scan(const act* x,
 // that in a recorded step those loads overlap the end of the kernel before.
 //
 // GATED (ssd_step_gated, one token): the output is Mamba-2's gated RMSNorm of one group up to its scale, y *
-// silu(gate) * normWeight, and each block adds the squares the norm takes (of y * silu(gate), or of y when
-// normBeforeGate) of its 8 p into squares[b][block] (blocks numbered x + gridDim.x y), in a fixed order; the out
+// silu(gate) * normWeight, and each block stores the sum of the squares the norm takes (of y * silu(gate), or of y
+// when normBeforeGate) of its 8 p, in a fixed order, as squares[b][block] (blocks numbered x + gridDim.x y); the out
 // projection (gemv.cu's gemv_presummed) applies the scale, so that it needs no pass over the row before its product.
 template <bool GATED>
 __device__ __forceinline__ void ssd_step_body(const act* x, const act* dt, const float* dtBias, const float* A,
