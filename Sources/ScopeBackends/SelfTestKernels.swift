@@ -504,8 +504,8 @@ final class KernelChecks {
                 let gated = try gpu.makeTensor([1, inner], gpu.activationType)
                 let squares = try gpu.makeTensor([1, parts], .fp32)
                 try gpu.ssdStepGated(x: x.gpu, dt: dt.gpu, dtBias: dtBias.gpu, A: a.gpu, B: b.gpu, C: c.gpu,
-                                     D: d.gpu, state: state.gpu, batch: 1, heads: heads, headDim: p, groups: 1, stateSize: n,
-                                     dtMin: 0.001, dtMax: .infinity, gate: z.gpu, normWeight: normWeight.gpu,
+                                     D: d.gpu, state: state.gpu, batch: 1, heads: heads, headDim: p, groups: 1,
+                                     stateSize: n, dtMin: 0.001, dtMax: .infinity, gate: z.gpu, normWeight: normWeight.gpu,
                                      normBeforeGate: normBeforeGate, out: gated, squares: squares)
                 try gpu.fusedLinear(gated, norm: .presummedRMS(squares: squares, eps: 1e-5), weight: w.gpu,
                                     rows: nil, bias: nil, out: residual.gpu, accumulate: true)

@@ -176,21 +176,35 @@ extension CUDABackend {
                                                        dtMax: dtMax, gate: gate, normWeight: normWeight,
                                                        normBeforeGate: normBeforeGate, out: out, squares: squares)
         }
-        try requireActivations(x, dt, B, C, gate, out, in: "ssd gated step")
-        try requireFP32(dtBias, A, D, state, normWeight, squares, in: "ssd gated step parameters, state and squares")
+        guard try checkSSDOperands(x: x, dt: dt, dtBias: dtBias, A: A, B: B, C: C, D: D, state: state, batch: batch,
+                                   tokens: 1, heads: heads, headDim: headDim, groups: groups, stateSize: stateSize,
+                                   out: out) else { return }
+        try requireActivations(gate, in: "ssd gated step gate")
+        try requireFP32(normWeight, squares, in: "ssd gated step norm weight and squares")
         let p = headDim, n = stateSize
-        try check(groups >= 1 && heads % groups == 0 && x.count == batch * heads * p && dt.count == batch * heads
-                  && B.count == batch * groups * n && C.count == B.count && state.count == batch * heads * p * n
-                  && out.count == x.count && gate.count == x.count && normWeight.count == heads * p
-                  && squares.rows == batch,
-                  "ssd gated step x \(x.shape), dt \(dt.shape), B \(B.shape), state \(state.shape), gate "
-                  + "\(gate.shape), norm weight \(normWeight.shape), squares \(squares.shape)")
-        guard batch > 0, heads > 0, p > 0 else { return }
-        try check(batch <= 65535 && heads <= 65535, "ssd grid too large")
+        try check(gate.count == x.count && normWeight.count == heads * p && squares.rows == batch,
+                  "ssd gated step x \(x.shape), gate \(gate.shape), norm weight \(normWeight.shape), squares "
+                  + "\(squares.shape)")
         try launch(K.stepGated, grid: ((p + 7) / 8, heads, batch), block: 256, [
             .tensor(x), .tensor(dt), .tensor(dtBias), .tensor(A), .tensor(B), .tensor(C), .tensor(D),
             .tensor(state), .tensor(out), .int(heads), .int(p), .int(groups), .int(n), .float(dtMin),
             .float(dtMax), .tensor(gate), .tensor(normWeight), .int(normBeforeGate ? 1 : 0), .tensor(squares)])
+    }
+
+    /// Checks `ssd`'s operands (types and shapes, and a grid the launch can take); false where there is nothing to
+    /// compute.
+    private func checkSSDOperands(x: Tensor, dt: Tensor, dtBias: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor,
+                                  state: Tensor, batch: Int, tokens: Int, heads: Int, headDim p: Int, groups: Int,
+                                  stateSize n: Int, out: Tensor) throws -> Bool {
+        try requireActivations(x, dt, B, C, out, in: "ssd")
+        try requireFP32(dtBias, A, D, state, in: "ssd parameters and state")
+        try check(groups >= 1 && heads % groups == 0 && x.count == batch * tokens * heads * p
+                  && dt.count == batch * tokens * heads && B.count == batch * tokens * groups * n
+                  && C.count == B.count && state.count == batch * heads * p * n && out.count == x.count,
+                  "ssd x \(x.shape), dt \(dt.shape), B \(B.shape), state \(state.shape)")
+        guard batch > 0, tokens > 0, heads > 0, p > 0 else { return false }
+        try check(batch <= 65535 && heads <= 65535, "ssd grid too large")
+        return true
     }
 
     /// Mamba-2 SSD (see `SSD.scan`), chunked over `ssdChunk` tokens whatever `chunkSize` says (the chunk length
@@ -205,15 +219,10 @@ extension CUDABackend {
     public func ssd(x: Tensor, dt: Tensor, dtBias: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, state: Tensor,
                     batch: Int, tokens: Int, heads: Int, headDim: Int, groups: Int, stateSize: Int, chunkSize: Int,
                     dtMin: Float, dtMax: Float, out: Tensor) throws {
-        try requireActivations(x, dt, B, C, out, in: "ssd")
-        try requireFP32(dtBias, A, D, state, in: "ssd parameters and state")
+        guard try checkSSDOperands(x: x, dt: dt, dtBias: dtBias, A: A, B: B, C: C, D: D, state: state, batch: batch,
+                                   tokens: tokens, heads: heads, headDim: headDim, groups: groups,
+                                   stateSize: stateSize, out: out) else { return }
         let p = headDim, n = stateSize
-        try check(groups >= 1 && heads % groups == 0 && x.count == batch * tokens * heads * p
-                  && dt.count == batch * tokens * heads && B.count == batch * tokens * groups * n
-                  && C.count == B.count && state.count == batch * heads * p * n && out.count == x.count,
-                  "ssd x \(x.shape), dt \(dt.shape), B \(B.shape), state \(state.shape)")
-        guard batch > 0, tokens > 0, heads > 0, p > 0 else { return }
-        try check(batch <= 65535 && heads <= 65535, "ssd grid too large")
         let common: [KernelArgument] = [.int(heads), .int(p), .int(groups), .int(n), .float(dtMin), .float(dtMax)]
         let q = Self.ssdChunk, nr = (n + 63) / 64 * 64, pTiles = (p + 63) / 64, nTiles = (n + 127) / 128
         // Shared memory (ssd.cu): tiles of the activation type with padded row pitches.

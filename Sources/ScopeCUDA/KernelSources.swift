@@ -1552,6 +1552,14 @@ struct ConvEpilogue {
     }
 };
 
+// An RMSNorm's scale from its sum of squares in WARPS partial sums (added in a fixed order): 1 / sqrt(sum / k + eps).
+__device__ __forceinline__ float inverse_rms(const float* warpSums, int k, float eps) {
+    float total = 0.0f;
+#pragma unroll
+    for (int w = 0; w < WARPS; w++) total += warpSums[w];
+    return 1.0f / sqrtf(total / k + eps);
+}
+
 // The input as it is: nothing to stage, nothing to scale.
 struct NoPrologue {
     __device__ __forceinline__ void operator()() const {}
@@ -1581,12 +1589,7 @@ struct PresummedNorm {
         float total = warp_sum((held[0] + held[1]) + (held[2] + held[3]));
         if ((threadIdx.x & 31) == 0) warpSums[threadIdx.x >> 5] = total;
     }
-    __device__ __forceinline__ float scale(int) const {
-        float total = 0.0f;
-#pragma unroll
-        for (int w = 0; w < WARPS; w++) total += warpSums[w];
-        return 1.0f / sqrtf(total / k + eps);
-    }
+    __device__ __forceinline__ float scale(int) const { return inverse_rms(warpSums, k, eps); }
 };
 
 // Loads in flight per thread and batch: eight 16-byte loads for one row; four for up to eight rows (whose
@@ -1789,11 +1792,7 @@ struct NormPrologue {
 
     // What the epilogue multiplies row r's column sums by.
     __device__ __forceinline__ float scale(int r) const {
-        if (!deferred()) return 1.0f;
-        float total = 0.0f;
-#pragma unroll
-        for (int w = 0; w < WARPS; w++) total += partials[r * WARPS + w];
-        return 1.0f / sqrtf(total / k + eps);
+        return deferred() ? inverse_rms(partials + r * WARPS, k, eps) : 1.0f;
     }
 
     __device__ __forceinline__ void operator()() const {
