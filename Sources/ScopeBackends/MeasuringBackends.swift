@@ -59,8 +59,16 @@ public enum MeasuringBackends {
         }
     }
 
-    /// The sweep to run when none is given: the GPU default where a GPU engine is available, else the CPU one.
-    public static var defaultPlan: SweepPlan {
-        BackendRegistry.names.first { $0 != "cpu" }.map(SweepPlan.gpuDefault) ?? .cpuDefault
+    /// The sweep to run when no model is given, for the backends named: the GPU default for the first GPU engine
+    /// named (or, where none is named, or only the torch peer, for this machine's GPU engine if it has one), the CPU
+    /// default otherwise. A default that includes the torch peer searches no longest context (the peer cannot).
+    public static func defaultPlan(for backends: [String]) -> SweepPlan {
+        let machineEngine = BackendRegistry.names.first { $0 != "cpu" }
+        let engines = backends.map { $0 == native ? machineEngine ?? "cpu" : $0 }
+            .filter { $0 != TorchMeasurer.backendName }
+        let engine = engines.isEmpty ? machineEngine : engines.first { $0 != "cpu" }
+        var plan = engine.map(SweepPlan.gpuDefault) ?? .cpuDefault
+        if backends.contains(TorchMeasurer.backendName) { plan.maxContext = false }
+        return plan
     }
 }

@@ -111,15 +111,26 @@ public struct PlanOptions: ParsableArguments {
         }
     }
 
-    /// The plan the flags or the spec file describe; `fallback` when neither names a model.
-    public func plan(fallback: SweepPlan) throws -> SweepPlan {
+    /// The plan the flags or the spec file describe. Without a model, `defaults(backends)` gives the models and
+    /// contexts (the default sweep for the backends named, or for this machine where none is), and the other flags
+    /// given apply over it: backends, weight types, the protocol, the memory limit and --max-context.
+    public func plan(defaults: ([String]) -> SweepPlan) throws -> SweepPlan {
         if let spec {
             guard let data = FileManager.default.contents(atPath: spec) else {
                 throw ScopeError("cannot read spec file '\(spec)'")
             }
             return try SweepSpecFile.parse(String(decoding: data, as: UTF8.self), file: spec)
         }
-        guard !models.isEmpty else { return fallback }
+        guard !models.isEmpty else {
+            var plan = defaults(backends)
+            if !backends.isEmpty { plan.backends = backends }
+            if !dtypes.isEmpty { plan.dtypes = dtypes }
+            if protocolOptions.isCustomised { plan.settings = try protocolOptions.settings() }
+            if let limit = try protocolOptions.limit() { plan.memoryLimit = limit }
+            if maxContext { plan.maxContext = true }
+            return plan
+        }
+        let fallback = defaults([])  // this machine's backends and weight types where none are given
         return SweepPlan(
             models: models, contexts: try SizeParsing.tokenList(context ?? "512..4k"),
             batches: try batch.map { try SizeParsing.tokenList($0, what: "batch size") } ?? [1],

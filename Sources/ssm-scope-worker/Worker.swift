@@ -30,7 +30,7 @@ struct WorkerSweep: ParsableCommand {
     var resume = false
 
     func run() throws {
-        let plan = MeasuringBackends.resolve(try planOptions.plan(fallback: MeasuringBackends.defaultPlan))
+        let plan = MeasuringBackends.resolve(try planOptions.plan(defaults: MeasuringBackends.defaultPlan(for:)))
         try MeasuringBackends.validate(plan)
         var skip = Set<String>()
         if resume {

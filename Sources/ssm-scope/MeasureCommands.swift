@@ -35,7 +35,7 @@ struct SweepCommand: ParsableCommand {
     @OptionGroup var store: StoreOptions
 
     func run() throws {
-        let plan = try planOptions.plan(fallback: MeasuringBackends.defaultPlan)
+        let plan = try planOptions.plan(defaults: MeasuringBackends.defaultPlan(for:))
         let outcome = try SweepExecution.execute(plan: plan, database: store.db, resume: resume,
                                                  quiet: planOptions.protocolOptions.quiet)
         let store = outcome.store

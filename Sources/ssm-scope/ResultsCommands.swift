@@ -183,7 +183,7 @@ struct CompareCommand: ParsableCommand {
 
     /// Measures the plan on its two backends in one run, then prints them side by side per weight type.
     private func measureBackends() throws {
-        let plan = MeasuringBackends.resolve(try planOptions.plan(fallback: MeasuringBackends.defaultPlan))
+        let plan = MeasuringBackends.resolve(try planOptions.plan(defaults: MeasuringBackends.defaultPlan(for:)))
         guard plan.backends.count == 2 else {
             throw ScopeError("compare measures two backends; give --backend twice (e.g. --backend native --backend "
                 + "torch), not \(plan.backends.count)")

@@ -14,4 +14,16 @@ import Testing
         #expect(throws: expected) { _ = try BackendRegistry.make("cuda", memoryLimit: nil) }
         #expect(BackendRegistry.unavailable("cpu") == nil && BackendRegistry.unavailable("torch") == nil)
     }
+
+    /// With no model, the default sweep follows the backends asked for, so that the backend named is the one checked
+    /// (and measured), not this machine's default.
+    @Test func theDefaultSweepFollowsTheBackendsNamed() {
+        #expect(MeasuringBackends.defaultPlan(for: ["cpu"]) == .cpuDefault)
+        #expect(MeasuringBackends.defaultPlan(for: ["cuda"]) == .gpuDefault(backend: "cuda"))
+        #expect(MeasuringBackends.defaultPlan(for: ["cpu", "cuda"]) == .gpuDefault(backend: "cuda"))
+        let peer = MeasuringBackends.defaultPlan(for: ["native", "torch"])
+        #expect(!peer.maxContext, "the torch peer cannot search a longest context")
+        #expect(peer.models == (BackendRegistry.names.contains("cuda") ? SweepPlan.gpuDefault(backend: "cuda").models
+                                                                       : SweepPlan.cpuDefault.models))
+    }
 }

@@ -74,6 +74,12 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: path("e.sqlite")), "run writes nothing for a rejected plan")
         let resume = try run("sweep", "--model", "tiny-llama", "--context", "64", "--resume", "--db", "d.sqlite")
         #expect(resume.status != 0 && resume.stderr.contains("nothing to resume"))
+        // Without a model the default sweep runs, under the flags given: a bad backend or weight type stops it too.
+        let backend = try run("sweep", "--backend", "nosuch", "--db", "f.sqlite")
+        #expect(backend.status != 0 && backend.stderr.contains("unknown backend 'nosuch'"))
+        let dtype = try run("sweep", "--dtype", "fp8", "--db", "f.sqlite")
+        #expect(dtype.status != 0 && dtype.stderr.contains("dtype 'fp8' cannot be measured"))
+        #expect(!FileManager.default.fileExists(atPath: path("f.sqlite")), "nothing is written for a rejected plan")
         let missing = try run("results", "list", "--db", "nope.sqlite")
         #expect(missing.status != 0 && missing.stderr.contains("no results file at nope.sqlite"))
     }
